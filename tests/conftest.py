@@ -1,0 +1,21 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED_CIFAR10 = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
+
+# Two cores: keep each test process from fighting itself (and a background training run).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def shared_cifar10():
+    if not SHARED_CIFAR10.is_dir():
+        pytest.skip(f"{SHARED_CIFAR10} is absent; the shared CIFAR-10 JPEG copy is needed")
+    return SHARED_CIFAR10

@@ -1,0 +1,98 @@
+"""Command line: ``python -m vitrm train | evaluate | predict``.
+
+Errors a user can cause (a wrong path, a bad config, an unreadable image) print one line
+and exit with status 2; ``--debug`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _train(args) -> None:
+    from .train import load_train_config, train
+    overrides = list(args.set or [])
+    for key in ("data", "data_dir", "out", "epochs", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_train_config(args.config, overrides)
+    if args.resume and args.out is None and args.config is None:
+        raise ValueError("--resume needs --out (the run directory) or the run's config")
+    train(cfg, resume=args.resume, progress=not args.quiet)
+
+
+def _evaluate(args) -> None:
+    from .evaluate import evaluate_cli
+    evaluate_cli(args)
+
+
+def _predict(args) -> None:
+    from .evaluate import predict_cli
+    if not predict_cli(args):
+        sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vitrm", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model with deep supervision")
+    t.add_argument("config", nargs="?", help="YAML or JSON config (see configs/)")
+    t.add_argument("--data", help="cifar10, cifar100 or imagefolder:PATH")
+    t.add_argument("--data-dir", dest="data_dir", help="where torchvision datasets live")
+    t.add_argument("--out", help="run directory; it becomes the checkpoint")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model.dim=96 --set augment.mixup_alpha=0.8")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="per-step metrics into the checkpoint's metrics.json")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True, help="cifar10, cifar100 or imagefolder:PATH")
+    e.add_argument("--data-dir", dest="data_dir", default="data")
+    e.add_argument("--split", default="test", choices=["test", "train"])
+    e.add_argument("--max-steps", dest="max_steps", type=int, default=None,
+                   help="evaluate steps 1..N (default: 2x the trained count)")
+    e.add_argument("--limit", type=int, default=None, help="only the first N images (a fixed subset)")
+    e.add_argument("--subset-size", dest="subset_size", type=int, default=1000,
+                   help="also record figures on this fixed subset, for quick checks (0: off)")
+    e.add_argument("--batch-size", dest="batch_size", type=int, default=500)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes at every step for each image")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--steps", type=int, default=None, help="default: the trained count")
+    p.add_argument("--top-k", dest="top_k", type=int, default=3)
+    p.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into a clean exit
+        if args.debug:
+            raise
+        from .errors import is_user_error
+        if is_user_error(e):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

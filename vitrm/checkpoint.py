@@ -1,0 +1,244 @@
+"""The checkpoint directory format: safetensors plus JSON, written atomically, loaded safely.
+
+    DIR/model.safetensors   weights (EMA weights when training used EMA)
+    DIR/config.json         ViTRMConfig: architecture, class names, normalization, trained steps
+    DIR/metrics.json        written by ``python -m vitrm evaluate``
+    DIR/predictions.csv     per-image table, written by evaluate
+    DIR/train_log.csv       one row per epoch, written by train
+    DIR/README.md           model card
+
+Loading never unpickles: only safetensors and JSON are read, and ``config.json`` is
+validated (types, ranges, unknown keys, a parameter budget) before any weight is allocated,
+so a hostile checkpoint can neither run code nor exhaust memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import ViTRM, ViTRMConfig, num_parameters
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used. The message names the file and what is wrong."""
+
+
+# --------------------------------------------------------------------------- building
+
+def build_model(config: ViTRMConfig) -> torch.nn.Module:
+    from .baselines import CompactCNN, ViT
+    archs = {"vitrm": ViTRM, "vit": ViT, "cnn": CompactCNN}
+    if config.arch not in archs:
+        raise CheckpointError(f"unknown architecture {config.arch!r}; expected one of {sorted(archs)}")
+    return archs[config.arch](config)
+
+
+def estimate_parameters(cfg: ViTRMConfig) -> int:
+    """Parameter count from the config alone, to refuse huge models before allocating them."""
+    if cfg.arch == "cnn":
+        w = (cfg.in_channels,) + tuple(cfg.cnn_widths)
+        return sum(9 * a * b * 2 + b * b for a, b in zip(w[:-1], w[1:])) + w[-1] * cfg.num_classes
+    d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+    per_layer = 4 * d * d + 2 * d * hidden + 10 * d
+    tokens = cfg.num_tokens * d * (3 if cfg.arch == "vitrm" else 1)
+    stem = cfg.in_channels * d * cfg.patch_size ** 2 + 9 * d * d
+    return cfg.layers * per_layer + tokens + stem + d * (cfg.num_classes + 2)
+
+
+# --------------------------------------------------------------------------- config validation
+
+_INT_RANGES = {
+    "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
+    "patch_size": (1, 256), "dim": (4, 4096), "heads": (1, 64), "layers": (1, 512),
+    "latent_updates": (0, 64), "trained_steps": (1, 1024),
+}
+
+
+def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
+    """Validate untrusted JSON and build a ViTRMConfig, or raise CheckpointError."""
+    def bad(msg):
+        return CheckpointError(f"{source}: {msg}")
+
+    if not isinstance(raw, dict):
+        raise bad(f"expected a JSON object, got {type(raw).__name__}")
+    unknown = set(raw) - ViTRMConfig.field_names()
+    if unknown:
+        raise bad(f"unknown keys {sorted(unknown)}")
+    for key, (lo, hi) in _INT_RANGES.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise bad(f"{key} must be an integer, got {v!r}")
+            if not lo <= v <= hi:
+                raise bad(f"{key}={v} is outside the allowed range {lo}..{hi}")
+    for key in ("arch", "tokenizer", "combine"):
+        if key in raw and not isinstance(raw[key], str):
+            raise bad(f"{key} must be a string, got {raw[key]!r}")
+    for key in ("mlp_ratio", "dropout"):
+        if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool)):
+            raise bad(f"{key} must be a number, got {raw[key]!r}")
+    if not 0 < float(raw.get("mlp_ratio", 2.0)) <= 16:
+        raise bad("mlp_ratio must be in (0, 16]")
+    if not 0 <= float(raw.get("dropout", 0.0)) < 1:
+        raise bad("dropout must be in [0, 1)")
+    for key, typ in (("class_names", str), ("mean", (int, float)), ("std", (int, float)), ("cnn_widths", int)):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, list) or not all(isinstance(e, typ) and not isinstance(e, bool) for e in v):
+                raise bad(f"{key} must be a list of {getattr(typ, '__name__', 'numbers')}")
+            if len(v) > 100_000:
+                raise bad(f"{key} is too long")
+    if "cnn_widths" in raw and not all(1 <= w <= 4096 for w in raw["cnn_widths"]):
+        raise bad("cnn_widths must be between 1 and 4096")
+    cfg = ViTRMConfig(**raw)
+    if len(cfg.class_names) != cfg.num_classes:
+        raise bad(f"class_names has {len(cfg.class_names)} names but num_classes is {cfg.num_classes}")
+    if len(cfg.mean) != cfg.in_channels or len(cfg.std) != cfg.in_channels:
+        raise bad(f"mean and std need {cfg.in_channels} values each")
+    if any(s <= 0 for s in cfg.std):
+        raise bad("std values must be positive")
+    if cfg.arch != "cnn":
+        if cfg.image_size % cfg.patch_size:
+            raise bad(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+        if cfg.dim % cfg.heads:
+            raise bad(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
+        if cfg.tokenizer == "conv" and cfg.patch_size & (cfg.patch_size - 1):
+            raise bad("the conv tokenizer needs patch_size to be a power of two")
+    if cfg.arch not in ("vitrm", "vit", "cnn"):
+        raise bad(f"unknown architecture {cfg.arch!r}")
+    if cfg.tokenizer not in ("patch", "conv"):
+        raise bad(f"unknown tokenizer {cfg.tokenizer!r}")
+    if cfg.combine not in ("concat", "add"):
+        raise bad(f"unknown combine {cfg.combine!r}")
+    estimate = estimate_parameters(cfg)
+    if estimate > MAX_PARAMETERS:
+        raise bad(f"the config asks for about {estimate:,} parameters, over the limit of {MAX_PARAMETERS:,}")
+    return cfg
+
+
+def read_config(path: str | os.PathLike) -> ViTRMConfig:
+    path = Path(path)
+    file = path / CONFIG
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing config.json")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+    return config_from_dict(raw, str(file))
+
+
+# --------------------------------------------------------------------------- loading
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a checkpoint directory into a ready model in eval mode.
+
+    Reads only ``config.json`` and ``model.safetensors``. Raises ``CheckpointError`` for a
+    missing directory or file, invalid config, corrupt or mismatched weights, or a directory
+    that holds only pickles (which are never opened).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory")
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"{weights}: missing. The directory holds only pickle files ({', '.join(pickles)}), "
+                "which are never loaded because unpickling can run arbitrary code. "
+                "Convert them to safetensors in a trusted environment.")
+        raise CheckpointError(f"{weights}: missing model.safetensors")
+    config = read_config(path)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: corrupt or truncated safetensors file ({e})") from None
+    model = build_model(config)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: weights do not match config.json "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    for k, v in expected.items():
+        if state[k].shape != v.shape or state[k].dtype != v.dtype:
+            raise CheckpointError(f"{weights}: tensor {k!r} has shape {tuple(state[k].shape)} "
+                                  f"{state[k].dtype}, config.json implies {tuple(v.shape)} {v.dtype}")
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- saving
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into the directory ``path``.
+
+    Each file is written to a temporary file beside it, fsynced and renamed over the old
+    one, so a crash at any moment leaves the old or the new file, never a half-written one.
+    The weights go first: they are validated against the config on load, so a crash between
+    the two renames is detected rather than silently mixing versions. Other files in the
+    directory (metrics, logs, the model card) are kept.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    save_tensors(model.state_dict(), path / WEIGHTS,
+                 metadata={"arch": config.arch, "parameters": str(num_parameters(model))})
+    atomic_write_json(path / CONFIG, config.to_dict())
+    return path
+
+
+def read_metrics(path: str | os.PathLike) -> dict | None:
+    file = Path(path) / METRICS
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e})") from None

@@ -1,0 +1,150 @@
+"""Any image file -> an RGB PIL image, or an error message fit to show an end user.
+
+Uploads come from phones, scanners and the web, so this module is strict about what it
+accepts and explicit about why it refuses:
+
+* The pixel limit ``MAX_PIXELS`` is checked from the header, before any pixel is decoded,
+  so a decompression bomb never allocates its full size.
+* Only raster formats Pillow decodes natively are accepted (PNG, JPEG, WebP, BMP, TIFF, GIF).
+  SVG, PDF and anything else are refused by name.
+* EXIF orientation is applied, CMYK and 16-bit images are converted, transparency is
+  composited on white, and only the first frame of an animation is used.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000           # about 7000x7000; larger files are refused unread
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+
+
+class InvalidImageError(ValueError):
+    """The input is not an image this tool can read. ``str(e)`` is safe to show a user."""
+
+
+def _read_bytes(source: Source) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "the uploaded data"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = path.name
+        if not path.exists():
+            raise InvalidImageError(f"{name}: no such file")
+        if not path.is_file():
+            raise InvalidImageError(f"{name}: not a file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidImageError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
+        return path.read_bytes(), name
+    if hasattr(source, "read"):
+        name = Path(getattr(source, "name", "the uploaded file") or "the uploaded file").name
+        data = source.read(MAX_FILE_BYTES + 1)
+        if not isinstance(data, (bytes, bytearray)):
+            raise InvalidImageError(f"{name}: expected a binary file, got text")
+        if len(data) > MAX_FILE_BYTES:
+            raise InvalidImageError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
+        return bytes(data), name
+    raise InvalidImageError(f"cannot read an image from a {type(source).__name__}")
+
+
+def _sniff_non_image(data: bytes) -> str | None:
+    head = data[:1024].lstrip()
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith(b"PK\x03\x04"):
+        return "a ZIP archive"
+    low = head.lower()
+    if low.startswith(b"<?xml") or b"<svg" in low:
+        return "an SVG or XML file (vector images are not supported)"
+    if low.startswith(b"<!doctype html") or low.startswith(b"<html"):
+        return "an HTML page"
+    return None
+
+
+def load_image(source: Source) -> Image.Image:
+    """Return an RGB ``PIL.Image`` from a path, bytes or binary file object.
+
+    Raises ``InvalidImageError`` for anything that is not a supported image, including
+    empty, truncated or random bytes, documents under an image name, and images over
+    ``MAX_PIXELS`` pixels.
+    """
+    data, name = _read_bytes(source)
+    if not data:
+        raise InvalidImageError(f"{name}: the file is empty")
+    kind = _sniff_non_image(data)
+    if kind:
+        raise InvalidImageError(f"{name}: this is {kind}, not an image. Use PNG, JPEG, WebP, BMP, TIFF or GIF.")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and at 2x errors) about bombs; we enforce our own limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
+            width, height = im.size
+            if width < 1 or height < 1:
+                raise InvalidImageError(f"{name}: the image has no pixels ({width}x{height})")
+            if width * height > MAX_PIXELS:
+                raise InvalidImageError(
+                    f"{name}: the image is {width}x{height} pixels, over the limit of "
+                    f"{MAX_PIXELS:,} pixels. Resize it and try again.")
+            im.seek(0)          # first frame of an animation
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"{name}: not a recognised image file. Use PNG, JPEG, WebP, BMP, TIFF or GIF.") from None
+    except Image.DecompressionBombError:
+        raise InvalidImageError(f"{name}: the image is too large to open safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
+        raise InvalidImageError(f"{name}: the image file is damaged or truncated ({_short(e)})") from None
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:120]
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grey: scale to 8 bits by the actual range, not by clipping at 255.
+        import numpy as np
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        im = Image.fromarray(a.round().astype("uint8"), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "RGB" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    if im.mode == "F":
+        im = im.convert("L")
+    return im.convert("RGB")
+
+
+def to_model_input(image: Image.Image, size: int) -> torch.Tensor:
+    """RGB uint8 tensor [3, size, size]: shorter side resized to ``size``, centre square kept."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}; use vitrm.load_image first")
+    image = image.convert("RGB")
+    w, h = image.size
+    if (w, h) != (size, size):
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        image = image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).contiguous()

@@ -1,0 +1,426 @@
+"""Training with deep supervision: the loop, the schedule, EMA, resume and DDP.
+
+The heart of it, as in TRM, is a few lines in ``train_one_epoch``::
+
+    logits, halt = model(images, deep_supervision=True)     # [S, B, C], [S, B]; state detached between steps
+    loss = mean over steps of  CE(logits_s, target) + w * BCE(halt_s, [argmax logits_s == label])
+
+Everything a run needs to continue after SIGKILL is written atomically at the end of every
+epoch into the output directory, without pickle:
+
+    model.safetensors + config.json   the model to use (EMA weights when EMA is on)
+    train_state.safetensors           raw weights, optimizer moments
+    train_state.json                  epoch, scheduler, optimizer hyper-parameters
+    train_config.json                 the resolved training config; --resume reuses it
+    train_log.csv                     one row per finished epoch
+
+Randomness is reseeded from (seed, epoch) at the start of every epoch, so a resumed run
+replays the same epochs as an uninterrupted one, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .data import AugmentConfig, AugmentedImages, DataError, Split, batch_mix, check_spec, image_transform, \
+    load_split, normalize, train_val_split
+from .model import ViTRMConfig, num_parameters
+
+STATE_WEIGHTS = "train_state.safetensors"
+STATE_JSON = "train_state.json"
+TRAIN_CONFIG = "train_config.json"
+LOG = "train_log.csv"
+LOG_FIELDS = ["epoch", "train_loss", "train_ce", "train_halt_bce", "train_top1", "val_top1", "test_top1",
+              "lr", "epoch_seconds", "wall_seconds", "images_per_second"]
+
+
+class ConfigError(ValueError):
+    """A training config is malformed; the message names the key."""
+
+
+@dataclass
+class TrainConfig:
+    model: ViTRMConfig = field(default_factory=ViTRMConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: str = "cifar10"
+    data_dir: str = "data"
+    download: bool = False
+    cache_dir: str = str(Path.home() / ".cache" / "vitrm")
+    out: str = "runs/vitrm"
+    val_size: int = 5000            # held out from train; every model choice is made on it
+    epochs: int = 100
+    batch_size: int = 128           # global batch, split across DDP ranks
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 5.0
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999        # 0 turns EMA off
+    halt_loss_weight: float = 0.5
+    no_grad_steps: int = 0          # TRM-style steps without gradient before each supervised step
+    eval_test: bool = True          # log test accuracy every epoch (never used to choose anything)
+    eval_batch_size: int = 500
+    threads: int = 0                # torch CPU threads; 0 keeps torch's default
+    workers: int = 0                # DataLoader workers
+    seed: int = 0
+    amp: bool = True                # bfloat16 autocast, only where a GPU is present
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _from_dict(cls, raw: dict, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
+    kwargs = {}
+    for key, value in raw.items():
+        default = getattr(cls(), key)
+        name = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _from_dict(type(default), value, name)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r}")
+            kwargs[key] = value
+        elif isinstance(default, int):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            kwargs[key] = value
+        elif isinstance(default, float):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            kwargs[key] = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string, got {value!r}")
+            kwargs[key] = value
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _set_dotted(raw: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML or JSON config and apply ``KEY=VALUE`` overrides (values parsed as YAML)."""
+    import yaml
+    raw: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            text = p.read_text(encoding="utf-8")
+            raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ConfigError(f"{p}: cannot parse ({str(e).splitlines()[0]})") from None
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    cfg = _from_dict(TrainConfig, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size}
+    for key, v in positive.items():
+        if v < 1:
+            raise ConfigError(f"{key} must be at least 1, got {v}")
+    if cfg.epochs > 100_000 or cfg.batch_size > 1_000_000:
+        raise ConfigError("epochs or batch_size is absurdly large")
+    if not 0 < cfg.lr < 10:
+        raise ConfigError(f"lr must be in (0, 10), got {cfg.lr}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.no_grad_steps < 0 or cfg.model.trained_steps % (cfg.no_grad_steps + 1):
+        raise ConfigError("model.trained_steps must be a multiple of no_grad_steps + 1")
+    if cfg.val_size < 0 or cfg.threads < 0 or cfg.workers < 0:
+        raise ConfigError("val_size, threads and workers must not be negative")
+    try:
+        ckpt.config_from_dict(cfg.model.to_dict() | {"class_names": list(cfg.model.class_names),
+                                                      "mean": list(cfg.model.mean), "std": list(cfg.model.std),
+                                                      "cnn_widths": list(cfg.model.cnn_widths)}, "model")
+    except ckpt.CheckpointError as e:
+        raise ConfigError(str(e)) from None
+
+
+# --------------------------------------------------------------------------- distributed
+
+def _dist_env() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if world > 1 else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- state on disk
+
+def _save_state(out: Path, model, ema, optimizer, scheduler, epoch: int, wall: float, log_rows: list[dict]):
+    raw = model.module if isinstance(model, DistributedDataParallel) else model
+    tensors = {f"model.{k}": v for k, v in raw.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, st in opt["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{idx}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    ckpt.save_tensors(tensors, out / STATE_WEIGHTS)
+    ckpt.atomic_write_json(out / STATE_JSON, {
+        "epoch": epoch, "wall_seconds": wall, "param_groups": opt["param_groups"],
+        "scheduler": scheduler.state_dict()})
+    # The model people use: EMA weights when EMA is on.
+    ckpt.save(ema.module if ema is not None else raw, out)
+    _write_log(out, log_rows)
+
+
+def _load_state(out: Path, model, ema, optimizer, scheduler) -> tuple[int, float]:
+    from safetensors.torch import load_file
+    meta = json.loads((out / STATE_JSON).read_text())
+    tensors = load_file(str(out / STATE_WEIGHTS))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    return meta["epoch"], meta["wall_seconds"]
+
+
+def _write_log(out: Path, rows: list[dict]):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    ckpt.atomic_write_bytes(out / LOG, buf.getvalue().encode())
+
+
+def read_log(out: Path) -> list[dict]:
+    file = Path(out) / LOG
+    if not file.is_file():
+        return []
+    with open(file, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- the loop
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig):
+    # No weight decay on norms, biases, positional embeddings and initial states.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n and "init" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n and "init" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, iters_per_epoch: int):
+    total = cfg.epochs * iters_per_epoch
+    warmup = min(max(1, round(cfg.warmup_epochs * iters_per_epoch)), total - 1) if total > 1 else 0
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=cfg.min_lr)
+    if warmup == 0:
+        return cosine
+    linear = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+
+
+def supervision_loss(logits, halt, targets, labels, cfg: TrainConfig):
+    """Mean over supervised steps of cross-entropy plus the halting BCE.
+
+    ``targets`` are class probabilities (soft under MixUp/CutMix); ``labels`` the hard labels
+    used to decide whether a step's answer is right, which is what the halting head predicts.
+    """
+    S = logits.shape[0]
+    ce = sum(F.cross_entropy(logits[s], targets, label_smoothing=cfg.label_smoothing) for s in range(S)) / S
+    if halt is None:
+        return ce, ce, torch.zeros(())
+    correct = (logits.argmax(-1) == labels).float()
+    bce = F.binary_cross_entropy_with_logits(halt, correct)
+    return ce + cfg.halt_loss_weight * bce, ce, bce
+
+
+@torch.no_grad()
+def accuracy(model, split: Split, cfg: TrainConfig, device, steps: int | None = None) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(split), cfg.eval_batch_size):
+        images = normalize(split.images[i:i + cfg.eval_batch_size].to(device), cfg.model.mean, cfg.model.std)
+        with _autocast(device, cfg):
+            logits = model(images, steps)
+        correct += (logits.argmax(-1).cpu() == split.labels[i:i + cfg.eval_batch_size]).sum().item()
+    return correct / max(1, len(split))
+
+
+def _autocast(device, cfg):
+    enabled = cfg.amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def prepare_output(cfg: TrainConfig, resume: bool) -> Path:
+    """Check everything that can be checked before a single file is written."""
+    out = Path(cfg.out)
+    if resume:
+        if not (out / STATE_JSON).is_file():
+            raise ConfigError(f"{out}: nothing to resume (no {STATE_JSON}); start without --resume")
+    elif (out / STATE_JSON).is_file() or (out / ckpt.WEIGHTS).is_file():
+        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory")
+    check_spec(cfg.data, cfg.data_dir, cfg.download)
+    return out
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a run into ``cfg.out`` and return that directory."""
+    if resume:
+        saved = Path(cfg.out) / TRAIN_CONFIG
+        if saved.is_file():
+            cfg = _from_dict(TrainConfig, json.loads(saved.read_text()), "")
+    out = prepare_output(cfg, resume)
+    rank, world, device = _dist_env()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+
+    train_split = load_split(cfg.data, "train", cfg.data_dir, cfg.model.image_size, cfg.cache_dir, cfg.download)
+    test_split = load_split(cfg.data, "test", cfg.data_dir, cfg.model.image_size, cfg.cache_dir, cfg.download) \
+        if cfg.eval_test else None
+    if len(train_split.class_names) != cfg.model.num_classes:
+        cfg.model = dataclasses.replace(cfg.model, num_classes=len(train_split.class_names),
+                                        class_names=train_split.class_names)
+    else:
+        cfg.model = dataclasses.replace(cfg.model, class_names=train_split.class_names)
+    train_split, val_split = train_val_split(train_split, cfg.val_size)
+    if len(train_split) < cfg.batch_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(train_split)} training images")
+
+    torch.manual_seed(cfg.seed)
+    model = ckpt.build_model(cfg.model).to(device)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay > 0 else None)
+    optimizer = make_optimizer(model, cfg)
+
+    sampler = DistributedSampler(AugmentedImages(train_split), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(AugmentedImages(train_split, image_transform(cfg.augment, cfg.model.image_size)),
+                        batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    scheduler = make_scheduler(optimizer, cfg, len(loader))
+    mix = batch_mix(cfg.augment, cfg.model.num_classes)
+
+    start_epoch, wall_before, log_rows = 0, 0.0, []
+    if resume:
+        start_epoch, wall_before = _load_state(out, model, ema, optimizer, scheduler)
+        log_rows = [r for r in read_log(out) if int(r["epoch"]) <= start_epoch]
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_json(out / TRAIN_CONFIG, cfg.to_dict())
+    ddp = DistributedDataParallel(model) if world > 1 else model
+
+    if rank == 0 and progress:
+        print(f"training {cfg.model.arch} with {num_parameters(model):,} parameters on {len(train_split):,} images "
+              f"({device}, {world} process{'es' if world > 1 else ''}); epochs {start_epoch + 1}..{cfg.epochs}")
+    t_start = time.time()
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        # Reseeding from (seed, epoch) makes a resumed epoch identical to an uninterrupted one.
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
+        sampler.set_epoch(epoch)
+        ddp.train()
+        t0 = time.time()
+        sums = {"loss": 0.0, "ce": 0.0, "bce": 0.0, "correct": 0, "seen": 0}
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (progress and rank == 0),
+                   unit="batch", dynamic_ncols=True, mininterval=2.0)
+        for images, labels in bar:
+            images, labels = images.to(device, non_blocking=True), labels.to(device)
+            targets = F.one_hot(labels, cfg.model.num_classes).float()
+            if mix is not None:
+                images, targets = mix(images, labels)
+            images = normalize(images, cfg.model.mean, cfg.model.std)
+            hard = targets.argmax(-1)
+            with _autocast(device, cfg):
+                logits, halt = ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
+                                   deep_supervision=True, no_grad_steps=cfg.no_grad_steps)
+            logits = logits.float()
+            loss, ce, bce = supervision_loss(logits, None if halt is None else halt.float(), targets, hard, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            n = len(labels)
+            sums["loss"] += loss.item() * n; sums["ce"] += ce.item() * n; sums["bce"] += bce.item() * n
+            sums["correct"] += (logits[-1].argmax(-1) == hard).sum().item(); sums["seen"] += n
+            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}",
+                            img_s=f"{sums['seen'] * world / (time.time() - t0):.0f}", refresh=False)
+        bar.close()
+        epoch_seconds = time.time() - t0
+        if rank == 0:
+            eval_model = ema.module if ema is not None else model
+            row = {"epoch": epoch,
+                   "train_loss": sums["loss"] / sums["seen"], "train_ce": sums["ce"] / sums["seen"],
+                   "train_halt_bce": sums["bce"] / sums["seen"], "train_top1": sums["correct"] / sums["seen"],
+                   "val_top1": accuracy(eval_model, val_split, cfg, device) if val_split else "",
+                   "test_top1": accuracy(eval_model, test_split, cfg, device) if test_split else "",
+                   "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(epoch_seconds, 2),
+                   "wall_seconds": round(wall_before + time.time() - t_start, 2),
+                   "images_per_second": round(sums["seen"] * world / epoch_seconds, 1)}
+            log_rows.append(row)
+            _save_state(out, model, ema, optimizer, scheduler, epoch, row["wall_seconds"], log_rows)
+            if progress:
+                print(f"epoch {epoch}: loss {row['train_loss']:.4f} train {row['train_top1']:.4f} "
+                      f"val {row['val_top1'] if row['val_top1'] == '' else round(row['val_top1'], 4)} "
+                      f"test {row['test_top1'] if row['test_top1'] == '' else round(row['test_top1'], 4)} "
+                      f"({epoch_seconds:.0f} s)", flush=True)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return out
