@@ -12,6 +12,7 @@ count as one step: ``steps`` must be 1 or None, and a trace has S = 1 and no hal
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import torch
 import torch.nn as nn
@@ -29,7 +30,7 @@ class _OneStep:
     config: ViTRMConfig
 
     def _check_steps(self, steps):
-        if steps not in (None, 1):
+        if steps is not None and (not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps != 1):
             raise ValueError(f"{self.config.arch} is not recursive: steps must be 1, got {steps!r}")
 
     def forward(self, images, steps=None, deep_supervision=False, no_grad_steps=0):

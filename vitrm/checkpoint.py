@@ -15,12 +15,13 @@ so a hostile checkpoint can neither run code nor exhaust memory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import ViTRM, ViTRMConfig, num_parameters
@@ -29,6 +30,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
+MAX_CONFIG_BYTES = 16 * 2**20     # config.json is read whole; a larger one is not a config
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
@@ -101,9 +103,18 @@ def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
                 raise bad(f"{key} must be a list of {getattr(typ, '__name__', 'numbers')}")
             if len(v) > 100_000:
                 raise bad(f"{key} is too long")
-    if "cnn_widths" in raw and not all(1 <= w <= 4096 for w in raw["cnn_widths"]):
-        raise bad("cnn_widths must be between 1 and 4096")
+    if "cnn_widths" in raw and not (raw["cnn_widths"] and all(1 <= w <= 4096 for w in raw["cnn_widths"])):
+        raise bad("cnn_widths must be a non-empty list of widths between 1 and 4096")
+    for key in ("mean", "std"):
+        if key in raw and not all(math.isfinite(v) for v in raw[key]):
+            raise bad(f"{key} values must be finite numbers")
     cfg = ViTRMConfig(**raw)
+    if cfg.arch not in ("vitrm", "vit", "cnn"):
+        raise bad(f"unknown architecture {cfg.arch!r}; expected one of ['cnn', 'vit', 'vitrm']")
+    if cfg.tokenizer not in ("patch", "conv"):
+        raise bad(f"unknown tokenizer {cfg.tokenizer!r}")
+    if cfg.combine not in ("concat", "add"):
+        raise bad(f"unknown combine {cfg.combine!r}")
     if len(cfg.class_names) != cfg.num_classes:
         raise bad(f"class_names has {len(cfg.class_names)} names but num_classes is {cfg.num_classes}")
     if len(cfg.mean) != cfg.in_channels or len(cfg.std) != cfg.in_channels:
@@ -115,14 +126,10 @@ def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
             raise bad(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
         if cfg.dim % cfg.heads:
             raise bad(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
-        if cfg.tokenizer == "conv" and cfg.patch_size & (cfg.patch_size - 1):
-            raise bad("the conv tokenizer needs patch_size to be a power of two")
-    if cfg.arch not in ("vitrm", "vit", "cnn"):
-        raise bad(f"unknown architecture {cfg.arch!r}")
-    if cfg.tokenizer not in ("patch", "conv"):
-        raise bad(f"unknown tokenizer {cfg.tokenizer!r}")
-    if cfg.combine not in ("concat", "add"):
-        raise bad(f"unknown combine {cfg.combine!r}")
+        if cfg.tokenizer == "conv" and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
+            raise bad("the conv tokenizer needs patch_size to be a power of two, at least 2")
+    if cfg.arch == "vitrm" and cfg.latent_updates < 1:
+        raise bad("a ViTRM needs latent_updates of at least 1")
     estimate = estimate_parameters(cfg)
     if estimate > MAX_PARAMETERS:
         raise bad(f"the config asks for about {estimate:,} parameters, over the limit of {MAX_PARAMETERS:,}")
@@ -134,10 +141,14 @@ def read_config(path: str | os.PathLike) -> ViTRMConfig:
     file = path / CONFIG
     if not file.is_file():
         raise CheckpointError(f"{file}: missing config.json")
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{file}: {file.stat().st_size:,} bytes is far too large for a config")
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError) as e:   # ValueError covers JSONDecodeError and 5000-digit ints
         raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{file}: not valid JSON (nested too deeply)") from None
     return config_from_dict(raw, str(file))
 
 
@@ -148,14 +159,15 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
 
     Reads only ``config.json`` and ``model.safetensors``. Raises ``CheckpointError`` for a
     missing directory or file, invalid config, corrupt or mismatched weights, or a directory
-    that holds only pickles (which are never opened).
+    that holds only pickles (which are never opened). Weights saved by ``save`` carry their
+    config; a config.json that differs from it other than in ``class_names`` is refused.
     """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a checkpoint directory")
     weights = path / WEIGHTS
     if not weights.is_file():
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
             raise CheckpointError(
                 f"{weights}: missing. The directory holds only pickle files ({', '.join(pickles)}), "
@@ -164,6 +176,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
         raise CheckpointError(f"{weights}: missing model.safetensors")
     config = read_config(path)
     try:
+        with safe_open(str(weights), framework="pt") as f:
+            saved_with = (f.metadata() or {}).get("config")
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: corrupt or truncated safetensors file ({e})") from None
@@ -177,8 +191,20 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
         if state[k].shape != v.shape or state[k].dtype != v.dtype:
             raise CheckpointError(f"{weights}: tensor {k!r} has shape {tuple(state[k].shape)} "
                                   f"{state[k].dtype}, config.json implies {tuple(v.shape)} {v.dtype}")
+    if saved_with is not None and _comparable(saved_with) != _comparable(json.dumps(config.to_dict())):
+        raise CheckpointError(f"{weights}: saved with a different config.json than the one beside it "
+                              "(an interrupted save, or an edited config.json); only class_names may be edited")
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def _comparable(config_json: str) -> dict | None:
+    """A config as JSON data without class names, which may be relabelled after saving."""
+    try:
+        config = json.loads(config_json)
+    except (ValueError, RecursionError):
+        return None
+    return {k: v for k, v in config.items() if k != "class_names"} if isinstance(config, dict) else None
 
 
 # --------------------------------------------------------------------------- saving
@@ -188,6 +214,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -205,6 +232,7 @@ def atomic_write_json(path: Path, obj) -> None:
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -227,10 +255,16 @@ def save(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    config = model.config
+    config = model.config.to_dict()
+    # The config rides along in the weights' metadata, so that load can tell a crash between
+    # the two renames (new weights, old config.json) from a checkpoint saved as one.
     save_tensors(model.state_dict(), path / WEIGHTS,
-                 metadata={"arch": config.arch, "parameters": str(num_parameters(model))})
-    atomic_write_json(path / CONFIG, config.to_dict())
+                 metadata={"arch": config["arch"], "parameters": str(num_parameters(model)),
+                           "config": json.dumps(config)})
+    text = json.dumps(config, indent=2) + "\n"
+    config_file = path / CONFIG
+    if not (config_file.is_file() and config_file.read_text(encoding="utf-8") == text):
+        atomic_write_bytes(config_file, text.encode())
     return path
 
 

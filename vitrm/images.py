@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -24,7 +23,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000           # about 7000x7000; larger files are refused unread
-ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+# Pillow's JPEG opener also returns the MPO files that phones write, so "MPO" needs no entry
+# (and naming it makes Image.open raise KeyError: MPO has no opener of its own).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
@@ -82,9 +83,6 @@ def load_image(source: Source) -> Image.Image:
     data, name = _read_bytes(source)
     if not data:
         raise InvalidImageError(f"{name}: the file is empty")
-    kind = _sniff_non_image(data)
-    if kind:
-        raise InvalidImageError(f"{name}: this is {kind}, not an image. Use PNG, JPEG, WebP, BMP, TIFF or GIF.")
     try:
         with warnings.catch_warnings():
             # Pillow warns (and at 2x errors) about bombs; we enforce our own limit below.
@@ -104,10 +102,17 @@ def load_image(source: Source) -> Image.Image:
     except InvalidImageError:
         raise
     except UnidentifiedImageError:
+        # Only now say what it is, so an image whose metadata mentions "<svg" still loads.
+        kind = _sniff_non_image(data)
+        if kind:
+            raise InvalidImageError(f"{name}: this is {kind}, not an image. "
+                                    "Use PNG, JPEG, WebP, BMP, TIFF or GIF.") from None
         raise InvalidImageError(f"{name}: not a recognised image file. Use PNG, JPEG, WebP, BMP, TIFF or GIF.") from None
     except Image.DecompressionBombError:
         raise InvalidImageError(f"{name}: the image is too large to open safely") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
+    except Exception as e:  # noqa: BLE001
+        # Decoders fed hostile bytes fail in many ways (OSError, SyntaxError, struct.error,
+        # KeyError, IndexError, ZeroDivisionError...); every one means "this file is unusable".
         raise InvalidImageError(f"{name}: the image file is damaged or truncated ({_short(e)})") from None
 
 
@@ -120,7 +125,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit grey: scale to 8 bits by the actual range, not by clipping at 255.
         import numpy as np
-        a = np.asarray(im, dtype=np.float64)
+        a = np.asarray(im, dtype=np.float32)
         lo, hi = float(a.min()), float(a.max())
         a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
         im = Image.fromarray(a.round().astype("uint8"), "L")
@@ -136,15 +141,20 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def to_model_input(image: Image.Image, size: int) -> torch.Tensor:
-    """RGB uint8 tensor [3, size, size]: shorter side resized to ``size``, centre square kept."""
+    """RGB uint8 tensor [3, size, size]: the centre square, resized to ``size`` (bicubic, antialiased).
+
+    Equivalent to resizing the shorter side to ``size`` and cropping the centre, but the crop
+    is taken first, in the image's own pixels, so a 1x5,000,000 strip costs 32x32, not
+    32x160,000,000. Non-RGB images (grey, 16-bit, alpha, palette) are converted as
+    ``load_image`` converts them.
+    """
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL image, got {type(image).__name__}; use vitrm.load_image first")
-    image = image.convert("RGB")
+    image = _to_rgb(image)
     w, h = image.size
     if (w, h) != (size, size):
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        image = image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        image = image.crop((left, top, left + size, top + size))
+        side = min(w, h)
+        left, top = (w - side) / 2, (h - side) / 2
+        image = image.resize((size, size), Image.Resampling.BICUBIC,
+                             box=(left, top, left + side, top + side), reducing_gap=3.0)
     return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).contiguous()

@@ -34,6 +34,7 @@ run; that is what lets ``steps`` exceed the trained count without the state blow
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
@@ -168,6 +169,8 @@ def make_tokenizer(cfg: ViTRMConfig) -> nn.Module:
     if cfg.tokenizer == "patch":
         return nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
     if cfg.tokenizer == "conv":
+        if cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1):
+            raise ValueError(f"the conv tokenizer needs patch_size to be a power of two >= 2, got {cfg.patch_size}")
         # Compact-convolutional-transformer stem: conv-ReLU-maxpool stages, each halving the
         # resolution, until the grid matches patch_size. No batch norm: a prediction must not
         # depend on what else is in the batch.
@@ -253,6 +256,8 @@ class Preprocessing:
         from .images import to_model_input  # images.py owns the PIL details
         if not isinstance(images, (list, tuple)):
             images = [images]
+        if not images:
+            raise ValueError("preprocess needs at least one image")
         batch = torch.stack([to_model_input(im, self.config.image_size) for im in images])
         mean = torch.tensor(self.config.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.config.std).view(1, -1, 1, 1)
@@ -266,6 +271,8 @@ class ViTRM(nn.Module, Preprocessing):
             raise ValueError(f"unknown combine {config.combine!r}; expected 'concat' or 'add'")
         if config.dim % config.heads:
             raise ValueError(f"dim {config.dim} is not divisible by heads {config.heads}")
+        if config.latent_updates < 1:
+            raise ValueError(f"latent_updates must be at least 1, got {config.latent_updates}")
         self.config = config
         T, D = config.num_tokens, config.dim
         self.tokenizer = make_tokenizer(config)
@@ -376,9 +383,10 @@ class ViTRM(nn.Module, Preprocessing):
 
     def _check_steps(self, steps: int | None) -> int:
         steps = self.config.trained_steps if steps is None else steps
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        # numbers.Integral admits numpy integers (from sliders and tables); bool is refused.
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        return steps
+        return int(steps)
 
 
 def _init_weights(m: nn.Module):

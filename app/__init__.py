@@ -1,0 +1,1 @@
+"""ViTRM Lab, the Streamlit app: ``streamlit run app/main.py``."""

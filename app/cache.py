@@ -1,0 +1,201 @@
+"""Every piece of model work the app does, cached so that each runs once.
+
+* Models: ``st.cache_resource``, keyed by checkpoint path and the weights' mtime (a training
+  run that writes a new epoch is picked up), shared read-only by every session.
+* Images: decoded once per file content (sha256), with the library's clear error if bad.
+* Traces: ``st.cache_data``, keyed by image hash, checkpoint, mtime and step count. The
+  trace is run once to the most steps the app offers and sliced, so moving the slider or
+  changing N does no model work.
+* Attributions: ``st.cache_data`` per image, checkpoint, method, step and target.
+
+This is the only app module that touches a model; views get the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+import vitrm
+from vitrm.attribution import attribute
+from vitrm.images import to_model_input
+
+from . import checkpoints, derive
+
+THUMBNAIL = 512              # longest side of the original shown beside the model input
+STEP_FACTOR = 4              # the scrubber offers up to 4x the trained step count
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- models and files
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def load_model(path: str, mtime: float) -> torch.nn.Module:
+    return vitrm.load(path)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def checkpoint_files(path: str, mtime: float) -> checkpoints.CheckpointFiles:
+    return checkpoints.read_files(Path(path))
+
+
+def _facts(model: torch.nn.Module) -> dict:
+    parts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        part = name.split(".")[0]
+        parts[part] = parts.get(part, 0) + p.numel()
+    return {"parameters": vitrm.num_parameters(model), "parameters_by_part": parts}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def model_facts(path: str, mtime: float) -> dict:
+    """Parameter count, in all and per top-level part (tokenizer, block, heads, ...)."""
+    return _facts(load_model(path, mtime))
+
+
+@st.cache_data(show_spinner=False)
+def default_model_facts() -> dict:
+    """The same for an untrained ViTRM with the library's default config (shown before any training)."""
+    return _facts(vitrm.ViTRM(vitrm.ViTRMConfig()))
+
+
+def max_steps(config: vitrm.ViTRMConfig) -> int:
+    return config.trained_steps * STEP_FACTOR if config.arch == "vitrm" else 1
+
+
+def _class_directions(model: torch.nn.Module) -> torch.Tensor | None:
+    """[C, D]: the direction in y space that raises each class's logit most.
+
+    The head reads LayerNorm(y) @ W.T; through the LayerNorm's gain g and its removal of
+    the mean, class c's direction in y is g * W_c with its mean removed (the scale that the
+    LayerNorm also divides by is left out: only directions are drawn).
+    """
+    if not isinstance(model, vitrm.ViTRM):
+        return None
+    d = model.head.weight.detach() * model.head_norm.weight.detach()
+    return d - d.mean(-1, keepdim=True)
+
+
+# --------------------------------------------------------------------------- images
+
+@dataclass
+class PreparedImage:
+    name: str
+    digest: str
+    label: str | None = None                 # the true class when known (gallery, dataset)
+    thumbnail: Image.Image | None = None     # the original, shrunk for display
+    original_size: tuple[int, int] | None = None
+    pixels: dict[int, np.ndarray] | None = None   # model input [S, S, 3] uint8, per image size
+    error: str | None = None                 # the library's message for a bad file
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def prepare_image(key: str, name: str, sizes: tuple[int, ...], label: str | None, _data: bytes) -> PreparedImage:
+    """Decode once (``key`` is the content hash); keep a thumbnail and the model inputs."""
+    source = io.BytesIO(_data)
+    source.name = name          # so the library's message names the file
+    try:
+        image = vitrm.load_image(source)
+    except vitrm.InvalidImageError as e:
+        return PreparedImage(name=name, digest=key, label=label, error=str(e))
+    pixels = {s: to_model_input(image, s).permute(1, 2, 0).numpy() for s in sizes}
+    thumbnail = image.copy()
+    thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
+    return PreparedImage(name=name, digest=key, label=label, thumbnail=thumbnail,
+                         original_size=image.size, pixels=pixels)
+
+
+# --------------------------------------------------------------------------- traces
+
+@dataclass
+class ImageRun:
+    """One image through one model, and everything derived from it for the views."""
+
+    trace: vitrm.Trace                 # batch of one
+    pixels: np.ndarray                 # [H, W, 3] uint8, what the model saw
+    class_names: tuple[str, ...]
+    grid: int                          # patch grid side (z has grid*grid tokens)
+    recursive: bool
+    z_norm: np.ndarray                 # [S, g, g]
+    z_rgb: np.ndarray                  # [S, g, g, 3], PCA fitted once over all steps
+    y_points: np.ndarray               # [S+1, 2], y_0 first
+    y_arrows: np.ndarray | None        # [C, 2] class directions in the same projection
+    y_ratio: np.ndarray                # explained variance of the 2 components
+    seconds: float                     # the forward pass, for the curious
+
+    @property
+    def steps(self) -> int:
+        return self.trace.steps
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self.trace.probs[:, 0].numpy()
+
+
+def _normalize(pixels: np.ndarray, config: vitrm.ViTRMConfig) -> torch.Tensor:
+    mean = torch.tensor(config.mean).view(1, -1, 1, 1)
+    std = torch.tensor(config.std).view(1, -1, 1, 1)
+    return (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255.0 - mean) / std
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.ndarray) -> ImageRun:
+    model = load_model(path, mtime)
+    config = model.config
+    start = time.perf_counter()
+    trace = model.trace(_normalize(_pixels, config), steps=steps if config.arch == "vitrm" else None)
+    seconds = time.perf_counter() - start
+    z = trace.z[:, 0]
+    grid = int(round(z.shape[1] ** 0.5))
+    y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], trace.y_init[0], _class_directions(model))
+    return ImageRun(trace=trace, pixels=_pixels, class_names=tuple(config.class_names), grid=grid,
+                    recursive=config.arch == "vitrm", z_norm=derive.z_norm_grid(z, grid),
+                    z_rgb=derive.z_pca_rgb(z, grid), y_points=y_points, y_arrows=y_arrows,
+                    y_ratio=y_ratio, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- attribution
+
+@dataclass
+class AttributionResult:
+    method: str
+    step: int
+    target: int
+    map: np.ndarray          # [H, W]
+    seconds: float
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def run_attribution(path: str, mtime: float, image_key: str, method: str, step: int,
+                    target: int | None, _pixels: np.ndarray) -> AttributionResult:
+    model = load_model(path, mtime)
+    steps = step if model.config.arch == "vitrm" else None
+    result = attribute(model, _normalize(_pixels, model.config), steps=steps, method=method, target=target)
+    return AttributionResult(method=method, step=step, target=int(result.target[0]),
+                             map=result.maps[0].numpy(), seconds=result.seconds)
+
+
+# --------------------------------------------------------------------------- dataset images and evaluation
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def dataset_thumbnail(path: str) -> Image.Image | None:
+    """A dataset image for a gallery tile, or None when the file is missing or unreadable."""
+    try:
+        return vitrm.load_image(path)
+    except vitrm.InvalidImageError:
+        return None

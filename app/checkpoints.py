@@ -1,0 +1,143 @@
+"""Where the app may look for checkpoints, and what it reads from one (no Streamlit here).
+
+Allowed roots (a typed path must resolve, symlinks followed, to a directory inside one):
+
+* ``VITRM_CHECKPOINTS`` if set, else the repository's ``checkpoints/``; its sub-directories
+  are offered in the sidebar;
+* every directory in ``VITRM_CHECKPOINT_ROOTS`` (separated by ``os.pathsep``, ":" on Linux).
+
+A relative typed path is taken relative to the repository root. Only ``config.json``,
+``model.safetensors`` (through ``vitrm.load``), ``metrics.json``, ``predictions.csv``,
+``train_log.csv`` and ``train_config.json`` are ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+import vitrm
+from vitrm.checkpoint import CONFIG, WEIGHTS, CheckpointError
+
+REPO = Path(__file__).resolve().parents[1]
+PREDICTIONS = "predictions.csv"
+TRAIN_LOG = "train_log.csv"
+TRAIN_CONFIG = "train_config.json"
+
+
+def checkpoints_root() -> Path:
+    return Path(os.environ.get("VITRM_CHECKPOINTS") or REPO / "checkpoints").resolve()
+
+
+def allowed_roots() -> list[Path]:
+    extra = [Path(p).resolve() for p in os.environ.get("VITRM_CHECKPOINT_ROOTS", "").split(os.pathsep) if p.strip()]
+    return [checkpoints_root()] + extra
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / CONFIG).is_file() and (path / WEIGHTS).is_file()
+
+
+def discover() -> list[Path]:
+    """Checkpoint directories directly under the main root, by name."""
+    root = checkpoints_root()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p))
+
+
+def resolve_typed_path(text: str) -> Path:
+    """A directory path typed by a user -> the checkpoint directory, or CheckpointError saying why not."""
+    text = text.strip()
+    if not text:
+        raise CheckpointError("type a checkpoint directory path")
+    raw = Path(text).expanduser()
+    path = (raw if raw.is_absolute() else REPO / raw).resolve()
+    roots = allowed_roots()
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        listed = ", ".join(str(r) for r in roots)
+        raise CheckpointError(f"{text}: outside the allowed checkpoint roots ({listed}). "
+                              "Add a root to VITRM_CHECKPOINT_ROOTS to allow it.")
+    if not path.is_dir():
+        raise CheckpointError(f"{text}: no such directory")
+    return path
+
+
+def weights_mtime(path: Path) -> float:
+    """Changes whenever training writes a new epoch: the cache key that makes the app reload."""
+    try:
+        return (path / WEIGHTS).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def files_mtime(path: Path) -> float:
+    """Latest change to any file the app reads from the directory."""
+    times = [0.0]
+    for name in (CONFIG, WEIGHTS, "metrics.json", PREDICTIONS, TRAIN_LOG, TRAIN_CONFIG):
+        try:
+            times.append((path / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times)
+
+
+@dataclass
+class CheckpointFiles:
+    """The measured figures and logs beside a checkpoint's weights; None where a file is absent."""
+
+    path: Path
+    config: vitrm.ViTRMConfig
+    metrics: dict | None
+    predictions: pd.DataFrame | None
+    train_log: pd.DataFrame | None
+    train_config: dict | None
+    problems: list[str]          # files present but unreadable, said plainly
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _read_csv(file: Path, problems: list[str]) -> pd.DataFrame | None:
+    if not file.is_file():
+        return None
+    try:
+        return pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        problems.append(f"{file.name}: unreadable ({e})")
+        return None
+
+
+def read_files(path: Path) -> CheckpointFiles:
+    """Everything but the weights. Raises CheckpointError only when config.json itself is bad."""
+    config = vitrm.read_config(path)
+    problems: list[str] = []
+    metrics = None
+    try:
+        metrics = vitrm.read_metrics(path)
+    except CheckpointError as e:
+        problems.append(str(e))
+    train_config = None
+    if (path / TRAIN_CONFIG).is_file():
+        try:
+            train_config = json.loads((path / TRAIN_CONFIG).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            problems.append(f"{TRAIN_CONFIG}: not valid JSON ({e})")
+    return CheckpointFiles(path=path, config=config, metrics=metrics,
+                           predictions=_read_csv(path / PREDICTIONS, problems),
+                           train_log=_read_csv(path / TRAIN_LOG, problems),
+                           train_config=train_config, problems=problems)
+
+
+def data_root(spec: str | None) -> Path | None:
+    """The imagefolder directory named by a data spec, relative paths taken from the repo root."""
+    if not spec or not spec.startswith("imagefolder:"):
+        return None
+    raw = Path(spec.split(":", 1)[1])
+    root = raw if raw.is_absolute() else REPO / raw
+    return root if root.is_dir() else None

@@ -1,0 +1,83 @@
+"""Where the image comes from: the built-in gallery, uploads, the camera, or a dataset image.
+
+Uploaded and photographed bytes are copied into the session when they change, so they
+survive a visit to another page (Streamlit forgets an uploader's files when its page is
+not drawn).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from .cache import PreparedImage, digest, prepare_image
+
+GALLERY = Path(__file__).resolve().parent / "gallery"
+SOURCES = ["Gallery", "Upload", "Camera"]
+DATASET = "Dataset image"
+
+
+@st.cache_data(show_spinner=False)
+def gallery_table() -> pd.DataFrame:
+    return pd.read_csv(GALLERY / "labels.csv")
+
+
+def prepare(name: str, data: bytes, sizes: tuple[int, ...], label: str | None = None) -> PreparedImage:
+    return prepare_image(digest(data), name, sizes, label, data)
+
+
+def _store_uploads() -> None:
+    files = st.session_state.get("uploader") or []
+    st.session_state["uploads"] = [(f.name, f.getvalue()) for f in files]
+    st.session_state["upload_choice"] = 0
+
+
+def _store_photo() -> None:
+    photo = st.session_state.get("camera")
+    st.session_state["photo"] = ("camera photo", photo.getvalue()) if photo is not None else None
+
+
+def _gallery(sizes) -> PreparedImage:
+    table = gallery_table()
+    labels = dict(zip(table["file"], table["label"]))
+    file = st.selectbox("Gallery image (CIFAR-10 test set, JPEG q75 copy)", list(table["file"]), key="gallery_file",
+                        format_func=lambda f: f"{labels[f]} · {f}")
+    return prepare(file, (GALLERY / file).read_bytes(), sizes, labels[file])
+
+
+def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
+    st.file_uploader("Upload one or more images (PNG, JPEG, WebP, BMP, TIFF, GIF; any size)",
+                     accept_multiple_files=True, key="uploader", on_change=_store_uploads)
+    prepared = [prepare(name, data, sizes) for name, data in st.session_state.get("uploads", [])]
+    good = [p for p in prepared if p.ok]
+    if not good:
+        return None, prepared
+    if st.session_state.get("upload_choice", 0) >= len(good):
+        st.session_state["upload_choice"] = 0
+    choice = st.selectbox("Image to explore", range(len(good)), key="upload_choice",
+                          format_func=lambda i: good[i].name)
+    return good[choice], prepared
+
+
+def _camera(sizes) -> PreparedImage | None:
+    st.camera_input("Take a photo", key="camera", on_change=_store_photo)
+    photo = st.session_state.get("photo")
+    return prepare(photo[0], photo[1], sizes) if photo else None
+
+
+def choose_image(sizes: tuple[int, ...]) -> tuple[PreparedImage | None, list[PreparedImage]]:
+    """Draws the source controls; returns (the image to explore or None, every upload)."""
+    options = SOURCES + ([DATASET] if st.session_state.get("dataset_image") else [])
+    if st.session_state.get("source") not in options:
+        st.session_state["source"] = options[0]
+    source = st.radio("Image source", options, key="source", horizontal=True)
+    if source == "Gallery":
+        return _gallery(sizes), []
+    if source == "Upload":
+        return _uploads(sizes)
+    if source == "Camera":
+        return _camera(sizes), []
+    path, label = st.session_state["dataset_image"]
+    return prepare(Path(path).name, Path(path).read_bytes(), sizes, label), []

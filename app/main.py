@@ -1,0 +1,88 @@
+"""ViTRM Lab: watch a tiny recursive model think, step by step.
+
+    streamlit run app/main.py          (or: make app)
+
+Runs offline with no arguments on the checkpoints under ``checkpoints/``. Environment:
+
+    VITRM_CHECKPOINTS        the checkpoints directory listed in the sidebar (default: ./checkpoints)
+    VITRM_CHECKPOINT_ROOTS   more directories, separated by ':', under which a typed path may point
+
+This file holds the page layout and the session's choices; the views draw, and app.cache
+does the model work.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run app/main.py` puts app/ on the path, not the repository root.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import checkpoints, session  # noqa: E402
+from vitrm.checkpoint import CheckpointError  # noqa: E402
+
+st.set_page_config(page_title="ViTRM Lab", page_icon="🔁", layout="wide")
+session.keep_widget_state()
+
+
+def _default_selection(found: list[Path]) -> list[str]:
+    preferred = [p for p in found if p.name == "vitrm-cifar10"]
+    return [str((preferred or found)[0])] if found else []
+
+
+def _add_typed_path() -> None:
+    text = st.session_state.get("typed_path", "")
+    try:
+        path = checkpoints.resolve_typed_path(text)
+        session.load(path)
+    except CheckpointError as e:
+        st.session_state["typed_error"] = str(e)
+        return
+    st.session_state["typed_error"] = None
+    typed = st.session_state.setdefault(session.TYPED, [])
+    if str(path) not in typed:
+        typed.append(str(path))
+    selected = st.session_state.setdefault(session.SELECTED, [])
+    if str(path) not in selected:
+        st.session_state[session.SELECTED] = selected + [str(path)]
+
+
+def sidebar() -> list[session.LoadedModel]:
+    st.title("🔁 ViTRM Lab")
+    found = checkpoints.discover()
+    options = [str(p) for p in found] + [p for p in st.session_state.get(session.TYPED, []) if p not in map(str, found)]
+    if session.SELECTED not in st.session_state:
+        st.session_state[session.SELECTED] = _default_selection(found)
+    st.session_state[session.SELECTED] = [p for p in st.session_state[session.SELECTED] if p in options]
+    chosen = st.multiselect("Checkpoints (several to compare)", options, key=session.SELECTED,
+                            format_func=lambda p: Path(p).name,
+                            help=f"Directories under {checkpoints.checkpoints_root()} that hold model.safetensors "
+                                 "and config.json.")
+    st.text_input("…or a checkpoint directory", key="typed_path", on_change=_add_typed_path,
+                  placeholder="checkpoints/my-run",
+                  help="Only directories under these roots are allowed: "
+                       + ", ".join(str(r) for r in checkpoints.allowed_roots())
+                       + ". Add more with the VITRM_CHECKPOINT_ROOTS environment variable.")
+    if st.session_state.get("typed_error"):
+        st.error(st.session_state["typed_error"])
+    loaded, errors = session.load_all([Path(p) for p in chosen])
+    for e in errors:
+        st.error(e)
+    st.caption("Models load once and are shared by every visitor; your image and choices stay in your session.")
+    return loaded
+
+
+with st.sidebar:
+    st.session_state["loaded_models"] = sidebar()
+
+page = st.navigation([
+    st.Page("screens/explore.py", title="Explore an image", icon="🔍", default=True),
+    st.Page("screens/dataset.py", title="Dataset analysis", icon="📊"),
+    st.Page("screens/how_it_works.py", title="How ViTRM works", icon="🧠"),
+])
+page.run()

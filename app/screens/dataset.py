@@ -1,0 +1,133 @@
+"""Page: how the loaded models do over a whole test set, read from metrics.json and predictions.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import cache, checkpoints, session, summaries
+from app.views import analysis, galleries
+
+SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", "Calibration", "Halting", "Galleries", "Training log"]
+GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
+                 "broken": "Broken by recursion (right at step 1, wrong at N)"}
+
+
+def evaluation(model: session.LoadedModel) -> cache.Evaluation | None:
+    """The model's evaluate output: from its directory, else computed in this session, else None."""
+    if model.files.metrics is not None:
+        return cache.Evaluation(metrics=model.files.metrics, predictions=model.files.predictions,
+                                image_root=checkpoints.data_root(model.files.metrics.get("data")))
+    return st.session_state.get("computed_evaluations", {}).get((model.key, model.mtime))
+
+
+def offer_to_compute(model: session.LoadedModel) -> None:
+    st.warning(f"{model.name} has no metrics.json (or predictions.csv) yet. Run "
+               f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
+               "compute them here on a sample (kept in this session only; nothing is written).")
+    source = cache.sample_source(model.files)
+    c1, c2 = st.columns([1, 3])
+    k = int(c1.number_input("k test images", min_value=10, max_value=2000, value=200, step=50,
+                            key=f"k::{model.key}"))
+    if c2.button(f"Compute on {k} images from {source.description}", key=f"compute::{model.key}"):
+        bar = st.progress(0.0, text="Preparing images…")
+        result = cache.evaluate_sample(model.key, model.mtime, source, k,
+                                       progress=lambda done, text: bar.progress(done, text=text))
+        bar.empty()
+        st.session_state.setdefault("computed_evaluations", {})[(model.key, model.mtime)] = result
+        st.rerun()
+
+
+def open_and_go(path: str, label: str) -> None:
+    session.open_dataset_image(path, label)
+
+
+if st.session_state.pop("goto_explore", False):
+    st.switch_page("screens/explore.py")
+
+models = session.require_models()
+st.header("Dataset analysis")
+evaluations = {}
+for m in models:
+    ev = evaluation(m)
+    if ev is None:
+        offer_to_compute(m)
+    else:
+        evaluations[m.key] = ev
+        if ev.computed_note:
+            st.info(f"{m.name}: {ev.computed_note}")
+for m in models:
+    for problem in m.files.problems:
+        st.error(f"{m.name}: {problem}")
+if not evaluations and not any(m.files.train_log is not None for m in models):
+    st.stop()
+
+section = st.radio("Section", SECTIONS, key="analysis_view", horizontal=True, label_visibility="collapsed")
+named = {m.key: m for m in models}
+focus_keys = [k for k in named if k in evaluations]
+
+if section == "Training log":
+    logged = [m for m in models if m.files.train_log is not None and not m.files.train_log.empty]
+    if not logged:
+        st.info("No train_log.csv beside the loaded checkpoints.")
+    for m in logged:
+        st.subheader(m.name)
+        analysis.draw_train_log(m.files.train_log)
+    st.stop()
+
+if not focus_keys:
+    st.info("Compute or load metrics first (see above).")
+    st.stop()
+
+if section in ("Accuracy vs N", "Calibration"):
+    curves, ece, notes = {}, {}, set()
+    for key in focus_keys:
+        m, metrics = named[key], evaluations[key].metrics
+        if m.recursive:
+            curves[m.name] = {"top1": metrics["top1_by_step"], "trained": m.config.trained_steps}
+            ece[m.name] = metrics["ece_by_step"]
+        notes.add(f"{metrics.get('num_images', '?')} images of {metrics.get('data', '?')}"
+                  + (f" ({metrics['data_note']})" if metrics.get("data_note") else ""))
+    baselines = {c["name"]: c["top1_trained"] for c in [named[k].card for k in focus_keys] +
+                 session.baseline_cards(set(named)) if c["arch"] != "vitrm" and "top1_trained" in c}
+    if section == "Accuracy vs N":
+        analysis.draw_accuracy(curves, baselines, "; ".join(sorted(notes)))
+    elif ece:
+        analysis.draw_ece(ece)
+    else:
+        st.info("Calibration vs N needs a recursive model.")
+    st.stop()
+
+key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
+    "Model", focus_keys, horizontal=True, key="analysis_model", format_func=lambda k: Path(k).name)
+model, ev = named[key], evaluations[key]
+metrics, steps = ev.metrics, len(ev.metrics["top1_by_step"])
+class_names = metrics.get("class_names") or list(model.config.class_names)
+n = steps if steps == 1 else st.slider("N (steps)", 1, steps, min(model.config.trained_steps, steps),
+                                       key=f"analysis_n::{key}")
+
+if section == "Per class":
+    analysis.draw_per_class(metrics["per_class_by_step"], class_names)
+elif section == "Confusion matrix":
+    analysis.draw_confusion(metrics["confusion_by_step"][n - 1], class_names, n)
+elif section == "Halting":
+    if not metrics.get("halting"):
+        st.info(f"{model.name} has no halting head (a non-recursive baseline).")
+    else:
+        sweep = summaries.halting_tradeoff(ev.predictions) if ev.predictions is not None else None
+        analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
+elif section == "Galleries":
+    if ev.predictions is None:
+        st.info("The galleries need predictions.csv beside metrics.json (written by python -m vitrm evaluate).")
+        st.stop()
+    if ev.image_root is None:
+        st.warning("The images themselves were not found (the data directory named in metrics.json is absent), "
+                   "so only their predictions can be listed.")
+    kind = st.radio("Gallery", list(GALLERY_KINDS), format_func=GALLERY_KINDS.get, horizontal=True,
+                    key="gallery_kind")
+    root = ev.image_root
+    galleries.draw_gallery(
+        summaries.gallery_rows(ev.predictions, kind, n), n, class_names,
+        load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
+        on_open=lambda p, label: open_and_go(str(root / p), label), key=f"gallery::{kind}")

@@ -1,0 +1,194 @@
+"""Page: explore one image through the recursion, step by step."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import cache, derive, inputs, session, summaries
+from app.views import attention, attribution, input_view, model_card, scrubber, state
+from vitrm.attribution import METHODS
+
+PLAY_INTERVAL = 0.8      # seconds per step while playing
+ROW_STEPS = 8            # the attribution row shows at most this many steps
+VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
+
+
+# --------------------------------------------------------------------------- step controls and play
+
+def _start_playing(step_key: str, n_key: str) -> None:
+    if st.session_state.get("playing") and st.session_state.get(step_key, 1) >= st.session_state.get(n_key, 1):
+        st.session_state[step_key] = 1          # play from the start when already at the end
+    st.session_state["last_tick"] = 0.0
+
+
+def _apply_tick(step_key: str, n: int) -> None:
+    """Advance one step if the player asked for it (before the slider is drawn, so it may move)."""
+    if not st.session_state.pop("advance", False):
+        return
+    current = st.session_state.get(step_key, 1)
+    if current < n:
+        st.session_state[step_key] = current + 1
+    if current + 1 >= n:
+        st.session_state["playing"] = False
+
+
+def _player() -> None:
+    """While playing, ask for the next step every PLAY_INTERVAL seconds (a timed fragment rerun)."""
+    if not st.session_state.get("playing"):
+        return
+    now = time.monotonic()
+    if now - st.session_state.get("last_tick", 0.0) >= PLAY_INTERVAL * 0.9:
+        st.session_state["last_tick"] = now
+        st.session_state["advance"] = True
+        st.rerun()
+
+
+def step_controls(model: session.LoadedModel) -> tuple[int, int]:
+    """(N, selected step). N up to 4x the trained count; the trace already covers it."""
+    if not model.recursive:
+        st.info(f"{model.name} is not recursive: it answers in a single step, so there is nothing to scrub.")
+        return 1, 1
+    trained = model.config.trained_steps
+    n_key, step_key = f"n::{model.key}", f"step::{model.key}"
+    st.session_state.setdefault(n_key, min(2 * trained, model.max_steps))
+    st.session_state.setdefault(step_key, trained)
+    n = int(st.session_state[n_key])
+    st.session_state[step_key] = min(st.session_state[step_key], n)
+    _apply_tick(step_key, n)
+    c1, c2, c3 = st.columns([1.2, 5, 1])
+    n = int(c1.number_input("Steps to run (N)", min_value=1, max_value=model.max_steps, key=n_key,
+                            help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
+    st.session_state[step_key] = min(st.session_state[step_key], n)
+    if n == 1:
+        c2.caption("One step: raise N to scrub through the recursion.")
+        return 1, 1
+    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
+                     help="Moving the slider only reads the stored trace: no model work.")
+    c3.toggle("▶ Play", key="playing", on_change=_start_playing, args=(step_key, n_key),
+              help="Animate the steps, one every 0.8 s.")
+    st.fragment(_player, run_every=PLAY_INTERVAL if st.session_state.get("playing") else None)()
+    return n, step
+
+
+# --------------------------------------------------------------------------- sections
+
+def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage]) -> None:
+    rows = []
+    size = model.config.image_size
+    for p in uploads:
+        if not p.ok:
+            rows.append({"file": p.name, "prediction": None, "probability": None, "message": p.error})
+            continue
+        run = cache.run_image(model.key, model.mtime, p.digest, model.max_steps, p.pixels[size])
+        at = min(model.config.trained_steps, run.steps) - 1
+        top = int(run.probs[at].argmax())
+        rows.append({"file": p.name, "prediction": run.class_names[top], "probability": float(run.probs[at, top]),
+                     "message": f"classified at the trained N={at + 1}"})
+    input_view.draw_upload_summary(rows)
+
+
+def other_models(models: list[session.LoadedModel], focus: session.LoadedModel, image: cache.PreparedImage,
+                 step: int) -> None:
+    rows = []
+    for m in models:
+        if m.key == focus.key:
+            continue
+        run = cache.run_image(m.key, m.mtime, image.digest, m.max_steps, image.pixels[m.config.image_size])
+        s = min(step, run.steps)
+        top = int(run.probs[s - 1].argmax())
+        rows.append({"model": m.name, "at step": s, "top class": run.class_names[top],
+                     "probability": float(run.probs[s - 1, top])})
+    if rows:
+        st.markdown("**The other loaded models on the same image**")
+        st.dataframe(pd.DataFrame(rows), hide_index=True,
+                     column_config={"probability": st.column_config.NumberColumn(format="percent")})
+
+
+def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
+                        n: int, step: int) -> None:
+    names = run.class_names
+    c1, c2, c3 = st.columns([3, 2, 2])
+    methods = c1.multiselect("Methods", list(METHODS), default=list(METHODS), format_func=METHODS.get,
+                             key="attr_methods")
+    choice = c2.selectbox("Explain which class", ["the class predicted at this step"] + list(names),
+                          key="attr_target")
+    follow = c3.toggle("Recompute when the step changes", key="attr_follow",
+                       help="Off: the slider never triggers model work; press the button instead.")
+    target = None if choice not in names else names.index(choice)
+    pixels = image.pixels[model.config.image_size]
+    done = st.session_state.setdefault("attr_done", set())
+    wanted = [(model.key, image.digest, step, target, m) for m in methods]
+    if st.button(f"Compute attributions at step {step}", type="primary") or follow:
+        done.update(wanted)
+    results = []
+    for key in wanted:
+        if key not in done:
+            continue
+        with st.spinner(f"Computing {METHODS[key[-1]]} at step {step}…", show_time=True):
+            results.append(cache.run_attribution(model.key, model.mtime, image.digest, key[-1], step, target, pixels))
+    if results:
+        attribution.draw_attributions(results, pixels, names, step)
+    else:
+        st.caption("Attributions run the model backwards through all the steps, so they are computed on request.")
+
+    st.markdown("**One method across steps**")
+    c1, c2 = st.columns([3, 2])
+    method = c1.selectbox("Method for the row", list(METHODS), format_func=METHODS.get, key="row_method")
+    steps = sorted({int(round(s)) for s in np.linspace(1, n, min(n, ROW_STEPS))})
+    row_target = target if target is not None else int(run.probs[step - 1].argmax())
+    row_key = (model.key, image.digest, method, row_target, tuple(steps))
+    if c2.button(f"Row for {names[row_target]} at steps {', '.join(map(str, steps))}"):
+        done.add(row_key)
+    if row_key in done:
+        row = []
+        for s in steps:
+            with st.spinner(f"Computing {METHODS[method]} at step {s}…", show_time=True):
+                row.append(cache.run_attribution(model.key, model.mtime, image.digest, method, s, row_target, pixels))
+        attribution.draw_attribution_row(row, pixels, names)
+
+
+# --------------------------------------------------------------------------- page
+
+models = session.require_models()
+st.header("Explore an image")
+model = session.focus(models)
+image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})))
+if uploads:
+    upload_summary(model, uploads)
+if image is None:
+    st.info("Upload an image, take a photo, or pick one from the gallery.")
+    st.stop()
+if not image.ok:
+    st.error(image.error)
+    st.stop()
+
+pixels = image.pixels[model.config.image_size]
+input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
+with st.expander(f"Model card: {model.name}"):
+    cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
+    model_card.draw_model_card(model.card, summaries.comparison_table(cards))
+
+run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
+n, step = step_controls(model)
+view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed")
+probs = run.probs[:n]
+if view == "Scrubber":
+    halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
+    table = derive.per_step_table(run.trace, 0, run.class_names).head(n)
+    scrubber.draw_scrubber(table, probs, halt, step, run.class_names, image.label,
+                           file_stem=f"{model.name}-{image.name.rsplit('.', 1)[0]}")
+    other_models(models, model, image, step)
+elif view == "Evolving state":
+    state.draw_state(pixels, run.z_norm, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio, probs, step,
+                     run.class_names)
+elif view == "Attention":
+    if run.trace.attention is None:
+        st.info(f"{model.name} is not a ViTRM, so its trace has no recursion attention to show.")
+    else:
+        attention.draw_attention(run.trace.attention, pixels, run.grid, step, key=model.key)
+else:
+    attribution_section(model, image, run, n, step)

@@ -1,0 +1,140 @@
+"""Per-session state: which models are loaded, which one is in focus, which image is chosen.
+
+Only choices live in ``st.session_state``; models, traces and files live in the shared caches
+(``app.cache``), keyed by content, so one user's results never show up for another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+import vitrm
+from vitrm.checkpoint import CheckpointError
+
+from . import cache, checkpoints, summaries
+
+# Widget keys whose values must survive a switch between pages (Streamlit forgets the
+# state of widgets that a page does not draw, unless it is written back each run).
+PERSISTENT = ("source", "gallery_file", "upload_choice", "focus", "explore_view", "analysis_view", "k_images")
+SELECTED = "selected_checkpoints"
+TYPED = "typed_checkpoints"
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    mtime: float
+    files: checkpoints.CheckpointFiles
+    facts: dict
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> vitrm.ViTRMConfig:
+        return self.files.config
+
+    @property
+    def recursive(self) -> bool:
+        return self.config.arch == "vitrm"
+
+    @property
+    def max_steps(self) -> int:
+        return cache.max_steps(self.config)
+
+    @property
+    def card(self) -> dict:
+        return summaries.model_card(self.files, self.facts["parameters"])
+
+
+def keep_widget_state() -> None:
+    for key in PERSISTENT:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def load(path: Path) -> LoadedModel:
+    """Load through the caches; raises CheckpointError with the library's message."""
+    mtime = checkpoints.weights_mtime(path)
+    files = cache.checkpoint_files(str(path), checkpoints.files_mtime(path))
+    facts = cache.model_facts(str(path), mtime)
+    return LoadedModel(path=path, mtime=mtime, files=files, facts=facts)
+
+
+def load_all(paths: list[Path]) -> tuple[list[LoadedModel], list[str]]:
+    models, errors = [], []
+    for path in paths:
+        try:
+            models.append(load(path))
+        except CheckpointError as e:
+            errors.append(str(e))
+    return models, errors
+
+
+def models() -> list[LoadedModel]:
+    """The models chosen in the sidebar (set by main.py each run)."""
+    return st.session_state.get("loaded_models", [])
+
+
+def focus(loaded: list[LoadedModel]) -> LoadedModel:
+    """The model the Explore page shows, chosen among the loaded ones."""
+    names = [m.key for m in loaded]
+    if st.session_state.get("focus") not in names:
+        st.session_state["focus"] = names[0]
+    if len(loaded) > 1:
+        st.radio("Model in focus", names, key="focus", horizontal=True, format_func=lambda k: Path(k).name)
+    return loaded[names.index(st.session_state["focus"])]
+
+
+def baseline_cards(exclude: set[str]) -> list[dict]:
+    """Cards of the baselines found beside the checkpoints (vit-cifar10, cnn-cifar10, ...)."""
+    cards = []
+    for path in checkpoints.discover():
+        if str(path) in exclude:
+            continue
+        try:
+            config = vitrm.read_config(path)
+            if config.arch == "vitrm":
+                continue
+            cards.append(load(path).card)
+        except CheckpointError:
+            continue
+    return cards
+
+
+def open_dataset_image(path: str, label: str) -> None:
+    """Button callback from the analysis galleries: show this image on the Explore page."""
+    st.session_state["dataset_image"] = (path, label)
+    st.session_state["source"] = "Dataset image"
+    st.session_state["goto_explore"] = True
+
+
+def require_models() -> list[LoadedModel]:
+    """The loaded models; without any, explain how to get one and stop the page."""
+    loaded = models()
+    if loaded:
+        return loaded
+    root = checkpoints.checkpoints_root()
+    st.warning(f"No checkpoint is loaded. None was found in {root}, or none is selected in the sidebar.")
+    st.markdown(f"""
+To train the flagship model on the CIFAR-10 JPEG copy (about 6 minutes per epoch on 2 CPU cores):
+
+```
+python -m vitrm train configs/vitrm-cifar10.yaml
+python -m vitrm evaluate --checkpoint checkpoints/vitrm-cifar10 --data imagefolder:../shared/datasets/cifar10-jpeg
+```
+
+For a one-minute smoke run: `python -m vitrm train configs/smoke.yaml --out checkpoints/smoke`.
+Each epoch writes `model.safetensors` and `config.json` into the checkpoint directory; reload this page
+to see it. A checkpoint elsewhere can be typed into the sidebar if its directory is under {root} or a root
+listed in `VITRM_CHECKPOINT_ROOTS`.
+""")
+    st.stop()

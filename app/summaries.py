@@ -1,0 +1,105 @@
+"""Plain tables and facts from checkpoint files and per-image predictions (no Streamlit).
+
+The model card and the dataset-analysis views read these; the formats are those written by
+``python -m vitrm evaluate`` (metrics.json and predictions.csv).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vitrm.card import data_description
+
+from .checkpoints import CheckpointFiles
+
+ARCH_NAMES = {"vitrm": "ViTRM (one shared block, applied recursively)",
+              "vit": "ViT baseline (unshared layers)", "cnn": "compact ResNet-style CNN baseline"}
+
+
+def training_data(files: CheckpointFiles) -> str:
+    """What the model was trained (or evaluated) on, with the JPEG caveat where it applies."""
+    if files.train_config and files.train_config.get("data"):
+        return data_description(str(files.train_config["data"]))
+    if files.metrics and files.metrics.get("data"):
+        return data_description(str(files.metrics["data"]))
+    return "unknown (no train_config.json or metrics.json beside the weights)"
+
+
+def accuracy_facts(config, metrics: dict | None) -> dict:
+    """Top-1 at the trained step count and where it peaks over N; empty without metrics."""
+    if not metrics or not metrics.get("top1_by_step"):
+        return {}
+    top1 = metrics["top1_by_step"]
+    trained = min(config.trained_steps, len(top1))
+    best = int(np.argmax(top1))
+    return {"trained_n": trained, "top1_trained": top1[trained - 1], "peak_n": best + 1,
+            "top1_peak": top1[best], "steps_evaluated": len(top1),
+            "num_images": metrics.get("num_images"), "data_note": metrics.get("data_note", "")}
+
+
+def model_card(files: CheckpointFiles, parameters: int) -> dict:
+    cfg = files.config
+    card = {"name": files.name, "architecture": ARCH_NAMES.get(cfg.arch, cfg.arch), "arch": cfg.arch,
+            "parameters": parameters, "effective_depth": cfg.effective_depth,
+            "trained_steps": cfg.trained_steps if cfg.arch == "vitrm" else 1,
+            "data": training_data(files), "epochs_logged": None if files.train_log is None else len(files.train_log)}
+    if cfg.arch == "vitrm":
+        card["block"] = (f"k={cfg.layers} layers, width {cfg.dim}, {cfg.heads} heads; n={cfg.latent_updates} "
+                         f"latent updates + 1 answer update per step; {cfg.num_tokens} tokens "
+                         f"({cfg.tokenizer} tokenizer); combine '{cfg.combine}'")
+    card.update(accuracy_facts(cfg, files.metrics))
+    return card
+
+
+def comparison_table(cards: list[dict]) -> pd.DataFrame:
+    rows = []
+    for c in cards:
+        rows.append({"model": c["name"], "architecture": c["arch"], "parameters": c["parameters"],
+                     "effective depth": c["effective_depth"], "trained N": c["trained_steps"],
+                     "top-1 at trained N": c.get("top1_trained"),
+                     "peak top-1 (at N)": (f"{100 * c['top1_peak']:.2f}% (N={c['peak_n']})"
+                                           if "top1_peak" in c else None)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- per-image table
+
+def step_count(predictions: pd.DataFrame) -> int:
+    return sum(1 for c in predictions.columns if c.startswith("pred_"))
+
+
+def halting_tradeoff(predictions: pd.DataFrame, thresholds=np.linspace(0.05, 0.95, 19)) -> pd.DataFrame:
+    """Accuracy and mean steps when each image stops at its first step with halt >= threshold.
+
+    The same rule as metrics.json's adaptive halting, swept over thresholds; images that
+    never reach the threshold run every evaluated step.
+    """
+    steps = step_count(predictions)
+    halt = predictions[[f"halt_{s}" for s in range(1, steps + 1)]].to_numpy(dtype=float)
+    preds = predictions[[f"pred_{s}" for s in range(1, steps + 1)]].to_numpy()
+    labels = predictions["label"].to_numpy()
+    rows = []
+    for t in thresholds:
+        reached = halt >= t
+        stop = np.where(reached.any(1), reached.argmax(1), steps - 1)
+        chosen = preds[np.arange(len(preds)), stop]
+        rows.append({"threshold": float(t), "mean_steps": float(stop.mean() + 1),
+                     "top1": float((chosen == labels).mean())})
+    return pd.DataFrame(rows)
+
+
+def gallery_rows(predictions: pd.DataFrame, kind: str, n: int) -> pd.DataFrame:
+    """Images that are misclassified at step n, fixed by recursion, or broken by it.
+
+    fixed: wrong at step 1, right at step n. broken: right at step 1, wrong at step n.
+    """
+    labels = predictions["label"]
+    first, at_n = predictions["pred_1"] == labels, predictions[f"pred_{n}"] == labels
+    mask = {"misclassified": ~at_n, "fixed": ~first & at_n, "broken": first & ~at_n}[kind]
+    return predictions[mask]
+
+
+def per_step_accuracy(predictions: pd.DataFrame) -> list[float]:
+    steps = step_count(predictions)
+    return [float((predictions[f"pred_{s}"] == predictions["label"]).mean()) for s in range(1, steps + 1)]

@@ -1,0 +1,146 @@
+"""Dataset analysis: accuracy, calibration and halting over the test set, from metrics.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from . import figures
+
+
+def _steps(values) -> np.ndarray:
+    return np.arange(1, len(values) + 1)
+
+
+def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.Figure:
+    """``curves``: name -> {"top1": [...], "trained": N}; ``baselines``: name -> top-1."""
+    fig = go.Figure()
+    longest = max([len(c["top1"]) for c in curves.values()] + [1])
+    for name, c in curves.items():
+        fig.add_trace(go.Scatter(x=_steps(c["top1"]), y=c["top1"], mode="lines+markers", name=name,
+                                 hovertemplate=f"{name}: %{{y:.2%}} at N=%{{x}}<extra></extra>"))
+        trained = c["trained"]
+        if trained <= len(c["top1"]):
+            fig.add_trace(go.Scatter(x=[trained], y=[c["top1"][trained - 1]], mode="markers", showlegend=False,
+                                     marker=dict(size=13, symbol="diamond-open", line=dict(width=2)),
+                                     hovertemplate=f"{name}: trained N={trained}<extra></extra>"))
+    for name, top1 in baselines.items():
+        fig.add_hline(y=top1, line=dict(dash="dash", color="grey"), annotation_text=f"{name} {top1:.1%}",
+                      annotation_position="bottom right")
+    fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 20 else None)
+    fig.update_yaxes(title="top-1 accuracy", tickformat=".0%")
+    return figures.compact(fig, 380, "Accuracy vs number of recursion steps")
+
+
+def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
+    matrix = np.array(per_class).T          # [C, S]
+    fig = go.Figure(go.Heatmap(z=matrix, x=_steps(per_class), y=list(class_names), colorscale="Viridis",
+                               zmin=0, zmax=1, hovertemplate="%{y} at N=%{x}: %{z:.1%}<extra></extra>",
+                               colorbar=dict(tickformat=".0%", thickness=10)))
+    fig.update_xaxes(title="recursion steps N", dtick=1)
+    return figures.compact(fig, 380, "Per-class accuracy vs N")
+
+
+def confusion_figure(confusion: list[list[int]], class_names, n: int) -> go.Figure:
+    m = np.array(confusion)
+    rows = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig = go.Figure(go.Heatmap(z=rows, x=list(class_names), y=list(class_names), colorscale="Blues", zmin=0,
+                               zmax=1, customdata=m, colorbar=dict(tickformat=".0%", thickness=10),
+                               hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class")
+    return figures.compact(fig, 440, f"Confusion matrix at N={n} (rows sum to 100%)")
+
+
+def ece_figure(curves: dict[str, list[float]]) -> go.Figure:
+    fig = go.Figure([go.Scatter(x=_steps(e), y=e, mode="lines+markers", name=name) for name, e in curves.items()])
+    fig.update_xaxes(title="recursion steps N", dtick=1)
+    fig.update_yaxes(title="expected calibration error", rangemode="tozero")
+    return figures.compact(fig, 340, "Calibration: ECE vs N (15 bins; lower is better)")
+
+
+def halting_histogram_figure(histogram: list[int]) -> go.Figure:
+    fig = go.Figure(go.Bar(x=_steps(histogram), y=histogram, marker_color="#54a24b"))
+    fig.update_xaxes(title="step at which the halting head stops", dtick=1)
+    fig.update_yaxes(title="images")
+    return figures.compact(fig, 320, "Where the halting head would stop")
+
+
+def tradeoff_figure(fixed_top1: list[float], sweep: pd.DataFrame | None, adaptive: tuple[float, float] | None,
+                    threshold: float) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=_steps(fixed_top1), y=fixed_top1, mode="lines+markers", name="fixed N"))
+    if sweep is not None:
+        fig.add_trace(go.Scatter(x=sweep["mean_steps"], y=sweep["top1"], mode="lines+markers",
+                                 name="adaptive, threshold swept", customdata=sweep["threshold"],
+                                 hovertemplate="threshold %{customdata:.2f}: %{y:.2%} with %{x:.2f} steps"
+                                               "<extra></extra>"))
+    if adaptive is not None:
+        fig.add_trace(go.Scatter(x=[adaptive[0]], y=[adaptive[1]], mode="markers", name=f"adaptive, {threshold}",
+                                 marker=dict(size=14, symbol="star", color="#e45756")))
+    fig.update_xaxes(title="steps spent per image (compute)")
+    fig.update_yaxes(title="top-1 accuracy", tickformat=".0%")
+    return figures.compact(fig, 340, "Accuracy vs compute: fixed N against adaptive halting")
+
+
+def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
+    loss_cols = [c for c in ("train_loss", "train_ce", "train_halt_bce") if c in log]
+    acc_cols = [c for c in ("train_top1", "val_top1", "test_top1") if c in log and log[c].notna().any()]
+    loss = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in loss_cols])
+    loss.update_xaxes(title="epoch")
+    acc = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in acc_cols])
+    acc.update_xaxes(title="epoch")
+    acc.update_yaxes(tickformat=".0%")
+    return [figures.compact(loss, 320, "Training loss"), figures.compact(acc, 320, "Accuracy during training")]
+
+
+# --------------------------------------------------------------------------- drawing
+
+def draw_accuracy(curves: dict[str, dict], baselines: dict[str, float], data_note: str) -> None:
+    figures.show(accuracy_figure(curves, baselines))
+    st.caption("Each line is one recursive model asked to answer after 1, 2, ... steps; the diamond marks the "
+               "step count it was trained with, and dashed lines are non-recursive baselines. A curve that keeps "
+               f"rising past the diamond means extra thinking helps. Test data: {data_note}.")
+
+
+def draw_per_class(per_class, class_names) -> None:
+    figures.show(per_class_figure(per_class, class_names))
+    st.caption("Each row is one class. Classes that brighten to the right are the ones that benefit from more "
+               "recursion steps; some classes are easy from the first step.")
+
+
+def draw_confusion(confusion, class_names, n: int) -> None:
+    figures.show(confusion_figure(confusion, class_names, n))
+    st.caption("Rows are true classes, columns the model's answers. Bright squares off the diagonal are the "
+               "mix-ups (cat and dog, say); move N to see which mix-ups recursion resolves.")
+
+
+def draw_ece(curves: dict[str, list[float]]) -> None:
+    figures.show(ece_figure(curves))
+    st.caption("Calibration error: the gap between how sure the model says it is and how often it is right. "
+               "Lower means its probabilities can be taken at face value.")
+
+
+def draw_halting(halting: dict, fixed_top1: list[float], sweep: pd.DataFrame | None) -> None:
+    left, right = st.columns(2)
+    with left:
+        figures.show(halting_histogram_figure(halting["halt_step_histogram"]))
+    with right:
+        figures.show(tradeoff_figure(fixed_top1, sweep, (halting["adaptive_mean_steps"], halting["adaptive_top1"]),
+                                     halting["threshold"]))
+    st.caption(f"Rule: {halting['rule']}. Adaptive halting reaches {halting['adaptive_top1']:.2%} with "
+               f"{halting['adaptive_mean_steps']:.2f} steps on average. Easy images stop early; points above the "
+               "fixed-N line mean the halting head saves compute for free. This is an analysis only: the "
+               "scrubber always runs the steps you choose.")
+
+
+def draw_train_log(log: pd.DataFrame) -> None:
+    left, right = st.columns(2)
+    loss, acc = train_log_figures(log)
+    with left:
+        figures.show(loss)
+    with right:
+        figures.show(acc)
+    st.caption("One point per epoch, from train_log.csv. Validation accuracy that stops rising while training "
+               "accuracy climbs is overfitting.")

@@ -1,0 +1,64 @@
+"""Attention at one step: where the answer token looks, every token-to-token weight, and rollout."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from vitrm import AttentionMaps
+
+from .. import derive
+from . import figures
+
+
+def answer_figure(pixels, weights: np.ndarray, grid: int, step: int, layer: int, head_name: str) -> go.Figure:
+    return figures.overlay(pixels, weights.reshape(grid, grid), zmin=0, colorscale="Hot",
+                           title=f"Answer token's attention, step {step}, layer {layer + 1}, {head_name}")
+
+
+def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", zmin=0,
+                               hovertemplate="%{y} attends to %{x}: %{z:.3f}<extra></extra>",
+                               colorbar=dict(thickness=10)))
+    fig.update_yaxes(autorange="reversed", title="query (row)", tickfont=dict(size=8))
+    fig.update_xaxes(title="key (column)", tickfont=dict(size=8))
+    return figures.compact(fig, 420, title)
+
+
+def rollout_figure(pixels, shares: dict, grid: int, step: int, head_name: str) -> go.Figure:
+    return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorscale="Hot",
+                           title=f"Rollout through all block calls of step {step}, {head_name}")
+
+
+def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int, key: str) -> None:
+    """``maps`` for one image's trace; ``key`` keeps this view's own controls apart per model."""
+    layers, heads = maps.answer.shape[1], maps.answer.shape[3]
+    calls = derive.block_calls(maps)
+    c1, c2, c3 = st.columns(3)
+    layer = c1.selectbox("Layer", range(layers), format_func=lambda i: f"layer {i + 1} of {layers}",
+                         key=f"att_layer::{key}")
+    head_choice = c2.selectbox("Head", ["mean over heads"] + [f"head {h + 1}" for h in range(heads)],
+                               key=f"att_head::{key}")
+    call = c3.selectbox("Block call for the matrix", range(len(calls)), format_func=lambda i: calls[i],
+                        index=len(calls) - 1, key=f"att_call::{key}")
+    head = None if head_choice == "mean over heads" else int(head_choice.split()[-1]) - 1
+
+    left, right = st.columns(2)
+    with left:
+        figures.show(answer_figure(pixels, derive.answer_attention(maps, step, layer, head, 0), grid,
+                                   step, layer, head_choice))
+        st.caption("Where the answer token y looks when it commits to an answer at this step: its attention "
+                   "over the latent patch tokens z, laid over the image.")
+        shares = derive.step_rollout(maps, step, 0, head)
+        figures.show(rollout_figure(pixels, shares, grid, step, head_choice))
+        st.caption(f"Attention rollout follows attention (plus the residual path) through all "
+                   f"{len(calls)} block calls of the step, back to its inputs. The new answer draws "
+                   f"{100 * shares['y']:.0f}% on the previous answer, {100 * shares['x'].sum():.0f}% on the image "
+                   f"patches (shown) and {100 * shares['z'].sum():.0f}% on the previous latents.")
+    with right:
+        matrix = derive.call_attention(maps, step, call, 0, head)[layer].numpy()
+        figures.show(matrix_figure(matrix, derive.token_labels(maps, call),
+                                   f"Every token's attention: {calls[call].split(':')[0]}, layer {layer + 1}"))
+        st.caption("Row = the token that is looking, column = the token it looks at; each row sums to 1. "
+                   "y is the answer token, x the image patches, z the latent patches.")

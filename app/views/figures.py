@@ -1,0 +1,46 @@
+"""Small plotly building blocks shared by the views."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 3}}
+
+
+def show(fig: go.Figure, key: str | None = None) -> None:
+    """Draw a figure full-width, with plotly's own toolbar (PNG download included)."""
+    st.plotly_chart(fig, width="stretch", config=CONFIG, key=key)
+
+
+def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      title=dict(text=title, font=dict(size=14)) if title else None)
+    return fig
+
+
+def overlay(pixels: np.ndarray, values: np.ndarray, *, title: str, colorscale: str = "Inferno",
+            zmin: float | None = None, zmax: float | None = None, zmid: float | None = None,
+            opacity: float = 0.6, height: int = 300) -> go.Figure:
+    """``values`` (any square grid: patches or pixels) drawn semi-transparent over the image."""
+    size, cells = pixels.shape[0], values.shape[0]
+    cell = size / cells
+    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=values, x0=cell / 2 - 0.5, dx=cell, y0=cell / 2 - 0.5, dy=cell,
+                             colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, opacity=opacity,
+                             colorbar=dict(thickness=10), hovertemplate="%{z:.3g}<extra></extra>"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return compact(fig, height, title)
+
+
+def upscale(grid: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of a [g, g, ...] grid to [size, size, ...]."""
+    factor = max(1, size // grid.shape[0])
+    return grid.repeat(factor, 0).repeat(factor, 1)
+
+
+def step_marker(fig: go.Figure, step: int) -> go.Figure:
+    fig.add_vline(x=step, line=dict(color="black", dash="dot", width=1))
+    return fig

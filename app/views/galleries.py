@@ -1,0 +1,34 @@
+"""Image galleries from the per-image table; a button under each opens it in the scrubber."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+PER_ROW = 6
+
+
+def draw_gallery(rows: pd.DataFrame, n: int, class_names, load: Callable[[str], Image.Image | None],
+                 on_open: Callable[[str, str], None], key: str, limit: int = 12) -> None:
+    """``rows`` from predictions.csv; ``load(path)`` gives the image or None when it is missing."""
+    if rows.empty:
+        st.info("No images in this group.")
+        return
+    st.markdown(f"{len(rows):,} images; the first {min(limit, len(rows))} are shown.")
+    shown = rows.head(limit)
+    for start in range(0, len(shown), PER_ROW):
+        cols = st.columns(PER_ROW)
+        for col, (_, row) in zip(cols, shown.iloc[start:start + PER_ROW].iterrows()):
+            with col:
+                image = load(str(row["path"])) if isinstance(row["path"], str) else None
+                pred_1, pred_n = class_names[int(row["pred_1"])], class_names[int(row[f"pred_{n}"])]
+                text = f"true {row['label_name']} · step 1: {pred_1} · step {n}: {pred_n}"
+                if image is None:
+                    st.caption(f"#{row['index']}: image file not found. {text}")
+                    continue
+                st.image(image, caption=text, width="stretch")
+                st.button("Open in scrubber", key=f"{key}::{row['index']}", on_click=on_open,
+                          args=(str(row["path"]), str(row["label_name"])))

@@ -1,0 +1,88 @@
+"""'How ViTRM works': the recursion drawn from a model's real config."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from vitrm import ViTRMConfig
+
+
+def tokenizer_text(cfg: ViTRMConfig) -> str:
+    if cfg.tokenizer == "conv":
+        return f"convolutional stem, {cfg.image_size}→{cfg.grid} per side"
+    return f"{cfg.patch_size}x{cfg.patch_size} patches, linear embedding"
+
+
+def diagram(cfg: ViTRMConfig, parameters: int) -> str:
+    """Graphviz DOT source of the model; every number comes from ``cfg``."""
+    t, d = cfg.num_tokens, cfg.dim
+    if cfg.arch != "vitrm":
+        body = (f"{cfg.layers} unshared transformer layers" if cfg.arch == "vit"
+                else f"residual CNN, widths {list(cfg.cnn_widths)}")
+        return f"""digraph {{ rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica"];
+  img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
+  net [label="{body}\\n{parameters:,} parameters"];
+  out [label="class logits ({cfg.num_classes})"];
+  img -> net -> out; }}"""
+    latent_tokens = 2 * t + 1 if cfg.combine == "concat" else t + 1
+    latent_input = "[y, x, z]" if cfg.combine == "concat" else "[y, x + z]"
+    return f"""digraph {{
+  rankdir=LR; compound=true; newrank=true;
+  node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=11];
+  edge [fontname="Helvetica", fontsize=10];
+  img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
+  tok [label="tokenizer\\n{tokenizer_text(cfg)}\\n+ position embedding"];
+  x [label="x: image tokens\\n{t} x {d}", fillcolor="#dbe9f6"];
+  y0 [label="y₀: learned answer token\\n1 x {d}", fillcolor="#fde2c8"];
+  z0 [label="z₀: learned latents\\n{t} x {d}", fillcolor="#dcefd9"];
+  subgraph cluster_step {{
+    label="one recursion step · repeated N times (trained with N={cfg.trained_steps})";
+    style="rounded,dashed"; color="#888888"; fontname="Helvetica";
+    latent [label="latent update, n={cfg.latent_updates} times\\nz ← f({latent_input})\\n{latent_tokens} tokens", fillcolor="#dcefd9"];
+    answer [label="answer update\\ny ← f([y, z])\\n{t + 1} tokens", fillcolor="#fde2c8"];
+    latent -> answer [label="z"];
+  }}
+  f [label="f: ONE shared block\\n{cfg.layers} layers · {cfg.heads} heads · width {d}\\nthe same weights in every call", shape=box, style="filled", fillcolor="#fff6bf"];
+  heads [label="heads on y\\nclass logits ({cfg.num_classes})\\n+ halting: P(answer is right)"];
+  img -> tok -> x -> latent;
+  y0 -> latent; z0 -> latent;
+  answer -> latent [label="next step: y, z", style=dashed, constraint=false];
+  answer -> heads [label="after every step"];
+  f -> latent [style=dotted, arrowhead=none]; f -> answer [style=dotted, arrowhead=none];
+}}"""
+
+
+def facts_table(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int]) -> pd.DataFrame:
+    rows = [("parameters", f"{parameters:,}")]
+    rows += [(f"  in {part}", f"{n:,}") for part, n in sorted(by_part.items(), key=lambda kv: -kv[1])]
+    if cfg.arch == "vitrm":
+        calls = cfg.block_calls_per_step
+        rows += [("block calls per step", f"{calls} (n={cfg.latent_updates} latent + 1 answer)"),
+                 ("layers applied per step", f"{calls * cfg.layers}"),
+                 ("effective depth at N", f"{cfg.effective_depth} layers "
+                                          f"({cfg.trained_steps} steps x {calls} calls x {cfg.layers} layers)"),
+                 ("how x, y, z are combined", f"'{cfg.combine}'")]
+    return pd.DataFrame(rows, columns=["", "value"])
+
+
+def draw_how_it_works(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int], name: str) -> None:
+    st.graphviz_chart(diagram(cfg, parameters), width="stretch")
+    st.caption(f"Drawn from the configuration of {name}. Solid arrows carry data; dotted lines show that both "
+               "updates use the same block f.")
+    if cfg.arch == "vitrm":
+        st.markdown(f"""
+**In plain words.** The picture is cut into {cfg.num_tokens} patches, and each becomes a token of {cfg.dim} numbers
+(**x**). The model keeps two more things in mind: one **answer token y**, where its current guess lives, and one
+**latent token z per patch**, a scratch pad for its reasoning.
+
+Each step, the model first *thinks* {cfg.latent_updates} time(s): it updates every latent z by looking at the
+image, its current answer and the latents themselves. Then it *commits*: it updates the answer y by looking at the
+latents. Both use the same small block f of {cfg.layers} layers, so running more steps costs time but no extra
+parameters. After every step the heads read a class and a halting probability (how sure the model is that its
+answer is right) from y.
+
+It was trained to answer after {cfg.trained_steps} steps, with a loss after every step (deep supervision), so it
+can be asked at any step, and even for more steps than it was trained with.
+""")
+    st.dataframe(facts_table(cfg, parameters, by_part), hide_index=True)

@@ -1,0 +1,33 @@
+"""The input: the original picture beside the small image the model actually sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+DISPLAY = 224
+
+
+def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int, int], pixels: np.ndarray,
+                    label: str | None) -> None:
+    left, right = st.columns(2)
+    w, h = original_size
+    left.image(thumbnail, caption=f"{name}: original, {w}x{h} pixels", width=DISPLAY)
+    size = pixels.shape[0]
+    # Nearest-neighbour enlargement, so every pixel the model sees stays a visible square.
+    big = Image.fromarray(pixels).resize((DISPLAY, DISPLAY), Image.Resampling.NEAREST)
+    right.image(big, caption=f"what the model sees: {size}x{size} (shorter side resized, centre cropped)",
+                width=DISPLAY)
+    if label:
+        st.caption(f"True class: **{label}**")
+
+
+def draw_upload_summary(rows: list[dict]) -> None:
+    """One row per uploaded file: its prediction, or the library's message saying why it was refused."""
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"probability": st.column_config.NumberColumn(format="percent")})
+    st.caption("Every upload is checked on its own: a file that is not a usable image gets a message and the "
+               "others are still classified.")

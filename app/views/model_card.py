@@ -1,0 +1,43 @@
+"""The model card: what the model is, what it was trained on, how well it does, against baselines."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+
+def _pct(x) -> str:
+    return "not evaluated" if x is None else f"{100 * x:.2f}%"
+
+
+def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
+    """``card`` from ``summaries.model_card``; ``baselines`` from ``summaries.comparison_table``."""
+    cols = st.columns(5)
+    cols[0].metric("Parameters", f"{card['parameters']:,}")
+    cols[1].metric("Effective depth", f"{card['effective_depth']} layers",
+                   help="Transformer layers applied to reach the trained answer: steps x (n + 1) block calls "
+                        "x k layers for a ViTRM.")
+    cols[2].metric("Trained steps N", card["trained_steps"])
+    cols[3].metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}", _pct(card.get("top1_trained")))
+    cols[4].metric("Peak top-1", _pct(card.get("top1_peak")),
+                   help=None if "peak_n" not in card else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated")
+    lines = [f"**{card['name']}** · {card['architecture']}"]
+    if "block" in card:
+        lines.append(f"Block: {card['block']}.")
+    lines.append(f"Training data: {card['data']}.")
+    if "top1_peak" in card:
+        lines.append(f"Accuracy measured on {card['num_images']:,} test images"
+                     f"{' (' + card['data_note'] + ')' if card.get('data_note') else ''}; it peaks at "
+                     f"N={card['peak_n']} over the {card['steps_evaluated']} step counts evaluated.")
+    else:
+        lines.append("No metrics.json yet: run `python -m vitrm evaluate --checkpoint <dir> --data <spec>`, or "
+                     "compute it on a few test images on the Dataset analysis page.")
+    if card.get("epochs_logged") is not None:
+        lines.append(f"Training log: {card['epochs_logged']} epochs so far.")
+    st.markdown("  \n".join(lines))
+    if len(baselines) > 1:
+        st.dataframe(baselines, hide_index=True, width="stretch",
+                     column_config={"top-1 at trained N": st.column_config.NumberColumn(format="percent"),
+                                    "parameters": st.column_config.NumberColumn(format="localized")})
+        st.caption("The same test set for every row where it was evaluated. A recursive model reuses one small "
+                   "block, so it reaches the baselines' depth with a fraction of their parameters.")

@@ -1,0 +1,316 @@
+"""Specification of the ViTRM, its Trace, preprocessing and the two baselines."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vitrm import CompactCNN, ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
+from vitrm.train import TrainConfig, supervision_loss
+
+B, S = 3, 3
+
+
+def tiny(**overrides) -> ViTRMConfig:
+    base = dict(dim=32, heads=2, trained_steps=2, latent_updates=2)
+    return ViTRMConfig(**{**base, **overrides})
+
+
+VARIANTS = [pytest.param(dict(combine=c, tokenizer=t), id=f"{c}-{t}")
+            for c in ("concat", "add") for t in ("patch", "conv")]
+
+
+def model_and_images(seed=0, batch=B, **overrides):
+    torch.manual_seed(seed)
+    model = ViTRM(tiny(**overrides)).eval()
+    return model, torch.randn(batch, 3, model.config.image_size, model.config.image_size)
+
+
+# --------------------------------------------------------------------------- shapes
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forward_gives_float_logits_per_image(variant):
+    model, images = model_and_images(**variant)
+    logits = model(images)
+    assert logits.shape == (B, 10) and logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_trace_field_has_the_documented_shape(variant):
+    model, images = model_and_images(**variant)
+    cfg = model.config
+    T, D, C, H, k, n = cfg.num_tokens, cfg.dim, cfg.num_classes, cfg.heads, cfg.layers, cfg.latent_updates
+    trace = model.trace(images, steps=S)
+
+    assert trace.steps == S
+    for name, shape in [("logits", (S, B, C)), ("probs", (S, B, C)), ("halt", (S, B)), ("y", (S, B, D)),
+                        ("z", (S, B, T, D)), ("y_init", (B, D)), ("z_init", (B, T, D))]:
+        tensor = getattr(trace, name)
+        assert tensor.shape == shape, name
+        assert tensor.dtype == torch.float32, name
+    assert torch.allclose(trace.probs, trace.logits.softmax(-1))
+    assert torch.allclose(trace.probs.sum(-1), torch.ones(S, B))
+    assert ((trace.halt > 0) & (trace.halt < 1)).all()
+    assert trace.y_update_norm().shape == (S, B) and trace.z_update_norm().shape == (S, B)
+
+    L = 2 * T + 1 if cfg.combine == "concat" else T + 1
+    maps = trace.attention
+    assert maps.latent.shape == (S, n, k, B, H, L, L)
+    assert maps.answer.shape == (S, k, B, H, T + 1, T + 1)
+    assert maps.patch_offset_latent == (T + 1 if cfg.combine == "concat" else 1)
+    for weights in (maps.latent, maps.answer):
+        assert (weights >= 0).all()
+        assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:-1]), atol=1e-5)
+
+
+def test_the_update_norms_measure_the_change_from_the_previous_state():
+    model, images = model_and_images()
+    trace = model.trace(images, steps=S)
+    assert torch.allclose(trace.y_update_norm()[0], (trace.y[0] - trace.y_init).norm(dim=-1))
+    assert torch.allclose(trace.y_update_norm()[2], (trace.y[2] - trace.y[1]).norm(dim=-1))
+    rms = (trace.z[1] - trace.z[0]).norm(dim=-1).pow(2).mean(-1).sqrt()
+    assert torch.allclose(trace.z_update_norm()[1], rms)
+
+
+def test_the_trace_can_skip_attention_and_still_match():
+    model, images = model_and_images()
+    with_maps, without = model.trace(images, steps=S), model.trace(images, steps=S, attention=False)
+    assert without.attention is None
+    assert torch.allclose(with_maps.logits, without.logits, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- steps
+
+def test_the_parameter_count_does_not_depend_on_steps():
+    counts = {steps: num_parameters(ViTRM(tiny(trained_steps=steps))) for steps in (1, 4, 16)}
+    assert len(set(counts.values())) == 1
+    model, images = model_and_images()
+    before = num_parameters(model)
+    model(images, steps=12)
+    assert num_parameters(model) == before
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_trace_step_equals_forward_run_to_that_step(variant):
+    model, images = model_and_images(**variant)
+    trace = model.trace(images, steps=7)
+    for steps in (1, 2, 5, 7):
+        assert torch.allclose(trace.logits[steps - 1], model(images, steps), atol=1e-4), steps
+
+
+def test_the_default_step_count_is_the_trained_one():
+    model, images = model_and_images(trained_steps=3)
+    assert torch.equal(model(images), model(images, 3))
+    assert model.trace(images).steps == 3
+
+
+def test_steps_far_beyond_the_trained_count_run_and_stay_finite():
+    model, images = model_and_images()
+    steps = 4 * model.config.trained_steps
+    assert torch.isfinite(model(images, steps)).all()
+    trace = model.trace(images, steps)
+    assert trace.steps == steps
+    for tensor in (trace.logits, trace.probs, trace.halt, trace.y, trace.z, trace.attention.answer):
+        assert torch.isfinite(tensor).all()
+    assert torch.allclose(trace.logits[-1], model(images, steps), atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5, 3.0, True, "2"])
+def test_invalid_steps_raise_value_error(steps):
+    model, images = model_and_images()
+    with pytest.raises(ValueError, match="steps"):
+        model(images, steps)
+    with pytest.raises(ValueError, match="steps"):
+        model.trace(images, steps)
+
+
+def test_numpy_integer_steps_are_accepted():
+    model, images = model_and_images()
+    assert torch.equal(model(images, np.int64(3)), model(images, 3))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_prediction_does_not_depend_on_the_rest_of_the_batch(variant):
+    model, images = model_and_images(batch=6, **variant)
+    batched, trace = model(images, 3), model.trace(images, 3)
+    for i in (0, 4):
+        alone = model.trace(images[i:i + 1], 3)
+        assert torch.allclose(model(images[i:i + 1], 3)[0], batched[i], atol=1e-5)
+        assert torch.allclose(alone.probs[:, 0], trace.probs[:, i], atol=1e-5)
+        assert torch.allclose(alone.attention.answer[:, :, 0], trace.attention.answer[:, :, i], atol=1e-5)
+
+
+def test_forward_uses_sdpa_and_only_the_trace_computes_weights(monkeypatch):
+    model, images = model_and_images()
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    cfg = model.config
+    model(images, steps=3)
+    assert len(calls) == 3 * cfg.block_calls_per_step * cfg.layers
+    calls.clear()
+    model.trace(images, steps=3)
+    assert calls == []
+
+
+# --------------------------------------------------------------------------- construction
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(combine="multiply"), "combine"),
+    (dict(dim=30, heads=4), "divisible"),
+    (dict(latent_updates=0), "latent_updates"),
+    (dict(tokenizer="conv", patch_size=1), "power of two"),
+    (dict(tokenizer="conv", patch_size=6, image_size=36), "power of two"),
+    (dict(tokenizer="pixels"), "tokenizer"),
+])
+def test_an_impossible_config_is_refused_at_construction(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ViTRM(tiny(**overrides))
+
+
+def test_the_config_survives_a_dict_round_trip():
+    cfg = tiny(class_names=tuple("abcdefghij"), combine="concat")
+    assert ViTRMConfig(**cfg.to_dict()) == cfg
+
+
+def test_the_effective_depth_counts_every_layer_application():
+    cfg = tiny(trained_steps=4, latent_updates=2, layers=3)
+    assert cfg.effective_depth == 4 * (2 + 1) * 3
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 300), (32, 32), (500, 200)])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "I;16", "1"])
+def test_preprocess_turns_any_pil_image_into_a_normalized_batch(size, mode):
+    model = ViTRM(tiny())
+    batch = model.preprocess(Image.new(mode, size))
+    assert batch.shape == (1, 3, 32, 32) and batch.dtype == torch.float32
+    assert torch.isfinite(batch).all()
+
+
+def test_preprocess_normalizes_with_the_config_mean_and_std():
+    cfg = tiny(mean=(0.5, 0.25, 0.125), std=(0.5, 0.25, 0.2))
+    model = ViTRM(cfg)
+    colour = (200, 100, 30)
+    batch = model.preprocess([Image.new("RGB", (64, 48), colour), Image.new("RGB", (32, 32), (0, 0, 0))])
+    assert batch.shape == (2, 3, 32, 32)
+    for c in range(3):
+        expected = (colour[c] / 255 - cfg.mean[c]) / cfg.std[c]
+        assert torch.allclose(batch[0, c], torch.full((32, 32), expected), atol=1e-6)
+        assert torch.allclose(batch[1, c], torch.full((32, 32), -cfg.mean[c] / cfg.std[c]), atol=1e-6)
+
+
+def test_preprocess_resizes_to_the_configured_image_size():
+    model = ViTRM(tiny(image_size=16))
+    assert model.preprocess(Image.new("RGB", (100, 60))).shape == (1, 3, 16, 16)
+
+
+def test_preprocess_refuses_an_empty_list_and_non_images():
+    model = ViTRM(tiny())
+    with pytest.raises(ValueError):
+        model.preprocess([])
+    with pytest.raises(TypeError, match="load_image"):
+        model.preprocess("cat.png")
+
+
+# --------------------------------------------------------------------------- deep supervision
+
+def test_deep_supervision_returns_every_step_and_matches_forward():
+    model, images = model_and_images()
+    logits, halt = model(images, steps=4, deep_supervision=True)
+    assert logits.shape == (4, B, 10) and halt.shape == (4, B)
+    assert torch.allclose(logits[-1], model(images, 4), atol=1e-5)
+    logits, _ = model(images, steps=4, deep_supervision=True, no_grad_steps=1)
+    assert logits.shape == (2, B, 10)
+    assert torch.allclose(logits[-1], model(images, 4), atol=1e-5)
+    with pytest.raises(ValueError, match="multiple"):
+        model(images, steps=3, deep_supervision=True, no_grad_steps=1)
+
+
+def test_deep_supervision_detaches_the_state_between_steps():
+    model, images = model_and_images()
+    logits, _ = model(images, steps=2, deep_supervision=True)
+    logits[1].sum().backward()
+    # The learned initial answer only reaches step 2 through y after step 1, which is detached.
+    assert model.y_init.grad is None or not model.y_init.grad.any()
+    assert model.head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("combine", ["concat", "add"])
+def test_deep_supervision_overfits_64_synthetic_images(combine):
+    torch.manual_seed(0)
+    cfg = ViTRMConfig(image_size=16, patch_size=4, dim=32, heads=2, trained_steps=2, latent_updates=1,
+                      combine=combine)
+    model = ViTRM(cfg)
+    images = torch.randn(64, 3, 16, 16)
+    labels = torch.randint(0, 10, (64,))
+    targets = F.one_hot(labels, 10).float()
+    train_cfg = TrainConfig(model=cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    accuracy = 0.0
+    for iteration in range(400):
+        model.train()
+        logits, halt = model(images, deep_supervision=True)
+        loss, _, _ = supervision_loss(logits, halt, targets, labels, train_cfg)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if iteration % 10 == 9:
+            model.eval()
+            with torch.no_grad():
+                accuracy = (model(images).argmax(-1) == labels).float().mean().item()
+            if accuracy == 1.0:
+                break
+    assert accuracy == 1.0
+
+
+# --------------------------------------------------------------------------- baselines
+
+def test_the_vit_baseline_has_one_layer_per_effective_depth():
+    cfg = tiny(trained_steps=2, latent_updates=1, layers=2)
+    vit_cfg = vit_config_for(cfg)
+    assert vit_cfg.layers == cfg.effective_depth == 2 * 2 * 2
+    assert (vit_cfg.dim, vit_cfg.heads, vit_cfg.tokenizer, vit_cfg.patch_size) == \
+           (cfg.dim, cfg.heads, cfg.tokenizer, cfg.patch_size)
+    vit = ViT(vit_cfg)
+    assert len(vit.blocks.layers) == cfg.effective_depth
+    assert num_parameters(vit) > num_parameters(ViTRM(cfg))
+
+
+def baseline_models():
+    torch.manual_seed(0)
+    cfg = tiny(trained_steps=1, latent_updates=1, layers=1)
+    return [ViT(vit_config_for(cfg)).eval(), CompactCNN(tiny(arch="cnn", cnn_widths=(8, 16))).eval()]
+
+
+@pytest.mark.parametrize("model", baseline_models(), ids=["vit", "cnn"])
+def test_baselines_count_as_one_step(model):
+    images = torch.randn(B, 3, 32, 32)
+    logits = model(images)
+    assert logits.shape == (B, 10)
+    assert torch.equal(model(images, 1), logits)
+    for steps in (2, 0, True, 1.5):
+        with pytest.raises(ValueError, match="steps must be 1"):
+            model(images, steps)
+        with pytest.raises(ValueError, match="steps must be 1"):
+            model.trace(images, steps)
+    trace = model.trace(images)
+    assert trace.steps == 1 and trace.halt is None and trace.attention is None
+    assert trace.probs.shape == (1, B, 10)
+    assert torch.allclose(trace.logits[0], logits, atol=1e-5)
+    ds_logits, ds_halt = model(images, deep_supervision=True)
+    assert ds_logits.shape == (1, B, 10) and ds_halt is None
+    assert model.preprocess(Image.new("RGB", (40, 40))).shape == (1, 3, 32, 32)
+
+
+def test_the_cnn_baseline_is_batch_independent_in_eval_mode():
+    cnn = baseline_models()[1]
+    images = torch.randn(5, 3, 32, 32)
+    assert torch.allclose(cnn(images[2:3])[0], cnn(images)[2], atol=1e-5)

@@ -1,0 +1,125 @@
+"""Write a checkpoint's model card (README.md) from the files that hold its measured figures.
+
+    python -m vitrm.card checkpoints/vitrm-cifar10 --hardware "2-core CPU (no GPU)"
+
+Every number on the card is read from ``config.json``, ``train_config.json``, ``train_log.csv``
+and ``metrics.json`` in the same directory, never typed by hand, so the card cannot drift
+from the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .train import LOG, TRAIN_CONFIG, read_log
+
+
+def _pct(x) -> str:
+    return f"{100 * float(x):.2f}%"
+
+
+def data_description(spec: str) -> str:
+    if "cifar10-jpeg" in spec:
+        return "CIFAR-10, JPEG q75 copy (`../shared/datasets/cifar10-jpeg`; every image re-encoded as JPEG " \
+               "quality 75, so figures are not comparable with the lossless official CIFAR-10)"
+    return spec
+
+
+def render_card(path: Path, hardware: str) -> str:
+    path = Path(path)
+    config = ckpt.read_config(path)
+    model = ckpt.load(path)
+    params = sum(p.numel() for p in model.parameters())
+    train_cfg = json.loads((path / TRAIN_CONFIG).read_text()) if (path / TRAIN_CONFIG).is_file() else None
+    log = read_log(path)
+    metrics = ckpt.read_metrics(path)
+    name = path.name
+    lines = [f"# {name}", ""]
+    arch = {"vitrm": "ViTRM (one shared block applied recursively)", "vit": "ViT baseline (unshared layers)",
+            "cnn": "compact ResNet-style CNN baseline"}[config.arch]
+    lines += [f"**Architecture:** {arch}  ", f"**Parameters:** {params:,}  "]
+    if config.arch == "vitrm":
+        lines += [f"**Block:** k={config.layers} layers, width {config.dim}, {config.heads} heads, MLP ratio "
+                  f"{config.mlp_ratio}; tokenizer `{config.tokenizer}` to a {config.grid}x{config.grid} grid "
+                  f"({config.num_tokens} tokens); combine `{config.combine}`  ",
+                  f"**Recursion:** n={config.latent_updates} latent updates + 1 answer update per step, "
+                  f"trained with N={config.trained_steps} steps; effective depth {config.effective_depth} layers  "]
+    elif config.arch == "vit":
+        lines += [f"**Layers:** {config.layers} unshared, width {config.dim}, {config.heads} heads, tokenizer "
+                  f"`{config.tokenizer}` ({config.num_tokens} tokens)  "]
+    else:
+        lines += [f"**Widths:** {list(config.cnn_widths)}  "]
+    lines.append("")
+    if train_cfg:
+        val = train_cfg["val_size"]
+        lines += ["## Training", "",
+                  f"- Data: {data_description(train_cfg['data'])}.",
+                  f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
+                  f"{val} held out from the training set for validation (every choice, including the epoch, "
+                  "was made on it; the test set was never used to choose anything), 10,000 test images.",
+                  f"- Epochs: {len(log)} of {train_cfg['epochs']} scheduled; batch {train_cfg['batch_size']}, "
+                  f"AdamW lr {train_cfg['lr']}, cosine schedule, EMA {train_cfg['ema_decay']}, "
+                  f"label smoothing {train_cfg['label_smoothing']}, augmentation {train_cfg['augment']}.",
+                  f"- Hardware: {hardware}; wall time "
+                  f"{float(log[-1]['wall_seconds']) / 3600:.2f} h." if log else "- Not trained yet.",
+                  ""]
+        lines += ["Reproduce (from the repository root):", "", "```",
+                  f"python -m vitrm train {_config_file_hint(train_cfg, name)}",
+                  f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
+                  f"--max-steps {max(1, 2 * config.trained_steps) if config.arch == 'vitrm' else 1}", "```", ""]
+        if log and len(log) < train_cfg["epochs"]:
+            lines += [f"The run is not finished: continue it with the same command plus `--resume`.", ""]
+    if metrics:
+        top1 = metrics["top1_by_step"]
+        trained = min(config.trained_steps, len(top1))
+        best = max(range(len(top1)), key=lambda i: top1[i])
+        lines += ["## Measured on the test set", "",
+                  f"Data: {data_description(metrics['data'])}, {metrics['num_images']:,} test images.", "",
+                  f"- Top-1 at the trained step count (N={trained}): **{_pct(top1[trained - 1])}**",
+                  f"- Top-5 at N={trained}: {_pct(metrics['top5_by_step'][trained - 1])}",
+                  f"- Peak top-1 over N=1..{len(top1)}: {_pct(top1[best])} at N={best + 1}",
+                  f"- ECE at N={trained}: {metrics['ece_by_step'][trained - 1]:.4f}", ""]
+        if len(top1) > 1:
+            lines += ["| N | " + " | ".join(str(i + 1) for i in range(len(top1))) + " |",
+                      "|---|" + "---|" * len(top1),
+                      "| top-1 | " + " | ".join(f"{100 * a:.1f}" for a in top1) + " |", ""]
+        if metrics.get("halting"):
+            h = metrics["halting"]
+            lines += [f"Adaptive halting ({h['rule']}): top-1 {_pct(h['adaptive_top1'])} with "
+                      f"{h['adaptive_mean_steps']:.2f} steps on average.", ""]
+        lines += [f"Figures from `python -m vitrm evaluate` ({metrics.get('evaluated_at', '')}), stored in "
+                  "`metrics.json`; the per-image table is `predictions.csv`.", ""]
+    else:
+        lines += ["Not evaluated yet: run `python -m vitrm evaluate` (see above).", ""]
+    return "\n".join(lines)
+
+
+def _config_file_hint(train_cfg: dict, name: str) -> str:
+    model = train_cfg["model"]
+    if name.startswith("vitrm-cifar10") and name != "vitrm-cifar10":
+        return f"configs/compare.yaml --out checkpoints/{name}"
+    if model["arch"] == "vit":
+        return (f"configs/compare.yaml --out checkpoints/{name} --set model.arch=vit --set model.layers="
+                f"{model['layers']} --set model.trained_steps=1 --set model.latent_updates=0")
+    if model["arch"] == "cnn":
+        return f"configs/compare.yaml --out checkpoints/{name} --set model.arch=cnn --set model.trained_steps=1"
+    return "configs/vitrm-cifar10.yaml"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m vitrm.card", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU")
+    args = parser.parse_args(argv)
+    for c in args.checkpoints:
+        text = render_card(Path(c), args.hardware)
+        ckpt.atomic_write_bytes(Path(c) / "README.md", text.encode())
+        print(f"wrote {Path(c) / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
