@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 from PIL import Image
 
 import vitrm
+from vitrm import evaluate
 from vitrm.attribution import attribute
+from vitrm.data import Split
 from vitrm.images import to_model_input
 
 from . import checkpoints, derive
@@ -132,8 +135,9 @@ class ImageRun:
     grid: int                          # patch grid side (z has grid*grid tokens)
     recursive: bool
     z_norm: np.ndarray                 # [S, g, g]
+    z_change: np.ndarray               # [S, g, g] how far each patch's z moved in the step
     z_rgb: np.ndarray                  # [S, g, g, 3], PCA fitted once over all steps
-    y_points: np.ndarray               # [S+1, 2], y_0 first
+    y_points: np.ndarray               # [S, 2]
     y_arrows: np.ndarray | None        # [C, 2] class directions in the same projection
     y_ratio: np.ndarray                # explained variance of the 2 components
     seconds: float                     # the forward pass, for the curious
@@ -162,9 +166,10 @@ def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.n
     seconds = time.perf_counter() - start
     z = trace.z[:, 0]
     grid = int(round(z.shape[1] ** 0.5))
-    y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], trace.y_init[0], _class_directions(model))
+    y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], _class_directions(model))
     return ImageRun(trace=trace, pixels=_pixels, class_names=tuple(config.class_names), grid=grid,
                     recursive=config.arch == "vitrm", z_norm=derive.z_norm_grid(z, grid),
+                    z_change=derive.z_change_grid(z, trace.z_init[0], grid),
                     z_rgb=derive.z_pca_rgb(z, grid), y_points=y_points, y_arrows=y_arrows,
                     y_ratio=y_ratio, seconds=seconds)
 
@@ -199,3 +204,101 @@ def dataset_thumbnail(path: str) -> Image.Image | None:
         return vitrm.load_image(path)
     except vitrm.InvalidImageError:
         return None
+
+
+@dataclass
+class Evaluation:
+    """metrics.json and predictions.csv of one model, read from its directory or computed here."""
+
+    metrics: dict
+    predictions: pd.DataFrame | None
+    image_root: Path | None              # where predictions.csv's `path` column points
+    computed_note: str | None = None     # set when computed in the app on a sample
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    root: Path
+    description: str
+    spec: str                            # recorded as metrics["data"]
+    size: int                            # images available
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _listing(root: str, gallery: bool) -> tuple[list[str], list[str]]:
+    """(paths relative to root, class names) of a test split or of the built-in gallery, in order."""
+    if gallery:
+        table = pd.read_csv(Path(root) / "labels.csv")
+        return list(table["file"]), list(table["label"])
+    from torchvision.datasets import ImageFolder
+    folder = ImageFolder(str(Path(root) / "test"))
+    return ([Path(p).relative_to(root).as_posix() for p, _ in folder.samples],
+            [folder.classes[t] for t in folder.targets])
+
+
+def sample_source(files: checkpoints.CheckpointFiles) -> SampleSource | None:
+    """The model's own test split when its data directory is here, else the built-in gallery."""
+    spec = (files.train_config or {}).get("data") or (files.metrics or {}).get("data")
+    root = checkpoints.data_root(spec)
+    names = set(files.config.class_names)
+    if root is not None and (root / "test").is_dir():
+        paths, labels = _listing(str(root), gallery=False)
+        if set(labels) <= names:
+            return SampleSource(root=root, description=f"the test split of {root.name}", spec=str(spec),
+                                size=len(paths))
+    gallery = Path(__file__).resolve().parent / "gallery"
+    paths, labels = _listing(str(gallery), gallery=True)
+    if set(labels) <= names:
+        return SampleSource(root=gallery, description="the app's built-in gallery (CIFAR-10 test images)",
+                            spec="app gallery", size=len(paths))
+    return None
+
+
+def _concatenate(chunks: list[evaluate.StepOutputs]) -> evaluate.StepOutputs:
+    def cat(field):
+        return torch.cat([getattr(c, field) for c in chunks], dim=1)
+    return evaluate.StepOutputs(cat("pred"), cat("conf"), cat("prob_true"), cat("top5"),
+                                None if chunks[0].halt is None else cat("halt"))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _progress=None) -> Evaluation:
+    """vitrm.evaluate's metrics and per-image table for k images, with progress reported as it goes.
+
+    ``_progress(fraction, text)`` is called while decoding and while tracing, chunk by chunk.
+    """
+    model = load_model(path, mtime)
+    cfg = model.config
+    report = _progress or (lambda fraction, text: None)
+    all_paths, all_labels = _listing(str(source.root), gallery=source.spec == "app gallery")
+    indices = evaluate.evenly_spaced(len(all_paths), k).tolist()
+    paths = [all_paths[i] for i in indices]
+    labels = [cfg.class_names.index(all_labels[i]) for i in indices]
+    images = torch.empty(len(paths), cfg.in_channels, cfg.image_size, cfg.image_size, dtype=torch.uint8)
+    for i, p in enumerate(paths):
+        images[i] = to_model_input(vitrm.load_image(source.root / p), cfg.image_size)
+        if i % 20 == 0:
+            report(0.3 * i / len(paths), f"Decoding images ({i}/{len(paths)})")
+    split = Split(images, torch.tensor(labels), tuple(cfg.class_names), "sample")
+    steps = max_steps(cfg)
+    start, chunks, chunk = time.perf_counter(), [], 50
+    for first in range(0, len(split), chunk):
+        part = split.subset(torch.arange(first, min(first + chunk, len(split))))
+        chunks.append(evaluate.run_steps(model, part, steps, progress=False))
+        done = min(first + chunk, len(split))
+        report(0.3 + 0.7 * done / len(split), f"Running {steps} steps ({done}/{len(split)} images)")
+    out = _concatenate(chunks)
+    seconds = time.perf_counter() - start
+    index = torch.tensor(indices)
+    # The gallery, too, holds images of the JPEG copy.
+    note = "CIFAR-10, JPEG q75 copy" if source.root.name in ("cifar10-jpeg", "gallery") else ""
+    metrics = {"data": source.spec, "split": "test", "data_note": note, "num_images": len(split), "arch": cfg.arch,
+               "parameters": vitrm.num_parameters(model),
+               "trained_steps": cfg.trained_steps if cfg.arch == "vitrm" else 1, "max_steps": steps,
+               "class_names": list(cfg.class_names)}
+    metrics |= evaluate.step_metrics(out, split.labels, cfg.num_classes)
+    metrics |= {"seconds": round(seconds, 3), "device": "cpu"}
+    table = evaluate.predictions_table(out, split.labels, index, cfg.class_names, paths)
+    return Evaluation(metrics=metrics, predictions=table, image_root=source.root,
+                      computed_note=f"computed in this session on {len(split)} images from {source.description} "
+                                    "(not saved; run python -m vitrm evaluate for the full test set)")

@@ -74,6 +74,12 @@ def z_norm_grid(z: torch.Tensor, grid: int) -> np.ndarray:
     return z.norm(dim=-1).reshape(len(z), grid, grid).numpy()
 
 
+def z_change_grid(z: torch.Tensor, z_init: torch.Tensor, grid: int) -> np.ndarray:
+    """[S, g, g]: how far each patch's latent moved in each step, ||z_s - z_{s-1}|| (z_0 = z_init)."""
+    prev = torch.cat([z_init[None], z[:-1]])
+    return (z - prev).norm(dim=-1).reshape(len(z), grid, grid).numpy()
+
+
 def z_pca_rgb(z: torch.Tensor, grid: int) -> np.ndarray:
     """[S, g, g, 3] in [0, 1]: the top 3 principal components of z as colour.
 
@@ -89,13 +95,15 @@ def z_pca_rgb(z: torch.Tensor, grid: int) -> np.ndarray:
     return rgb.reshape(steps, grid, grid, 3).float().numpy()
 
 
-def y_path(y: torch.Tensor, y_init: torch.Tensor, directions: torch.Tensor | None):
-    """The answer token's path in 2-D: points [S+1, 2] (y_0 first), arrows [C, 2] or None, ratio [2].
+def y_path(y: torch.Tensor, directions: torch.Tensor | None):
+    """The answer token's path in 2-D: points [S, 2], arrows [C, 2] or None, explained ratio [2].
 
+    The PCA is fitted on y after steps 1..S. The learned start y_0 is left out: the first step
+    moves y much further than any later one, and fitting it would flatten the rest of the path.
     ``directions`` [C, D] are the head's class directions in y space; their projections are
     scaled so the longest arrow spans half the path's extent (only direction is meaningful).
     """
-    points = torch.cat([y_init[None], y]).double()
+    points = y.double()
     mean, comps, ratio = fit_pca(points, 2)
     path = ((points - mean) @ comps.T).numpy()
     arrows = None

@@ -23,16 +23,23 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+import vitrm  # noqa: E402
 from app import checkpoints, session  # noqa: E402
 from vitrm.checkpoint import CheckpointError  # noqa: E402
 
-st.set_page_config(page_title="ViTRM Lab", page_icon="🔁", layout="wide")
+st.set_page_config(page_title="ViTRM Lab", page_icon=":material/autorenew:", layout="wide")
 session.keep_widget_state()
 
 
 def _default_selection(found: list[Path]) -> list[str]:
-    preferred = [p for p in found if p.name == "vitrm-cifar10"]
-    return [str((preferred or found)[0])] if found else []
+    """The flagship if present, else the first recursive model, else the first checkpoint."""
+    def recursive(p: Path) -> bool:
+        try:
+            return vitrm.read_config(p).arch == "vitrm"
+        except CheckpointError:
+            return False
+    preferred = [p for p in found if p.name == "vitrm-cifar10"] or [p for p in found if recursive(p)] or found
+    return [str(preferred[0])] if preferred else []
 
 
 def _add_typed_path() -> None:
@@ -53,7 +60,7 @@ def _add_typed_path() -> None:
 
 
 def sidebar() -> list[session.LoadedModel]:
-    st.title("🔁 ViTRM Lab")
+    st.title("ViTRM Lab")
     found = checkpoints.discover()
     options = [str(p) for p in found] + [p for p in st.session_state.get(session.TYPED, []) if p not in map(str, found)]
     if session.SELECTED not in st.session_state:
@@ -81,8 +88,8 @@ with st.sidebar:
     st.session_state["loaded_models"] = sidebar()
 
 page = st.navigation([
-    st.Page("screens/explore.py", title="Explore an image", icon="🔍", default=True),
-    st.Page("screens/dataset.py", title="Dataset analysis", icon="📊"),
-    st.Page("screens/how_it_works.py", title="How ViTRM works", icon="🧠"),
+    st.Page("screens/explore.py", title="Explore an image", icon=":material/search:", default=True),
+    st.Page("screens/dataset.py", title="Dataset analysis", icon=":material/bar_chart:"),
+    st.Page("screens/how_it_works.py", title="How ViTRM works", icon=":material/account_tree:"),
 ])
 page.run()

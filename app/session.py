@@ -18,7 +18,9 @@ from . import cache, checkpoints, summaries
 
 # Widget keys whose values must survive a switch between pages (Streamlit forgets the
 # state of widgets that a page does not draw, unless it is written back each run).
-PERSISTENT = ("source", "gallery_file", "upload_choice", "focus", "explore_view", "analysis_view", "k_images")
+PERSISTENT = ("source", "gallery_file", "upload_choice", "focus", "explore_view", "analysis_view", "gallery_kind",
+              "attr_methods", "attr_target", "row_method")
+PERSISTENT_PREFIXES = ("n::", "step::", "k::", "analysis_n::")
 SELECTED = "selected_checkpoints"
 TYPED = "typed_checkpoints"
 
@@ -56,8 +58,8 @@ class LoadedModel:
 
 
 def keep_widget_state() -> None:
-    for key in PERSISTENT:
-        if key in st.session_state:
+    for key in list(st.session_state.keys()):
+        if key in PERSISTENT or key.startswith(PERSISTENT_PREFIXES):
             st.session_state[key] = st.session_state[key]
 
 

@@ -28,10 +28,10 @@ def _evaluate(args) -> None:
     evaluate_cli(args)
 
 
-def _predict(args) -> None:
+def _predict(args) -> int:
     from .evaluate import predict_cli
-    if not predict_cli(args):
-        sys.exit(1)
+    # Each unreadable file already had its line; the status tells scripts that one failed.
+    return 0 if predict_cli(args) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["test", "train"])
     e.add_argument("--max-steps", dest="max_steps", type=int, default=None,
                    help="evaluate steps 1..N (default: 2x the trained count)")
-    e.add_argument("--limit", type=int, default=None, help="only the first N images (a fixed subset)")
-    e.add_argument("--subset-size", dest="subset_size", type=int, default=1000,
-                   help="also record figures on this fixed subset, for quick checks (0: off)")
+    e.add_argument("--limit", type=int, default=None,
+                   help="only N images, spread evenly over the split (every class is represented)")
     e.add_argument("--batch-size", dest="batch_size", type=int, default=500)
+    e.add_argument("--cache-dir", dest="cache_dir", default=None,
+                   help="where decoded imagefolder images are cached (default: $VITRM_CACHE or ~/.cache/vitrm)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)
 
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
             return 2
         print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import find_classes
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
@@ -115,8 +117,8 @@ def expected_calibration_error(conf: torch.Tensor, correct: torch.Tensor, bins: 
     for b in range(bins):
         members = index == b
         if members.any():
-            gap += members.float().mean().item() * abs(correct[members].float().mean().item()
-                                                       - conf[members].mean().item())
+            gap += members.double().mean().item() * abs(correct[members].double().mean().item()
+                                                        - conf[members].double().mean().item())
     return gap
 
 
@@ -142,10 +144,10 @@ def halting_analysis(halt: torch.Tensor, correct: torch.Tensor, threshold: float
     chosen_correct = correct[stop - 1, torch.arange(n)]
     return {"threshold": threshold, "rule": HALT_RULE,
             "halt_step_histogram": torch.bincount(stop - 1, minlength=S).tolist(),
-            "adaptive_top1": chosen_correct.float().mean().item(),
-            "adaptive_mean_steps": stop.float().mean().item(),
-            "fixed_top1": correct.float().mean(1).tolist(),
-            "mean_halt_prob_by_step": halt.mean(1).tolist()}
+            "adaptive_top1": chosen_correct.double().mean().item(),
+            "adaptive_mean_steps": stop.double().mean().item(),
+            "fixed_top1": correct.double().mean(1).tolist(),
+            "mean_halt_prob_by_step": halt.double().mean(1).tolist()}
 
 
 def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int) -> dict:
@@ -157,8 +159,9 @@ def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int) -> di
         totals = m.sum(1)
         # A class with no image in the split has no accuracy: null, never a made-up 0.
         per_class.append([m[c, c].item() / totals[c].item() if totals[c] else None for c in range(num_classes)])
-    return {"top1_by_step": correct.float().mean(1).tolist(),
-            "top5_by_step": out.top5.float().mean(1).tolist(),
+    # Means in float64, so top1 is exactly (correct images) / (images), as recomputed from the table.
+    return {"top1_by_step": correct.double().mean(1).tolist(),
+            "top5_by_step": out.top5.double().mean(1).tolist(),
             "per_class_by_step": per_class,
             "confusion_by_step": [m.tolist() for m in confusion],
             "ece_by_step": [expected_calibration_error(out.conf[s], correct[s]) for s in range(out.steps)],
@@ -168,7 +171,7 @@ def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int) -> di
 def subset_metrics(out: StepOutputs, labels: torch.Tensor, indices: torch.Tensor) -> dict:
     """Top-1 per step on the evaluated images whose split index is a multiple of 10."""
     keep = indices % SUBSET_STRIDE == 0
-    correct = (out.pred[:, keep] == labels[keep]).float()
+    correct = (out.pred[:, keep] == labels[keep]).double()
     return {"rule": SUBSET_RULE, "num_images": int(keep.sum()),
             "top1_by_step": (correct.mean(1) if keep.any() else torch.zeros(out.steps)).tolist()}
 
@@ -209,17 +212,21 @@ def _data_note(spec: str) -> str:
     return "CIFAR-10, JPEG q75 copy" if kind == "imagefolder" and Path(path).resolve().name == "cifar10-jpeg" else ""
 
 
-def _imagefolder_paths(spec: str, split: str, expected: int) -> list[str] | None:
+def _imagefolder_paths(root: str, split: str, expected: int) -> list[str]:
     """File paths relative to the imagefolder root, in the order ``load_split`` reads them."""
-    kind, root = parse_spec(spec)
-    if kind != "imagefolder":
-        return None
-    from torchvision.datasets import ImageFolder
     samples = ImageFolder(str(Path(root) / split)).samples
     if len(samples) != expected:
         raise DataError(f"{root}/{split} changed while it was being read ({len(samples)} files now, "
                         f"{expected} decoded); run evaluate again")
     return [Path(os.path.relpath(p, root)).as_posix() for p, _ in samples]
+
+
+def _check_classes(data: str, names, cfg) -> None:
+    def show(names):
+        return f"{list(names)[:10]}{'...' if len(names) > 10 else ''}"
+    if tuple(names) != tuple(cfg.class_names):
+        raise DataError(f"{data} has classes {show(names)} but the checkpoint was trained on "
+                        f"{show(cfg.class_names)}; labels would not line up")
 
 
 def evenly_spaced(n: int, limit: int | None) -> torch.Tensor:
@@ -249,19 +256,21 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
     cfg = model.config
     steps = resolve_steps(model, max_steps, default=2 * cfg.trained_steps)
     check_spec(data, data_dir)
+    kind, root = parse_spec(data)
+    if kind == "imagefolder":
+        # The folder names are the classes: refuse a mismatch before decoding a single image.
+        _check_classes(data, find_classes(str(Path(root) / split))[0], cfg)
     full = load_split(data, split, data_dir, cfg.image_size, cache_dir)
-    if tuple(full.class_names) != tuple(cfg.class_names):
-        raise DataError(f"{data} has classes {list(full.class_names)[:10]}{'...' if len(full.class_names) > 10 else ''} "
-                        f"but the checkpoint was trained on {list(cfg.class_names)[:10]}"
-                        f"{'...' if len(cfg.class_names) > 10 else ''}; labels would not line up")
+    _check_classes(data, full.class_names, cfg)
     if tuple(full.images.shape[1:]) != (cfg.in_channels, cfg.image_size, cfg.image_size):
         raise DataError(f"{data} holds {tuple(full.images.shape[1:])} images; the model expects "
                         f"{(cfg.in_channels, cfg.image_size, cfg.image_size)}")
-    paths = _imagefolder_paths(data, split, len(full))
     indices = evenly_spaced(len(full), limit)
     part = full.subset(indices)
-    if paths is not None:
-        paths = [paths[i] for i in indices.tolist()]
+    paths = None
+    if kind == "imagefolder":
+        every_path = _imagefolder_paths(root, split, len(full))
+        paths = [every_path[i] for i in indices.tolist()]
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -288,7 +297,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
 
 def evaluate_cli(args) -> None:
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.data_dir, args.max_steps,
-                                  args.limit, args.batch_size, args.cache_dir, progress=not args.quiet)
+                                  args.limit, args.batch_size, args.cache_dir or DEFAULT_CACHE,
+                                  progress=not args.quiet)
     note = f" ({metrics['data_note']})" if metrics["data_note"] else ""
     print(f"{metrics['arch']} on {metrics['data']}{note}, {metrics['split']} split: {metrics['num_images']:,} "
           f"images, {metrics['images_per_second']:.0f} images/s ({metrics['max_steps']} steps each)")

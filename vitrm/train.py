@@ -402,6 +402,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                             img_s=f"{sums['seen'] * world / (time.time() - t0):.0f}", refresh=False)
         bar.close()
         epoch_seconds = time.time() - t0
+        if world > 1:
+            # Each rank summed its own shard; the log reports the whole global batch.
+            totals = torch.tensor(list(sums.values()), dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            sums = dict(zip(sums, totals.tolist()))
         if rank == 0:
             eval_model = ema.module if ema is not None else model
             row = {"epoch": epoch,
@@ -411,7 +416,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                    "test_top1": accuracy(eval_model, test_split, cfg, device) if test_split else "",
                    "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(epoch_seconds, 2),
                    "wall_seconds": round(wall_before + time.time() - t_start, 2),
-                   "images_per_second": round(sums["seen"] * world / epoch_seconds, 1)}
+                   "images_per_second": round(sums["seen"] / epoch_seconds, 1)}
             log_rows.append(row)
             _save_state(out, model, ema, optimizer, scheduler, epoch, row["wall_seconds"], log_rows)
             if progress:

@@ -27,20 +27,20 @@ def offer_to_compute(model: session.LoadedModel) -> None:
                f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
                "compute them here on a sample (kept in this session only; nothing is written).")
     source = cache.sample_source(model.files)
+    if source is None:
+        st.info("No test images were found for this model's classes (its data directory is absent and the "
+                "built-in gallery holds other classes).")
+        return
     c1, c2 = st.columns([1, 3])
-    k = int(c1.number_input("k test images", min_value=10, max_value=2000, value=200, step=50,
-                            key=f"k::{model.key}"))
+    st.session_state.setdefault(f"k::{model.key}", min(200, source.size))
+    k = int(c1.number_input("k test images", min_value=1, max_value=source.size, step=50, key=f"k::{model.key}"))
     if c2.button(f"Compute on {k} images from {source.description}", key=f"compute::{model.key}"):
         bar = st.progress(0.0, text="Preparing images…")
         result = cache.evaluate_sample(model.key, model.mtime, source, k,
-                                       progress=lambda done, text: bar.progress(done, text=text))
+                                       _progress=lambda done, text: bar.progress(done, text=text))
         bar.empty()
         st.session_state.setdefault("computed_evaluations", {})[(model.key, model.mtime)] = result
         st.rerun()
-
-
-def open_and_go(path: str, label: str) -> None:
-    session.open_dataset_image(path, label)
 
 
 if st.session_state.pop("goto_explore", False):
@@ -104,8 +104,8 @@ key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
 model, ev = named[key], evaluations[key]
 metrics, steps = ev.metrics, len(ev.metrics["top1_by_step"])
 class_names = metrics.get("class_names") or list(model.config.class_names)
-n = steps if steps == 1 else st.slider("N (steps)", 1, steps, min(model.config.trained_steps, steps),
-                                       key=f"analysis_n::{key}")
+st.session_state.setdefault(f"analysis_n::{key}", min(model.config.trained_steps, steps))
+n = 1 if steps == 1 else st.slider("N (steps)", 1, steps, key=f"analysis_n::{key}")
 
 if section == "Per class":
     analysis.draw_per_class(metrics["per_class_by_step"], class_names)
@@ -130,4 +130,4 @@ elif section == "Galleries":
     galleries.draw_gallery(
         summaries.gallery_rows(ev.predictions, kind, n), n, class_names,
         load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
-        on_open=lambda p, label: open_and_go(str(root / p), label), key=f"gallery::{kind}")
+        on_open=lambda p, label: session.open_dataset_image(str(root / p), label), key=f"gallery::{kind}")

@@ -183,8 +183,8 @@ if view == "Scrubber":
                            file_stem=f"{model.name}-{image.name.rsplit('.', 1)[0]}")
     other_models(models, model, image, step)
 elif view == "Evolving state":
-    state.draw_state(pixels, run.z_norm, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio, probs, step,
-                     run.class_names)
+    state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
+                     probs, step, run.class_names)
 elif view == "Attention":
     if run.trace.attention is None:
         st.info(f"{model.name} is not a ViTRM, so its trace has no recursion attention to show.")

@@ -14,7 +14,7 @@ from . import figures
 
 def answer_figure(pixels, weights: np.ndarray, grid: int, step: int, layer: int, head_name: str) -> go.Figure:
     return figures.overlay(pixels, weights.reshape(grid, grid), zmin=0, colorscale="Hot",
-                           title=f"Answer token's attention, step {step}, layer {layer + 1}, {head_name}")
+                           title=f"Answer token's attention, step {step}")
 
 
 def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figure:
@@ -28,7 +28,7 @@ def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figur
 
 def rollout_figure(pixels, shares: dict, grid: int, step: int, head_name: str) -> go.Figure:
     return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorscale="Hot",
-                           title=f"Rollout through all block calls of step {step}, {head_name}")
+                           title=f"Rollout over step {step}")
 
 
 def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int, key: str) -> None:
@@ -48,8 +48,8 @@ def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int
     with left:
         figures.show(answer_figure(pixels, derive.answer_attention(maps, step, layer, head, 0), grid,
                                    step, layer, head_choice))
-        st.caption("Where the answer token y looks when it commits to an answer at this step: its attention "
-                   "over the latent patch tokens z, laid over the image.")
+        st.caption(f"Layer {layer + 1}, {head_choice}. Where the answer token y looks when it commits to an "
+                   "answer at this step: its attention over the latent patch tokens z, laid over the image.")
         shares = derive.step_rollout(maps, step, 0, head)
         figures.show(rollout_figure(pixels, shares, grid, step, head_choice))
         st.caption(f"Attention rollout follows attention (plus the residual path) through all "
@@ -59,6 +59,7 @@ def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int
     with right:
         matrix = derive.call_attention(maps, step, call, 0, head)[layer].numpy()
         figures.show(matrix_figure(matrix, derive.token_labels(maps, call),
-                                   f"Every token's attention: {calls[call].split(':')[0]}, layer {layer + 1}"))
-        st.caption("Row = the token that is looking, column = the token it looks at; each row sums to 1. "
+                                   f"Token to token: {calls[call].split(':')[0]}"))
+        st.caption(f"Layer {layer + 1}, {head_choice}. Row = the token that is looking, column = the token it "
+                   "looks at; each row sums to 1. "
                    "y is the answer token, x the image patches, z the latent patches.")

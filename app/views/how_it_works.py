@@ -53,9 +53,19 @@ def diagram(cfg: ViTRMConfig, parameters: int) -> str:
 }}"""
 
 
+# Top-level module names, in words; a name not listed is shown as it is.
+PARTS = {"tokenizer": "tokenizer", "pos": "tokenizer", "block": "shared block f", "blocks": "transformer layers",
+         "y_init": "initial states y0, z0", "z_init": "initial states y0, z0", "type_embed": "initial states y0, z0",
+         "cls": "class token", "head": "heads", "head_norm": "heads", "halt_head": "heads", "fc": "heads",
+         "stem": "convolutions", "stages": "convolutions"}
+
+
 def facts_table(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int]) -> pd.DataFrame:
+    grouped: dict[str, int] = {}
+    for part, n in by_part.items():
+        grouped[PARTS.get(part, part)] = grouped.get(PARTS.get(part, part), 0) + n
     rows = [("parameters", f"{parameters:,}")]
-    rows += [(f"  in {part}", f"{n:,}") for part, n in sorted(by_part.items(), key=lambda kv: -kv[1])]
+    rows += [(f"  in the {part}", f"{n:,}") for part, n in sorted(grouped.items(), key=lambda kv: -kv[1])]
     if cfg.arch == "vitrm":
         calls = cfg.block_calls_per_step
         rows += [("block calls per step", f"{calls} (n={cfg.latent_updates} latent + 1 answer)"),
@@ -85,4 +95,4 @@ answer is right) from y.
 It was trained to answer after {cfg.trained_steps} steps, with a loss after every step (deep supervision), so it
 can be asked at any step, and even for more steps than it was trained with.
 """)
-    st.dataframe(facts_table(cfg, parameters, by_part), hide_index=True)
+    st.table(facts_table(cfg, parameters, by_part).set_index(""))

@@ -21,7 +21,7 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
     if label is not None:
         verdict = "right" if class_names[top] == label else "wrong"
         cols[2].metric("True class", label, help=f"The model is {verdict} at step {step}.")
-        cols[2].markdown(f"✅ right at step {step}" if verdict == "right" else f"❌ wrong at step {step}")
+        cols[2].markdown(f":green[right at step {step}]" if verdict == "right" else f":red[wrong at step {step}]")
 
 
 def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:

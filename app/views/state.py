@@ -9,10 +9,10 @@ import streamlit as st
 from . import figures
 
 
-def z_norm_figure(pixels: np.ndarray, z_norm: np.ndarray, step: int) -> go.Figure:
-    """The colour scale spans every step, so brightness can be compared between steps."""
-    return figures.overlay(pixels, z_norm[step - 1], title=f"‖z‖ per patch at step {step}",
-                           zmin=float(z_norm.min()), zmax=float(z_norm.max()), colorscale="Viridis")
+def z_map_figure(pixels: np.ndarray, values: np.ndarray, step: int, title: str) -> go.Figure:
+    """``values`` [S, g, g]; the colour scale spans every step, so brightness compares between steps."""
+    return figures.overlay(pixels, values[step - 1], title=f"{title}, step {step}",
+                           zmin=float(values.min()), zmax=float(values.max()), colorscale="Viridis")
 
 
 def z_pca_figure(pixels: np.ndarray, z_rgb: np.ndarray, step: int) -> go.Figure:
@@ -20,14 +20,14 @@ def z_pca_figure(pixels: np.ndarray, z_rgb: np.ndarray, step: int) -> go.Figure:
     fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
-    return figures.compact(fig, 300, f"z as colour (PCA, fitted on all steps) at step {step}")
+    return figures.compact(fig, 300, f"z as colour (PCA), step {step}")
 
 
 def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarray, step: int,
                   class_names, probs: np.ndarray) -> go.Figure:
-    """``points`` [S+1, 2] start at y_0; only steps up to len(probs) are drawn."""
-    shown = points[:len(probs) + 1]
-    labels = ["start"] + [f"step {s}: {class_names[int(probs[s - 1].argmax())]}" for s in range(1, len(shown))]
+    """``points`` [S, 2] for steps 1..S; only steps up to len(probs) are drawn."""
+    shown = points[:len(probs)]
+    labels = [f"step {s + 1}: {class_names[int(probs[s].argmax())]}" for s in range(len(shown))]
     fig = go.Figure()
     if arrows is not None:
         for c, (dx, dy) in enumerate(arrows):
@@ -37,10 +37,10 @@ def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarr
     fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="lines+markers", text=labels,
                              hovertemplate="%{text}<extra></extra>", line=dict(color="#4c78a8"),
                              marker=dict(size=7), name="y"))
-    fig.add_trace(go.Scatter(x=[shown[step, 0]], y=[shown[step, 1]], mode="markers+text",
+    fig.add_trace(go.Scatter(x=[shown[step - 1, 0]], y=[shown[step - 1, 1]], mode="markers+text",
                              text=[f"step {step}"], textposition="top center", name="selected",
                              marker=dict(size=15, color="#e45756", symbol="circle-open", line=dict(width=3))))
-    fig.add_trace(go.Scatter(x=[shown[0, 0]], y=[shown[0, 1]], mode="markers+text", text=["y₀"],
+    fig.add_trace(go.Scatter(x=[shown[0, 0]], y=[shown[0, 1]], mode="markers+text", text=["step 1"],
                              textposition="bottom center", marker=dict(size=9, color="black"), name="start"))
     fig.update_xaxes(title=f"PC1 ({100 * ratio[0]:.0f}% of variance)", zeroline=False)
     fig.update_yaxes(title=f"PC2 ({100 * ratio[1]:.0f}%)", zeroline=False, scaleanchor="x")
@@ -48,18 +48,27 @@ def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarr
     return figures.compact(fig, 360, "The answer token y, step by step (2-D PCA)")
 
 
-def draw_state(pixels: np.ndarray, z_norm: np.ndarray, z_rgb: np.ndarray, points: np.ndarray,
-               arrows: np.ndarray | None, ratio: np.ndarray, probs: np.ndarray, step: int, class_names) -> None:
+def draw_state(pixels: np.ndarray, z_norm: np.ndarray, z_change: np.ndarray, z_rgb: np.ndarray,
+               points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarray, probs: np.ndarray, step: int,
+               class_names) -> None:
     left, middle = st.columns(2)
     with left:
-        figures.show(z_norm_figure(pixels, z_norm, step))
-        st.caption("Each square is one patch's latent z, the model's scratch pad. Bright patches carry large "
-                   "latents; watch which parts of the image they settle on as the steps go by.")
+        measure = st.radio("Latent map", ["‖z‖: size of the latent", "‖z − previous z‖: how far it moved"],
+                           horizontal=True, key="z_measure", label_visibility="collapsed")
+        if measure.startswith("‖z‖"):
+            figures.show(z_map_figure(pixels, z_norm, step, "‖z‖ per patch"))
+            st.caption("Each square is one patch's latent z, the model's scratch pad. The block ends in a "
+                       "LayerNorm, so sizes differ little; bright patches carry the largest latents.")
+        else:
+            figures.show(z_map_figure(pixels, z_change, step, "‖z − previous z‖"))
+            st.caption("How far each patch's latent moved during this step. Bright patches are where the model "
+                       "is still revising its notes; a dark map means its thinking has settled.")
     with middle:
         figures.show(z_pca_figure(pixels, z_rgb, step))
         st.caption("The three main directions in which the latents vary, shown as red, green and blue. "
                    "The colours mean the same at every step, so a patch that changes colour changed its mind.")
     figures.show(y_path_figure(points, arrows, ratio, step, class_names, probs))
-    st.caption("Each dot is the answer token y after one step, projected to 2-D. Grey arrows point where the "
-               "classifier head reads each class (approximately: the head sees y after a LayerNorm). "
+    st.caption("Each dot is the answer token y after one step, projected to 2-D (fitted on all steps; the "
+               "learned starting point is left out, as the first step jumps far from it). Grey arrows point "
+               "where the classifier head reads each class (approximately: the head sees y after a LayerNorm). "
                "A path that heads towards one arrow and stops is a model making up its mind.")

@@ -1,0 +1,440 @@
+"""The Streamlit app, driven through streamlit.testing.v1.AppTest on tiny checkpoints made here.
+
+The checkpoints root is pointed at a temporary directory (``VITRM_CHECKPOINTS``) holding:
+
+* ``vitrm-tiny``: a fresh tiny ViTRM with metrics.json and predictions.csv written by
+  ``vitrm.evaluate`` on a small image folder of real CIFAR-10 test images, plus a train log;
+* ``vit-tiny``: its ViT baseline, evaluated the same way;
+* ``vitrm-concat-no-metrics``: a ViTRM with combine="concat" and nothing beside its weights.
+
+Shown values are checked against ``model.trace`` run here, outside the app.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import vitrm
+from vitrm import ViT, ViTRM, ViTRMConfig, vit_config_for
+from vitrm.evaluate import evaluate_checkpoint, evenly_spaced
+from vitrm.train import LOG_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app" / "main.py"
+GALLERY = ROOT / "app" / "gallery"
+TIMEOUT = 60
+TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
+CONCAT = ViTRMConfig(dim=32, heads=2, layers=1, trained_steps=2, latent_updates=2, combine="concat",
+                     tokenizer="conv", patch_size=8)
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    checkpoints, data = root / "checkpoints", root / "data"
+    table = pd.read_csv(GALLERY / "labels.csv")
+    for split, per_class in (("test", 2), ("train", 1)):
+        for label, group in table.groupby("label"):
+            (data / split / label).mkdir(parents=True)
+            for file in group["file"][:per_class]:
+                shutil.copy(GALLERY / file, data / split / label / file)
+    torch.manual_seed(0)
+    vitrm.save(ViTRM(TINY), checkpoints / "vitrm-tiny")
+    vitrm.save(ViT(vit_config_for(TINY)), checkpoints / "vit-tiny")
+    vitrm.save(ViTRM(CONCAT), checkpoints / "vitrm-concat-no-metrics")
+    for name in ("vitrm-tiny", "vit-tiny"):
+        evaluate_checkpoint(checkpoints / name, f"imagefolder:{data}", cache_dir=None, progress=False)
+    with open(checkpoints / "vitrm-tiny" / "train_log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        for epoch in (1, 2, 3):
+            writer.writerow({"epoch": epoch, "train_loss": 2.3 / epoch, "train_ce": 2.2 / epoch,
+                             "train_halt_bce": 0.1 / epoch, "train_top1": 0.1 * epoch, "val_top1": 0.09 * epoch,
+                             "test_top1": "", "lr": 0.001, "epoch_seconds": 1.0, "wall_seconds": float(epoch),
+                             "images_per_second": 100.0})
+    return checkpoints
+
+
+@pytest.fixture
+def app(lab, monkeypatch):
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(lab))
+    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+
+
+def run(at: AppTest) -> AppTest:
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, "\n".join(e.message + "\n" + "\n".join(e.stack_trace[-6:]) for e in at.exception)
+    return at
+
+
+def select_models(at: AppTest, lab: Path, *names: str) -> AppTest:
+    at.multiselect(key="selected_checkpoints").set_value([str(lab / n) for n in names])
+    return run(at)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def expected_at(checkpoint: Path, source, step: int) -> tuple[str, str]:
+    """(top class, probability as shown) of ``model.trace`` run here, outside the app."""
+    model = vitrm.load(checkpoint)
+    steps = step if model.config.arch == "vitrm" else None
+    probs = model.trace(model.preprocess(vitrm.load_image(source)), steps=steps).probs[-1, 0]
+    top = int(probs.argmax())
+    return model.config.class_names[top], f"{100 * probs[top].item():.2f}%"
+
+
+def png_bytes(seed: int, size=(300, 200)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(data) -> list:
+    """Plotly's JSON holds numpy arrays as {"dtype", "bdata" (base64), "shape"}; lists stay lists."""
+    if isinstance(data, dict) and "bdata" in data:
+        array = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
+        shape = [int(d) for d in str(data.get("shape", len(array))).split(",")]
+        return array.reshape(shape).tolist()
+    return data
+
+
+# --------------------------------------------------------------------------- explore: input and scrubber
+
+def test_a_gallery_image_shows_the_traced_top_class_and_probability_at_each_step(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.selectbox(key="gallery_file").set_value("cat_0003.jpg")
+    run(at)
+    assert "True class: **cat**" in [c.value for c in at.caption]
+    assert len(at.image) >= 2, "the original and the 32x32 model input are both shown"
+    for step in (1, 2, 3):
+        at.slider(key=f"step::{lab / 'vitrm-tiny'}").set_value(step)
+        run(at)
+        top, prob = expected_at(lab / "vitrm-tiny", GALLERY / "cat_0003.jpg", step)
+        shown = metrics(at)
+        assert shown[f"Top class at step {step}"] == top
+        assert shown["Probability"] == prob
+
+
+def test_the_step_count_goes_to_four_times_the_trained_count_and_the_slider_follows(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    n_input = at.number_input(key=f"n::{lab / 'vitrm-tiny'}")
+    assert n_input.max == 4 * TINY.trained_steps
+    n_input.set_value(8)
+    run(at)
+    slider = at.slider(key=f"step::{lab / 'vitrm-tiny'}")
+    assert slider.max == 8
+    slider.set_value(8)
+    run(at)
+    top, prob = expected_at(lab / "vitrm-tiny", GALLERY / "airplane_0000.jpg", 8)
+    assert metrics(at)["Top class at step 8"] == top and metrics(at)["Probability"] == prob
+    at.number_input(key=f"n::{lab / 'vitrm-tiny'}").set_value(3)
+    run(at)
+    assert at.slider(key=f"step::{lab / 'vitrm-tiny'}").value == 3, "the step is clamped to the new N"
+
+
+def test_moving_the_slider_or_changing_n_does_no_model_work(app, lab, monkeypatch):
+    calls = []
+    original = ViTRM.trace
+
+    def counting_trace(self, *args, **kwargs):
+        calls.append(kwargs.get("steps", args[1] if len(args) > 1 else None))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ViTRM, "trace", counting_trace)
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.radio(key="source").set_value("Upload")
+    run(at)
+    at.file_uploader[0].set_value(("noise.png", png_bytes(seed=1234), "image/png"))
+    run(at)
+    assert len(calls) == 1, "a new image is traced once, to the most steps offered"
+    assert calls[0] == 4 * TINY.trained_steps
+    for step in (1, 3, 2):
+        at.slider(key=f"step::{lab / 'vitrm-tiny'}").set_value(step)
+        run(at)
+    at.number_input(key=f"n::{lab / 'vitrm-tiny'}").set_value(6)
+    run(at)
+    assert len(calls) == 1
+
+
+def test_uploads_of_any_format_are_classified_and_a_bad_file_gets_its_own_message(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.radio(key="source").set_value("Upload")
+    run(at)
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(seed=7, size=(64, 480)))).save(jpeg, format="JPEG")
+    files = [("wide.png", png_bytes(seed=5), "image/png"), ("notes.png", b"this is text, not an image", "image/png"),
+             ("tall.jpg", jpeg.getvalue(), "image/jpeg"), ("cut.jpg", jpeg.getvalue()[:200], "image/jpeg")]
+    at.file_uploader[0].set_value(files)
+    run(at)
+    table = at.dataframe[0].value.set_index("file")
+    for name, data, _ in files:
+        source = io.BytesIO(data)
+        source.name = name
+        try:
+            vitrm.load_image(source)
+        except vitrm.InvalidImageError as e:
+            assert table.loc[name, "message"] == str(e)
+            assert pd.isna(table.loc[name, "prediction"])
+            continue
+        top, prob = expected_at(lab / "vitrm-tiny", data, TINY.trained_steps)
+        assert table.loc[name, "prediction"] == top
+        assert f"{100 * table.loc[name, 'probability']:.2f}%" == prob
+    assert table["prediction"].notna().sum() == 2 and table["prediction"].isna().sum() == 2
+    at.selectbox(key="upload_choice").set_value(1)       # the second good file: tall.jpg
+    run(at)
+    captions = [c for image in at.image for c in image.captions]
+    assert "tall.jpg: original, 64x480 pixels" in captions
+    top, prob = expected_at(lab / "vitrm-tiny", jpeg.getvalue(), TINY.trained_steps)
+    assert metrics(at)[f"Top class at step {TINY.trained_steps}"] == top
+
+
+def test_a_camera_photo_is_classified_like_an_upload(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.radio(key="source").set_value("Camera")
+    run(at)
+    photo = io.BytesIO()
+    Image.open(GALLERY / "frog_0001.jpg").resize((320, 240)).save(photo, format="JPEG")
+    at.camera_input[0].set_value(("shot.jpg", photo.getvalue(), "image/jpeg"))
+    run(at)
+    top, prob = expected_at(lab / "vitrm-tiny", photo.getvalue(), TINY.trained_steps)
+    assert metrics(at)[f"Top class at step {TINY.trained_steps}"] == top
+    assert metrics(at)["Probability"] == prob
+
+
+def test_switching_the_model_shows_that_models_own_prediction(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
+    at.selectbox(key="gallery_file").set_value("ship_0002.jpg")
+    run(at)
+    others = at.dataframe[-1].value
+    assert list(others["model"]) == ["vit-tiny"], "the other loaded model is compared on the same image"
+    at.radio(key="focus").set_value(str(lab / "vit-tiny"))
+    run(at)
+    top, prob = expected_at(lab / "vit-tiny", GALLERY / "ship_0002.jpg", 1)
+    assert metrics(at)["Top class at step 1"] == top and metrics(at)["Probability"] == prob
+    assert any("not recursive" in i.value for i in at.info)
+    for view in ("Evolving state", "Attention", "Attribution"):
+        at.radio(key="explore_view").set_value(view)
+        run(at)
+
+
+def test_the_model_card_shows_architecture_depth_steps_data_accuracy_and_baselines(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    shown = metrics(at)
+    measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
+    assert shown["Parameters"] == f"{vitrm.num_parameters(vitrm.load(lab / 'vitrm-tiny')):,}"
+    assert shown["Effective depth"] == f"{TINY.effective_depth} layers"
+    assert shown["Trained steps N"] == str(TINY.trained_steps)
+    assert shown["Top-1 at N=2"] == f"{100 * measured['top1_by_step'][1]:.2f}%"
+    assert shown["Peak top-1"] == f"{100 * max(measured['top1_by_step']):.2f}%"
+    card_text = " ".join(m.value for m in at.markdown)
+    assert "cifar10-jpeg" not in card_text and "Training data:" in card_text
+    comparison = at.dataframe[0].value
+    assert set(comparison["model"]) == {"vitrm-tiny", "vit-tiny"}
+    vit_metrics = json.loads((lab / "vit-tiny" / "metrics.json").read_text())
+    vit_row = comparison.set_index("model").loc["vit-tiny"]
+    assert vit_row["parameters"] == vit_metrics["parameters"]
+    assert vit_row["top-1 at trained N"] == pytest.approx(vit_metrics["top1_by_step"][0])
+
+
+def test_the_per_step_table_can_be_downloaded(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download per-step results (CSV)" in labels
+
+
+# --------------------------------------------------------------------------- explore: state, attention, attribution
+
+def test_the_evolving_state_and_attention_views_draw_every_choice(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny", "vitrm-concat-no-metrics")
+    for focus in ("vitrm-tiny", "vitrm-concat-no-metrics"):
+        at.radio(key="focus").set_value(str(lab / focus))
+        at.radio(key="explore_view").set_value("Evolving state")
+        run(at)
+        at.radio(key="z_measure").set_value(at.radio(key="z_measure").options[1])
+        run(at)
+        assert len(at.get("plotly_chart")) == 3
+        at.radio(key="explore_view").set_value("Attention")
+        run(at)
+        key = str(lab / focus)
+        at.selectbox(key=f"att_layer::{key}").set_value(at.selectbox(key=f"att_layer::{key}").options[-1])
+        at.selectbox(key=f"att_head::{key}").set_value("head 2")
+        for call in range(len(at.selectbox(key=f"att_call::{key}").options)):
+            at.selectbox(key=f"att_call::{key}").set_value(call)
+            run(at)
+        rollout = next(c.value for c in at.caption if "rollout" in c.value.lower())
+        shares = [int(s.rstrip("%")) for s in rollout.split() if s.endswith("%")]
+        assert abs(sum(shares) - 100) <= 2, rollout
+
+
+def test_every_attribution_method_runs_and_shows_its_time(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.radio(key="explore_view").set_value("Attribution")
+    run(at)
+    at.button[0].click()
+    run(at)
+    timed = [m.value for m in at.markdown if " s" in m.value and "for" in m.value]
+    for name in ("Integrated Gradients", "Saliency", "GradientShap", "Occlusion"):
+        assert any(t.startswith(f"**{name}**") for t in timed), timed
+    at.selectbox(key="attr_target").set_value("truck")
+    run(at)
+    at.button[0].click()
+    run(at)
+    assert sum("for truck" in m.value for m in at.markdown) == 4
+    row_button = next(b for b in at.button if b.label.startswith("Row for truck"))
+    row_button.click()
+    run(at)
+    assert any("at each step" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- dataset analysis
+
+def test_every_analysis_view_opens_and_shows_the_evaluated_figures(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
+    at.switch_page("screens/dataset.py")
+    run(at)
+    measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
+    baseline = json.loads((lab / "vit-tiny" / "metrics.json").read_text())
+    for section in ("Accuracy vs N", "Per class", "Confusion matrix", "Calibration", "Halting", "Galleries",
+                    "Training log"):
+        at.radio(key="analysis_view").set_value(section)
+        run(at)
+        if section == "Accuracy vs N":
+            spec = plotly_specs(at)[0]
+            curve = next(t for t in spec["data"] if t.get("name") == "vitrm-tiny")
+            assert values(curve["y"]) == pytest.approx(measured["top1_by_step"])
+            flat = [a for a in spec["layout"].get("shapes", []) if a.get("y0") == a.get("y1")]
+            assert [s["y0"] for s in flat] == pytest.approx([baseline["top1_by_step"][0]])
+        if section in ("Per class", "Confusion matrix", "Halting"):
+            at.radio(key="analysis_model").set_value(str(lab / "vitrm-tiny"))
+            run(at)
+        if section == "Confusion matrix":
+            at.slider(key=f"analysis_n::{lab / 'vitrm-tiny'}").set_value(3)
+            run(at)
+            spec = plotly_specs(at)[0]
+            assert values(spec["data"][0]["customdata"]) == measured["confusion_by_step"][2]
+        if section == "Halting":
+            spec = plotly_specs(at)[0]
+            assert values(spec["data"][0]["y"]) == measured["halting"]["halt_step_histogram"]
+        if section == "Galleries":
+            for kind in ("misclassified", "fixed", "broken"):
+                at.radio(key="gallery_kind").set_value(kind)
+                run(at)
+        if section == "Training log":
+            assert len(at.get("plotly_chart")) == 2
+
+
+def test_a_gallery_click_opens_the_image_in_the_scrubber(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value("Galleries")
+    run(at)
+    at.radio(key="gallery_kind").set_value("misclassified")
+    run(at)
+    predictions = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    first = predictions[predictions["pred_2"] != predictions["label"]].iloc[0]
+    next(b for b in at.button if b.label == "Open in scrubber").click()
+    run(at)
+    assert at.radio(key="source").value == "Dataset image"
+    assert f"True class: **{first['label_name']}**" in [c.value for c in at.caption]
+    data_root = Path(json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())["data"].split(":", 1)[1])
+    top, prob = expected_at(lab / "vitrm-tiny", data_root / first["path"], TINY.trained_steps)
+    assert metrics(at)[f"Top class at step {TINY.trained_steps}"] == top
+
+
+def test_missing_metrics_are_said_and_can_be_computed_on_k_images(app, lab):
+    at = select_models(run(app), lab, "vitrm-concat-no-metrics")
+    at.switch_page("screens/dataset.py")
+    run(at)
+    assert any("no metrics.json" in w.value for w in at.warning)
+    at.number_input(key=f"k::{lab / 'vitrm-concat-no-metrics'}").set_value(20)
+    run(at)
+    next(b for b in at.button if b.label.startswith("Compute on 20 images")).click()
+    run(at)
+    assert any("computed in this session on 20 images" in i.value for i in at.info)
+    assert not (lab / "vitrm-concat-no-metrics" / "metrics.json").exists(), "the app writes nothing"
+    # The same 20 gallery images, spread evenly, traced here.
+    table = pd.read_csv(GALLERY / "labels.csv")
+    model = vitrm.load(lab / "vitrm-concat-no-metrics")
+    picked = table.iloc[evenly_spaced(len(table), 20).tolist()]
+    images = model.preprocess([vitrm.load_image(GALLERY / f) for f in picked["file"]])
+    labels = torch.tensor([CONCAT.class_names.index(c) for c in picked["label"]])
+    trace = model.trace(images, steps=4 * CONCAT.trained_steps, attention=False)
+    expected = (trace.logits.argmax(-1) == labels).float().mean(1).tolist()
+    spec = plotly_specs(at)[0]
+    curve = next(t for t in spec["data"] if t.get("name") == "vitrm-concat-no-metrics")
+    assert values(curve["y"]) == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------- checkpoints and the other pages
+
+def test_without_checkpoints_the_app_explains_how_to_train_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
+    at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    assert any("No checkpoint is loaded" in w.value for w in at.warning)
+    assert any("python -m vitrm train configs/vitrm-cifar10.yaml" in m.value for m in at.markdown)
+    at.switch_page("screens/how_it_works.py")
+    run(at)
+    assert any("default configuration" in i.value for i in at.info)
+    assert f"width {ViTRMConfig().dim}" in at.get("graphviz_chart")[0].proto.spec
+    at.switch_page("screens/dataset.py")
+    run(at)
+    assert any("No checkpoint is loaded" in w.value for w in at.warning)
+
+
+def test_a_typed_path_must_be_a_checkpoint_under_an_allowed_root(app, lab, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    torch.manual_seed(1)
+    vitrm.save(ViTRM(TINY), elsewhere / "outside")
+    allowed = tmp_path / "allowed"
+    vitrm.save(ViTRM(TINY), allowed / "extra")
+    (allowed / "pickled").mkdir()
+    marker = tmp_path / "unpickled"
+    (allowed / "pickled" / "model.pt").write_bytes(
+        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    monkeypatch.setenv("VITRM_CHECKPOINT_ROOTS", str(allowed))
+    at = run(app)
+    at.text_input(key="typed_path").set_value(str(elsewhere / "outside"))
+    run(at)
+    assert any("outside the allowed checkpoint roots" in e.value for e in at.sidebar.error)
+    at.text_input(key="typed_path").set_value(str(allowed / "pickled"))
+    run(at)
+    assert any("pickle" in e.value for e in at.sidebar.error)
+    assert not marker.exists()
+    at.text_input(key="typed_path").set_value(str(allowed / "extra"))
+    run(at)
+    assert not at.sidebar.error
+    assert str(allowed / "extra") in at.multiselect(key="selected_checkpoints").value
+
+
+def test_how_vitrm_works_is_drawn_from_the_models_real_config(app, lab):
+    at = select_models(run(app), lab, "vitrm-concat-no-metrics")
+    at.switch_page("screens/how_it_works.py")
+    run(at)
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert f"trained with N={CONCAT.trained_steps}" in dot
+    assert f"{CONCAT.layers} layers · {CONCAT.heads} heads · width {CONCAT.dim}" in dot
+    assert f"n={CONCAT.latent_updates} times" in dot and "[y, x, z]" in dot
+    assert f"{2 * CONCAT.num_tokens + 1} tokens" in dot

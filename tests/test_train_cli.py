@@ -1,0 +1,263 @@
+"""``python -m vitrm train`` end to end, on tiny data the tests write themselves.
+
+Covers: a 2-epoch run and its files; SIGKILL in mid-epoch then ``--resume`` giving exactly
+the uninterrupted run's weights; a 2-process torchrun (gloo) run against single-process
+training; fake CIFAR-10/100 in torchvision's format through train and evaluate; and every
+way a user can get the command wrong (one line, non-zero status, nothing written).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vitrm
+from vitrm.__main__ import main
+from vitrm.train import read_log
+
+from fakedata import accept_fake_cifar, write_cifar10, write_cifar100, write_imagefolder
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ["model.dim=16", "model.heads=2", "model.layers=1", "model.trained_steps=2", "model.latent_updates=1"]
+NO_AUGMENTATION = ["augment.crop_padding=0", "augment.flip=false", "augment.randaugment_ops=0"]
+LOG_VALUES = ["train_loss", "train_ce", "train_halt_bce", "train_top1", "val_top1", "test_top1", "lr"]
+
+
+def train_args(data, out, cache, epochs=2, *settings):
+    sets = [*TINY_MODEL, "val_size=6", "batch_size=8", "eval_batch_size=64", "threads=1", f"cache_dir={cache}",
+            *settings]
+    return ["train", "--data", f"imagefolder:{data}", "--out", str(out), "--epochs", str(epochs), "--quiet",
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def run_cli(args, timeout=300, **kwargs):
+    return subprocess.run([sys.executable, "-m", "vitrm", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_imagefolder(tmp_path_factory.mktemp("data") / "tiny", train_per_class=10, test_per_class=3)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+# --------------------------------------------------------------------------- a run and its files
+
+def test_two_epochs_write_a_loadable_checkpoint_and_a_log(tmp_path, folder, cache):
+    out = tmp_path / "run"
+    result = run_cli(train_args(folder, out, cache, 2))
+    assert result.returncode == 0, result.stderr
+    for name in ("model.safetensors", "config.json", "train_state.safetensors", "train_state.json",
+                 "train_config.json", "train_log.csv"):
+        assert (out / name).is_file(), name
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["epoch"].tolist() == [1, 2]
+    assert list(log.columns) == ["epoch", "train_loss", "train_ce", "train_halt_bce", "train_top1", "val_top1",
+                                 "test_top1", "lr", "epoch_seconds", "wall_seconds", "images_per_second"]
+    assert log["wall_seconds"].is_monotonic_increasing
+    model = vitrm.load(out)
+    assert model.config.class_names == ("airplane", "automobile", "bird")     # taken from the folders
+    assert (model.config.dim, model.config.trained_steps) == (16, 2)
+    assert json.loads((out / "train_state.json").read_text())["epoch"] == 2
+
+
+def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_weights(tmp_path, cache):
+    # Enough images that an epoch lasts a while, so the kill lands inside one.
+    data = write_imagefolder(tmp_path / "data", train_per_class=100, test_per_class=2)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli(train_args(data, whole, cache, 3)).returncode == 0
+
+    with open(tmp_path / "killed.err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "vitrm", *train_args(data, killed, cache, 3)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + 240
+        while not read_log(killed):
+            assert proc.poll() is None, (tmp_path / "killed.err").read_text()
+            assert time.time() < deadline, "epoch 1 never finished"
+            time.sleep(0.02)
+        # Epoch 2 has just begun: let it run for a third of an epoch, then pull the plug.
+        time.sleep(float(read_log(killed)[0]["epoch_seconds"]) / 3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert json.loads((killed / "train_state.json").read_text())["epoch"] == 1, "the kill missed epoch 2"
+
+    resumed = run_cli(["train", "--out", str(killed), "--resume", "--quiet"])
+    assert resumed.returncode == 0, resumed.stderr
+
+    for name in ("train_state.safetensors", "model.safetensors"):   # raw weights, optimizer, EMA; the model
+        a, b = load_file(whole / name), load_file(killed / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resume"
+    log_whole, log_killed = read_log(whole), read_log(killed)
+    assert [int(r["epoch"]) for r in log_killed] == [1, 2, 3]
+    assert [[r[k] for k in LOG_VALUES] for r in log_killed] == [[r[k] for k in LOG_VALUES] for r in log_whole]
+
+
+# --------------------------------------------------------------------------- torchrun
+
+# torchrun runs this in each process: the real CLI, plus a dump of the rank's own replica.
+RUN_AND_DUMP = '''
+import os, sys
+import vitrm.train
+from safetensors.torch import save_file
+from vitrm.__main__ import main
+
+replicas = []
+
+class RecordingDDP(vitrm.train.DistributedDataParallel):
+    def __init__(self, module, *args, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        replicas.append(module)
+
+vitrm.train.DistributedDataParallel = RecordingDDP
+status = main(sys.argv[1:])
+(replica,) = replicas
+save_file({k: v.contiguous() for k, v in replica.state_dict().items()},
+          os.path.join(os.environ["DUMP_DIR"], "rank" + os.environ["RANK"] + ".safetensors"))
+sys.exit(status)
+'''
+
+# Same global batch, same data order, same initial weights: only the order of floating-point
+# sums differs (gradients averaged across two processes), so weights agree to rounding.
+DDP_WEIGHT_TOLERANCE = 1e-4
+DDP_LOSS_TOLERANCE = 1e-5
+
+
+def test_two_process_torchrun_matches_single_process_training(tmp_path, folder, cache):
+    script = tmp_path / "run_and_dump.py"
+    script.write_text(RUN_AND_DUMP)
+    env = os.environ | {"PYTHONPATH": str(ROOT), "DUMP_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), *train_args(folder, tmp_path / "ddp", cache, 2, *NO_AUGMENTATION)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = run_cli(train_args(folder, tmp_path / "single", cache, 2, *NO_AUGMENTATION))
+    assert single.returncode == 0, single.stderr
+
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    saved = load_file(tmp_path / "ddp" / "train_state.safetensors")
+    reference = load_file(tmp_path / "single" / "train_state.safetensors")
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
+        assert torch.equal(rank0[key], saved[f"model.{key}"]), f"the checkpoint is not rank 0's {key}"
+        assert torch.allclose(rank0[key], reference[f"model.{key}"], rtol=0, atol=DDP_WEIGHT_TOLERANCE), key
+    # The log covers both ranks' images, so it matches single-process training too.
+    for a, b in zip(read_log(tmp_path / "ddp"), read_log(tmp_path / "single"), strict=True):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), abs=DDP_LOSS_TOLERANCE)
+        assert float(a["train_top1"]) == pytest.approx(float(b["train_top1"]), abs=1e-9)
+
+
+# --------------------------------------------------------------------------- torchvision CIFAR, faked
+
+@pytest.mark.parametrize("name, writer, classes", [("cifar10", write_cifar10, 10), ("cifar100", write_cifar100, 100)])
+def test_fake_cifar_trains_and_evaluates_through_the_cli(tmp_path, monkeypatch, capsys, name, writer, classes):
+    accept_fake_cifar(monkeypatch)
+    data_dir = writer(tmp_path / "data")
+    out = tmp_path / "run"
+    args = train_args("unused", out, tmp_path / "cache", 1)
+    args[args.index("--data") + 1] = name
+    assert main([*args, "--data-dir", str(data_dir), "--set", "val_size=20"]) == 0
+    assert vitrm.read_config(out).num_classes == classes
+
+    assert main(["evaluate", "--checkpoint", str(out), "--data", name, "--data-dir", str(data_dir), "--quiet"]) == 0
+    m = vitrm.read_metrics(out)
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    n_test = {"cifar10": 30, "cifar100": 100}[name]
+    assert m["num_images"] == len(table) == n_test and len(m["class_names"]) == classes
+    assert (table["path"] == "").all()                       # torchvision CIFAR has no files per image
+    assert m["top1_by_step"][-1] == (table["pred_4"] == table["label"]).sum() / n_test
+
+
+# --------------------------------------------------------------------------- user mistakes
+
+def assert_refused(status, capsys, out):
+    err = capsys.readouterr().err
+    assert status != 0
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    assert not out.exists(), "a refused run must write nothing"
+    return err
+
+
+@pytest.mark.parametrize("text, says", [
+    ("epochs: [1, 2\n", "cannot parse"),                      # YAML syntax error
+    ("modle:\n  dim: 32\n", "unknown keys"),                  # misspelt section
+    ("model:\n  dimm: 32\n", "unknown keys"),                 # misspelt key inside a section
+    ("epochs: many\n", "epochs must be an integer"),          # wrong type
+    ("model:\n  dim: 32.5\n", "model.dim must be an integer"),
+    ("augment:\n  flip: maybe\n", "augment.flip must be true or false"),
+    ("- a list\n", "mapping"),
+])
+def test_a_malformed_config_is_one_clear_line(tmp_path, folder, cache, capsys, text, says):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    out = tmp_path / "run"
+    status = main(["train", str(config), "--data", f"imagefolder:{folder}", "--out", str(out),
+                   "--set", f"cache_dir={cache}"])
+    err = assert_refused(status, capsys, out)
+    assert says in err
+
+
+@pytest.mark.parametrize("change, says", [
+    (("--data", "mnist"), "unknown dataset"),
+    (("--data", "imagefolder:/no/such/folder"), "not found"),
+    (("--data", "cifar10"), "not found"),                     # no CIFAR under --data-dir
+    (("--epochs", "-1"), "epochs must be at least 1"),
+    (("--epochs", "0"), "epochs must be at least 1"),
+    (("--epochs", "10000000"), "absurdly large"),
+    (("--set", "batch_size=0"), "batch_size must be at least 1"),
+    (("--set", "lr=-1"), "lr must be in"),
+    (("--set", "model.dim=15"), "not divisible"),
+    (("--set", "model.trained_steps=0"), "trained_steps"),
+    (("--set", "val_size=1000"), "val_size"),
+    (("--set", "batch_size=500"), "larger than"),
+    (("--set", "nonsense=1"), "unknown keys"),
+])
+def test_a_wrong_path_dataset_or_value_is_one_clear_line(tmp_path, folder, cache, capsys, change, says):
+    out = tmp_path / "run"
+    args = train_args(folder, out, cache)
+    flag, value = change
+    if flag == "--set":
+        args += [flag, value]             # later --set wins
+    else:
+        args[args.index(flag) + 1] = value
+    err = assert_refused(main([*args, "--data-dir", str(tmp_path / "nothing")]), capsys, out)
+    assert says in err
+
+
+def test_a_missing_config_file_is_one_clear_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert "config file not found" in assert_refused(main(["train", str(tmp_path / "nope.yaml"), "--out", str(out)]),
+                                                     capsys, out)
+
+
+def test_resume_without_a_run_is_one_clear_line(tmp_path, folder, cache, capsys):
+    out = tmp_path / "run"
+    assert "nothing to resume" in assert_refused(main([*train_args(folder, out, cache), "--resume"]), capsys, out)
+
+
+def test_the_process_exits_non_zero_without_a_traceback_unless_debug(tmp_path, folder, cache):
+    out = tmp_path / "run"
+    args = train_args(folder, out, cache)
+    args[args.index("--data") + 1] = "mnist"
+    plain = run_cli(args)
+    assert plain.returncode == 2
+    assert plain.stderr.strip().splitlines() == ["error: unknown dataset 'mnist'; expected 'cifar10', 'cifar100' "
+                                                 "or 'imagefolder:PATH'"]
+    debug = run_cli(["--debug", *args])
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert not out.exists()
