@@ -26,15 +26,18 @@ import torch
 from PIL import Image
 
 import vitrm
-from vitrm import evaluate
-from vitrm.attribution import attribute
-from vitrm.data import Split
 from vitrm.images import to_model_input
 
 from . import checkpoints, derive
 
 THUMBNAIL = 512              # longest side of the original shown beside the model input
 STEP_FACTOR = 4              # the scrubber offers up to 4x the trained step count
+
+# One intra-op thread per computation. A single image's trace is too small to gain from more,
+# sessions already run in parallel threads, and a second thread per op oversubscribes small
+# machines: on the 2-core box with a training run beside it, a script run took 7-16 s with
+# torch's default threads and under 1 s with one.
+torch.set_num_threads(1)
 
 
 def digest(data: bytes) -> str:
@@ -107,7 +110,7 @@ class PreparedImage:
         return self.error is None
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=128, show_spinner=False)
 def prepare_image(key: str, name: str, sizes: tuple[int, ...], label: str | None, _data: bytes) -> PreparedImage:
     """Decode once (``key`` is the content hash); keep a thumbnail and the model inputs."""
     source = io.BytesIO(_data)
@@ -188,6 +191,7 @@ class AttributionResult:
 @st.cache_data(max_entries=512, show_spinner=False)
 def run_attribution(path: str, mtime: float, image_key: str, method: str, step: int,
                     target: int | None, _pixels: np.ndarray) -> AttributionResult:
+    from vitrm.attribution import attribute     # captum loads on first use, not at cold start
     model = load_model(path, mtime)
     steps = step if model.config.arch == "vitrm" else None
     result = attribute(model, _normalize(_pixels, model.config), steps=steps, method=method, target=target)
@@ -254,7 +258,10 @@ def sample_source(files: checkpoints.CheckpointFiles) -> SampleSource | None:
     return None
 
 
-def _concatenate(chunks: list[evaluate.StepOutputs]) -> evaluate.StepOutputs:
+def _concatenate(chunks: list):
+    """One StepOutputs from per-chunk ones (images along dim 1)."""
+    from vitrm import evaluate
+
     def cat(field):
         return torch.cat([getattr(c, field) for c in chunks], dim=1)
     return evaluate.StepOutputs(cat("pred"), cat("conf"), cat("prob_true"), cat("top5"),
@@ -267,6 +274,10 @@ def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _prog
 
     ``_progress(fraction, text)`` is called while decoding and while tracing, chunk by chunk.
     """
+    # Imported here: vitrm.evaluate brings in torchvision, which would add seconds to cold start.
+    from vitrm import evaluate
+    from vitrm.data import Split
+
     model = load_model(path, mtime)
     cfg = model.config
     report = _progress or (lambda fraction, text: None)

@@ -31,7 +31,7 @@ def prepare(name: str, data: bytes, sizes: tuple[int, ...], label: str | None = 
 def _store_uploads() -> None:
     files = st.session_state.get("uploader") or []
     st.session_state["uploads"] = [(f.name, f.getvalue()) for f in files]
-    st.session_state["upload_choice"] = 0
+    st.session_state["explore_newest_upload"] = True
 
 
 def _store_photo() -> None:
@@ -54,8 +54,8 @@ def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
     good = [p for p in prepared if p.ok]
     if not good:
         return None, prepared
-    if st.session_state.get("upload_choice", 0) >= len(good):
-        st.session_state["upload_choice"] = 0
+    if st.session_state.pop("explore_newest_upload", False) or st.session_state.get("upload_choice", 0) >= len(good):
+        st.session_state["upload_choice"] = len(good) - 1     # what was just added is what the user wants to see
     choice = st.selectbox("Image to explore", range(len(good)), key="upload_choice",
                           format_func=lambda i: good[i].name)
     return good[choice], prepared
@@ -80,4 +80,8 @@ def choose_image(sizes: tuple[int, ...]) -> tuple[PreparedImage | None, list[Pre
     if source == "Camera":
         return _camera(sizes), []
     path, label = st.session_state["dataset_image"]
-    return prepare(Path(path).name, Path(path).read_bytes(), sizes, label), []
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return PreparedImage(name=Path(path).name, digest="", label=label, error=f"{path}: cannot be read ({e})"), []
+    return prepare(Path(path).name, data, sizes, label), []

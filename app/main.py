@@ -61,10 +61,10 @@ def _add_typed_path() -> None:
 
 def sidebar() -> list[session.LoadedModel]:
     st.title("ViTRM Lab")
-    found = checkpoints.discover()
-    options = [str(p) for p in found] + [p for p in st.session_state.get(session.TYPED, []) if p not in map(str, found)]
+    found = [str(p) for p in checkpoints.discover()]
+    options = found + [p for p in st.session_state.get(session.TYPED, []) if p not in found]
     if session.SELECTED not in st.session_state:
-        st.session_state[session.SELECTED] = _default_selection(found)
+        st.session_state[session.SELECTED] = _default_selection([Path(p) for p in found])
     st.session_state[session.SELECTED] = [p for p in st.session_state[session.SELECTED] if p in options]
     chosen = st.multiselect("Checkpoints (several to compare)", options, key=session.SELECTED,
                             format_func=lambda p: Path(p).name,

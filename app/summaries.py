@@ -9,12 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vitrm.card import data_description
-
 from .checkpoints import CheckpointFiles
 
 ARCH_NAMES = {"vitrm": "ViTRM (one shared block, applied recursively)",
               "vit": "ViT baseline (unshared layers)", "cnn": "compact ResNet-style CNN baseline"}
+
+
+def data_description(spec: str) -> str:
+    """The data spec in words, with the caveat the shared CIFAR-10 copy needs (as vitrm.card says it)."""
+    if "cifar10-jpeg" in spec:
+        return ("CIFAR-10, JPEG q75 copy (every image re-encoded as JPEG quality 75, so figures are not "
+                "comparable with the lossless official CIFAR-10)")
+    return spec
 
 
 def training_data(files: CheckpointFiles) -> str:
@@ -99,7 +105,3 @@ def gallery_rows(predictions: pd.DataFrame, kind: str, n: int) -> pd.DataFrame:
     mask = {"misclassified": ~at_n, "fixed": ~first & at_n, "broken": first & ~at_n}[kind]
     return predictions[mask]
 
-
-def per_step_accuracy(predictions: pd.DataFrame) -> list[float]:
-    steps = step_count(predictions)
-    return [float((predictions[f"pred_{s}"] == predictions["label"]).mean()) for s in range(1, steps + 1)]

@@ -49,7 +49,7 @@ CHECKPOINT = ROOT / "checkpoints" / "vitrm-cifar10"
 # The training config's spelling (run from the repository root), so its decoded-image cache is reused.
 SHARED_SPEC = "imagefolder:../shared/datasets/cifar10-jpeg"
 
-FULL = dict(steps=(1, 2, 4, 8, 16, 32), big_batch=256, repeats=5, eval_images=10_000, trace_images=2_000,
+FULL = dict(steps=(1, 2, 4, 8, 16, 32), big_batch=256, repeats=5, eval_images=10_000, trace_images=1_000,
             train_batch=64, slider_positions=8)
 QUICK = dict(steps=(1, 4), big_batch=32, repeats=3, eval_images=500, trace_images=250,
              train_batch=8, slider_positions=8)

@@ -188,7 +188,7 @@ def test_uploads_of_any_format_are_classified_and_a_bad_file_gets_its_own_messag
              ("tall.jpg", jpeg.getvalue(), "image/jpeg"), ("cut.jpg", jpeg.getvalue()[:200], "image/jpeg")]
     at.file_uploader[0].set_value(files)
     run(at)
-    table = at.dataframe[0].value.set_index("file")
+    table = at.table[0].value.set_index("file")
     for name, data, _ in files:
         source = io.BytesIO(data)
         source.name = name
@@ -196,12 +196,12 @@ def test_uploads_of_any_format_are_classified_and_a_bad_file_gets_its_own_messag
             vitrm.load_image(source)
         except vitrm.InvalidImageError as e:
             assert table.loc[name, "message"] == str(e)
-            assert pd.isna(table.loc[name, "prediction"])
+            assert table.loc[name, "prediction"] == ""
             continue
         top, prob = expected_at(lab / "vitrm-tiny", data, TINY.trained_steps)
         assert table.loc[name, "prediction"] == top
-        assert f"{100 * table.loc[name, 'probability']:.2f}%" == prob
-    assert table["prediction"].notna().sum() == 2 and table["prediction"].isna().sum() == 2
+        assert table.loc[name, "probability"] == prob
+    assert (table["prediction"] != "").sum() == 2
     at.selectbox(key="upload_choice").set_value(1)       # the second good file: tall.jpg
     run(at)
     captions = [c for image in at.image for c in image.captions]
@@ -227,7 +227,7 @@ def test_switching_the_model_shows_that_models_own_prediction(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
     at.selectbox(key="gallery_file").set_value("ship_0002.jpg")
     run(at)
-    others = at.dataframe[-1].value
+    others = at.table[-1].value
     assert list(others["model"]) == ["vit-tiny"], "the other loaded model is compared on the same image"
     at.radio(key="focus").set_value(str(lab / "vit-tiny"))
     run(at)
@@ -250,12 +250,12 @@ def test_the_model_card_shows_architecture_depth_steps_data_accuracy_and_baselin
     assert shown["Peak top-1"] == f"{100 * max(measured['top1_by_step']):.2f}%"
     card_text = " ".join(m.value for m in at.markdown)
     assert "cifar10-jpeg" not in card_text and "Training data:" in card_text
-    comparison = at.dataframe[0].value
+    comparison = at.table[0].value
     assert set(comparison["model"]) == {"vitrm-tiny", "vit-tiny"}
     vit_metrics = json.loads((lab / "vit-tiny" / "metrics.json").read_text())
     vit_row = comparison.set_index("model").loc["vit-tiny"]
-    assert vit_row["parameters"] == vit_metrics["parameters"]
-    assert vit_row["top-1 at trained N"] == pytest.approx(vit_metrics["top1_by_step"][0])
+    assert vit_row["parameters"] == f"{vit_metrics['parameters']:,}"
+    assert vit_row["top-1 at trained N"] == f"{100 * vit_metrics['top1_by_step'][0]:.2f}%"
 
 
 def test_the_per_step_table_can_be_downloaded(app, lab):
@@ -388,6 +388,23 @@ def test_missing_metrics_are_said_and_can_be_computed_on_k_images(app, lab):
     assert values(curve["y"]) == pytest.approx(expected)
 
 
+def test_metrics_without_the_per_image_table_are_used_and_the_table_is_offered(lab, tmp_path, monkeypatch):
+    shutil.copytree(lab / "vitrm-tiny", tmp_path / "vitrm-metrics-only")
+    (tmp_path / "vitrm-metrics-only" / "predictions.csv").unlink()
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
+    at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    at.switch_page("screens/dataset.py")
+    run(at)
+    assert any("has no predictions.csv" in w.value for w in at.warning)
+    assert any(b.label.startswith("Compute on") for b in at.button)
+    measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
+    curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name") == "vitrm-metrics-only")
+    assert values(curve["y"]) == pytest.approx(measured["top1_by_step"])
+    at.radio(key="analysis_view").set_value("Galleries")
+    run(at)
+    assert any("need predictions.csv" in i.value for i in at.info)
+
+
 # --------------------------------------------------------------------------- checkpoints and the other pages
 
 def test_without_checkpoints_the_app_explains_how_to_train_one(tmp_path, monkeypatch):
@@ -438,3 +455,40 @@ def test_how_vitrm_works_is_drawn_from_the_models_real_config(app, lab):
     assert f"{CONCAT.layers} layers · {CONCAT.heads} heads · width {CONCAT.dim}" in dot
     assert f"n={CONCAT.latent_updates} times" in dot and "[y, x, z]" in dot
     assert f"{2 * CONCAT.num_tokens + 1} tokens" in dot
+
+
+# --------------------------------------------------------------------------- the numbers behind the views
+
+def test_z_colours_are_fitted_once_so_a_latent_that_returns_keeps_its_colour():
+    from app import derive
+    z = torch.randn(3, 4, 8, generator=torch.Generator().manual_seed(0))
+    z[2, 0] = z[0, 0]                       # patch 0 comes back to where it was at step 1
+    rgb = derive.z_pca_rgb(z, grid=2)
+    assert rgb.shape == (3, 2, 2, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    np.testing.assert_allclose(rgb[0, 0, 0], rgb[2, 0, 0], atol=1e-6)
+    assert not np.allclose(rgb[0, 0, 0], rgb[1, 0, 0])
+
+
+def test_rollout_follows_attention_back_to_the_image_patch_it_came_from():
+    from app import derive
+    from vitrm import AttentionMaps
+    tokens, layers = 4, 2
+    # Every token of every latent update looks only at token 1 (x1 + z1); the answer token
+    # looks only at z1. Rollout must credit patch 1 of the image above all other patches.
+    latent = torch.zeros(1, 1, layers, 1, 1, tokens + 1, tokens + 1)
+    latent[..., 1] = 1.0
+    answer = torch.eye(tokens + 1).expand(1, layers, 1, 1, tokens + 1, tokens + 1).clone()
+    answer[..., 0, :] = 0.0
+    answer[..., 0, 1] = 1.0
+    shares = derive.step_rollout(AttentionMaps(latent, answer, "add"), step=1, b=0, head=None)
+    assert shares["y"] + shares["x"].sum() + shares["z"].sum() == pytest.approx(1.0)
+    assert int(np.argmax(shares["x"])) == 0
+    assert shares["x"][0] > 2 * shares["x"][1:].max()
+
+
+def test_halting_step_and_the_notes_on_changed_predictions():
+    from app import derive
+    assert derive.halting_step(np.array([0.1, 0.4, 0.5, 0.9])) == 3
+    assert derive.halting_step(np.array([0.1, 0.2])) is None
+    probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])
+    assert derive.prediction_changes(probs, ["cat", "dog"]) == ["step 2: cat -> dog", "step 4: dog -> cat"]

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
 WAIT = 60
+# The element with the slider role: an <input type="range"> (implicit role) in current Streamlit.
+SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
@@ -116,8 +118,8 @@ def metric_value(driver, label: str, timeout: float = WAIT) -> str:
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    xpath = (f"//div[@data-testid='stMetric'][.//div[@data-testid='stMetricLabel']//*[normalize-space()='{label}']]"
-             "//div[@data-testid='stMetricValue']")
+    xpath = (f"//*[@data-testid='stMetric'][.//*[@data-testid='stMetricLabel']//*[normalize-space()='{label}']]"
+             "//*[@data-testid='stMetricValue']")
     return WebDriverWait(driver, timeout).until(EC.visibility_of_element_located((By.XPATH, xpath))).text
 
 
@@ -140,7 +142,7 @@ def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint,
     assert metric_value(browser, f"Top class at step {trained}") == expected_top(checkpoint, image, trained)
     assert "upload.png" in browser.page_source
 
-    slider = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[role='slider']")))
+    slider = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, SLIDER)))
     browser.execute_script("arguments[0].focus();", slider)
     slider.send_keys(Keys.ARROW_RIGHT)
     assert metric_value(browser, f"Top class at step {trained + 1}") == expected_top(checkpoint, image, trained + 1)
@@ -151,5 +153,5 @@ def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint,
     last = 2 * trained
     browser.find_element(By.XPATH, "//label[.//p[contains(normalize-space(), 'Play')]]").click()
     WebDriverWait(browser, 30).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "[role='slider']").get_attribute("aria-valuenow") == str(last))
+        lambda d: d.find_element(By.CSS_SELECTOR, SLIDER).get_attribute("value") == str(last))
     assert metric_value(browser, f"Top class at step {last}") == expected_top(checkpoint, image, last)

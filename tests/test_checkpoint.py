@@ -313,9 +313,15 @@ def test_a_planted_pickle_is_never_unpickled_by_the_cli(tmp_path):
     marker = tmp_path / "marker"
     image = tmp_path / "img.png"
     Image.new("RGB", (32, 32), (120, 30, 200)).save(image)
-    for folder in planted_checkpoints(tmp_path, marker):
-        done = subprocess.run([sys.executable, "-m", "vitrm", "predict", "--checkpoint", str(folder), str(image)],
+
+    def predict(folder: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vitrm", "predict", "--checkpoint", str(folder), str(image)],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    only_pickle, _, torch_disguised = planted_checkpoints(tmp_path, marker)
+    assert predict(tmp_path / "good").returncode == 0      # the CLI itself works
+    for folder in (only_pickle, torch_disguised):
+        done = predict(folder)
         assert done.returncode != 0
         assert "model.safetensors" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not marker.exists(), folder
@@ -347,6 +353,11 @@ MALICIOUS_CONFIGS = {
     "no latent updates": (dict(latent_updates=0), "latent_updates"),
     "unknown combine": (dict(combine="xor"), "combine"),
     "empty cnn": (dict(arch="cnn", cnn_widths=[]), "cnn_widths"),
+    "too many tokens for few weights": (dict(dim=4, heads=1, layers=1, image_size=1024, patch_size=1),
+                                        "tokens per image"),
+    "attention maps of terabytes": (dict(dim=64, heads=64, layers=64, latent_updates=64, image_size=256,
+                                         patch_size=8), "GiB of activations"),
+    "cnn at full resolution": (dict(arch="cnn", image_size=1024, cnn_widths=[4096]), "GiB of activations"),
     "budget exceeded within ranges": (dict(dim=4096, heads=64, layers=512, mlp_ratio=16.0, image_size=1024,
                                            patch_size=1), "parameters, over the limit"),
 }

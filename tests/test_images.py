@@ -149,6 +149,16 @@ def test_cmyk_jpeg_keeps_its_colour():
     assert r > 150 and g < 90 and b < 90
 
 
+def test_an_image_whose_metadata_mentions_svg_still_loads():
+    from PIL.PngImagePlugin import PngInfo
+    info = PngInfo()
+    info.add_text("Comment", '<svg xmlns="http://www.w3.org/2000/svg"> traced from a drawing </svg>')
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 128, 0)).save(buf, "PNG", pnginfo=info)
+    assert b"<svg" in buf.getvalue()[:1024]
+    assert load_image(buf.getvalue()).getpixel((4, 4)) == (0, 128, 0)
+
+
 def test_the_pixel_limit_is_checked_from_the_header(monkeypatch):
     monkeypatch.setattr(vitrm.images, "MAX_PIXELS", 100)
     assert load_image(long_thin_png(10, 10)).size == (10, 10)

@@ -1,7 +1,8 @@
 """Command line: ``python -m vitrm train | evaluate | predict``.
 
-Errors a user can cause (a wrong path, a bad config, an unreadable image) print one line
-and exit with status 2; ``--debug`` shows the full traceback instead.
+Errors a user can cause (a wrong path, a bad config, an absurd value) print one line and
+exit with status 2; ``--debug`` shows the full traceback instead. ``predict`` goes on past an
+unreadable image (one line for it on stderr) and exits with status 1 at the end.
 """
 
 from __future__ import annotations

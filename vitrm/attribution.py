@@ -31,7 +31,6 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
 
 METHODS = {
     "integrated_gradients": "Integrated Gradients",
@@ -98,6 +97,9 @@ def _occlusion_window(image_size: int) -> tuple[int, int]:
 
 
 def _run(method: str, forward: StepModel, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # captum is imported on first use, so that naming the methods (METHODS) stays cheap for the app.
+    from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
+
     zeros = torch.zeros_like(images)
     if method == "integrated_gradients":
         return IntegratedGradients(forward).attribute(

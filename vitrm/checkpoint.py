@@ -30,6 +30,10 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
+# Small weights can still ask for huge work per image: attention is quadratic in the tokens,
+# a trace keeps every attention map, and a CNN's first stage runs at full resolution.
+MAX_TOKENS = 4096
+MAX_ACTIVATION_BYTES = 2**30      # per image: one step's attention maps, or one CNN feature map
 MAX_CONFIG_BYTES = 16 * 2**20     # config.json is read whole; a larger one is not a config
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
@@ -133,7 +137,26 @@ def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
     estimate = estimate_parameters(cfg)
     if estimate > MAX_PARAMETERS:
         raise bad(f"the config asks for about {estimate:,} parameters, over the limit of {MAX_PARAMETERS:,}")
+    if cfg.arch != "cnn" and cfg.num_tokens > MAX_TOKENS:
+        raise bad(f"{cfg.num_tokens:,} tokens per image ({cfg.image_size}/{cfg.patch_size} squared), "
+                  f"over the limit of {MAX_TOKENS:,}")
+    activation = estimate_activation_bytes(cfg)
+    if activation > MAX_ACTIVATION_BYTES:
+        raise bad(f"one image would need about {activation / 2**30:.1f} GiB of activations per step, "
+                  f"over the limit of {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB")
     return cfg
+
+
+def estimate_activation_bytes(cfg: ViTRMConfig) -> int:
+    """Largest per-image float32 tensors the config implies: the attention maps a trace keeps for
+    one step (ViTRM), one layer's attention weights (ViT), or the full-resolution stage (CNN)."""
+    if cfg.arch == "cnn":
+        return 4 * cfg.image_size ** 2 * max(cfg.cnn_widths)
+    T = cfg.num_tokens
+    if cfg.arch == "vit":
+        return 4 * cfg.heads * (T + 1) ** 2
+    latent_len = 2 * T + 1 if cfg.combine == "concat" else T + 1
+    return 4 * cfg.layers * cfg.heads * (cfg.latent_updates * latent_len ** 2 + (T + 1) ** 2)
 
 
 def read_config(path: str | os.PathLike) -> ViTRMConfig:

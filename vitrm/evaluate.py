@@ -8,9 +8,15 @@ figure from the per-image outputs, so the curves, the per-image table and the ha
 agree by construction. It writes into DIR, atomically, and only after the checkpoint and the
 data have been checked and every image has been run:
 
-    metrics.json      accuracy, calibration, confusion and halting per step (format: docs of the app)
-    predictions.csv   one row per image: label, then prediction, confidence, probability of the
-                      true class and halting probability at every step
+    metrics.json      data, num_images, arch, parameters, trained_steps, max_steps, class_names;
+                      lists over steps 1..S: top1_by_step, top5_by_step, per_class_by_step (null
+                      for a class absent from the split), confusion_by_step (rows = true class),
+                      ece_by_step (15 equal-width bins); halting (threshold, rule, histogram of
+                      halting steps, adaptive vs fixed top-1; null for baselines); subset (top-1
+                      on every 10th image of the split); timing and device
+    predictions.csv   index (position in the split), path (relative to the imagefolder root,
+                      empty for torchvision CIFAR), label, label_name, halt_step, then per step s:
+                      pred_s, conf_s, prob_true_s, halt_s
 
 A non-recursive baseline (ViT, CNN) counts as one step and has no halting head.
 """

@@ -15,15 +15,19 @@ GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recur
 
 
 def evaluation(model: session.LoadedModel) -> cache.Evaluation | None:
-    """The model's evaluate output: from its directory, else computed in this session, else None."""
-    if model.files.metrics is not None:
-        return cache.Evaluation(metrics=model.files.metrics, predictions=model.files.predictions,
-                                image_root=checkpoints.data_root(model.files.metrics.get("data")))
-    return st.session_state.get("computed_evaluations", {}).get((model.key, model.mtime))
+    """The model's evaluate output: from its directory when complete, else computed in this session,
+    else whatever part its directory has, else None."""
+    files = model.files
+    on_disk = None if files.metrics is None else cache.Evaluation(
+        metrics=files.metrics, predictions=files.predictions, image_root=checkpoints.data_root(files.metrics.get("data")))
+    if on_disk is not None and on_disk.predictions is not None:
+        return on_disk
+    return st.session_state.get("computed_evaluations", {}).get((model.key, model.mtime)) or on_disk
 
 
 def offer_to_compute(model: session.LoadedModel) -> None:
-    st.warning(f"{model.name} has no metrics.json (or predictions.csv) yet. Run "
+    missing = "predictions.csv" if model.files.metrics is not None else "metrics.json or predictions.csv"
+    st.warning(f"{model.name} has no {missing} yet. Run "
                f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
                "compute them here on a sample (kept in this session only; nothing is written).")
     source = cache.sample_source(model.files)
@@ -51,9 +55,9 @@ st.header("Dataset analysis")
 evaluations = {}
 for m in models:
     ev = evaluation(m)
-    if ev is None:
+    if ev is None or ev.predictions is None:
         offer_to_compute(m)
-    else:
+    if ev is not None:
         evaluations[m.key] = ev
         if ev.computed_note:
             st.info(f"{m.name}: {ev.computed_note}")
@@ -104,8 +108,10 @@ key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
 model, ev = named[key], evaluations[key]
 metrics, steps = ev.metrics, len(ev.metrics["top1_by_step"])
 class_names = metrics.get("class_names") or list(model.config.class_names)
-st.session_state.setdefault(f"analysis_n::{key}", min(model.config.trained_steps, steps))
-n = 1 if steps == 1 else st.slider("N (steps)", 1, steps, key=f"analysis_n::{key}")
+n = 1
+if steps > 1 and section in ("Confusion matrix", "Galleries"):
+    st.session_state.setdefault(f"analysis_n::{key}", min(model.config.trained_steps, steps))
+    n = st.slider("N (steps)", 1, steps, key=f"analysis_n::{key}")
 
 if section == "Per class":
     analysis.draw_per_class(metrics["per_class_by_step"], class_names)

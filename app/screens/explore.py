@@ -81,13 +81,16 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
     size = model.config.image_size
     for p in uploads:
         if not p.ok:
-            rows.append({"file": p.name, "prediction": None, "probability": None, "message": p.error})
+            rows.append({"file": p.name, "prediction": "", "probability": "", "message": p.error})
             continue
         run = cache.run_image(model.key, model.mtime, p.digest, model.max_steps, p.pixels[size])
         at = min(model.config.trained_steps, run.steps) - 1
         top = int(run.probs[at].argmax())
-        rows.append({"file": p.name, "prediction": run.class_names[top], "probability": float(run.probs[at, top]),
+        rows.append({"file": p.name, "prediction": run.class_names[top], "probability": f"{100 * run.probs[at, top]:.2f}%",
                      "message": f"classified at the trained N={at + 1}"})
+    refused = sum(not p.ok for p in uploads)
+    if refused:
+        st.warning(f"{refused} of {len(uploads)} files could not be used; the table says why. The others work.")
     input_view.draw_upload_summary(rows)
 
 
@@ -101,19 +104,18 @@ def other_models(models: list[session.LoadedModel], focus: session.LoadedModel, 
         s = min(step, run.steps)
         top = int(run.probs[s - 1].argmax())
         rows.append({"model": m.name, "at step": s, "top class": run.class_names[top],
-                     "probability": float(run.probs[s - 1, top])})
+                     "probability": f"{100 * run.probs[s - 1, top]:.2f}%"})
     if rows:
         st.markdown("**The other loaded models on the same image**")
-        st.dataframe(pd.DataFrame(rows), hide_index=True,
-                     column_config={"probability": st.column_config.NumberColumn(format="percent")})
+        st.table(pd.DataFrame(rows), hide_index=True)
 
 
 def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
                         n: int, step: int) -> None:
     names = run.class_names
     c1, c2, c3 = st.columns([3, 2, 2])
-    methods = c1.multiselect("Methods", list(METHODS), default=list(METHODS), format_func=METHODS.get,
-                             key="attr_methods")
+    st.session_state.setdefault("attr_methods", list(METHODS))
+    methods = c1.multiselect("Methods", list(METHODS), format_func=METHODS.get, key="attr_methods")
     choice = c2.selectbox("Explain which class", ["the class predicted at this step"] + list(names),
                           key="attr_target")
     follow = c3.toggle("Recompute when the step changes", key="attr_follow",

@@ -27,18 +27,17 @@ def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.
                                      marker=dict(size=13, symbol="diamond-open", line=dict(width=2)),
                                      hovertemplate=f"{name}: trained N={trained}<extra></extra>"))
     for name, top1 in baselines.items():
-        fig.add_hline(y=top1, line=dict(dash="dash", color="grey"), annotation_text=f"{name} {top1:.1%}",
-                      annotation_position="bottom right")
+        figures.level_line(fig, top1, f"{name} {top1:.1%}")
     fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 20 else None)
-    fig.update_yaxes(title="top-1 accuracy", tickformat=".0%")
+    fig.update_yaxes(title="top-1 accuracy", tickformat=".1%")
     return figures.compact(fig, 380, "Accuracy vs number of recursion steps")
 
 
 def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
-    matrix = np.array(per_class).T          # [C, S]
+    matrix = np.array(per_class, dtype=float).T          # [C, S]; a class without images (null) -> NaN
     fig = go.Figure(go.Heatmap(z=matrix, x=_steps(per_class), y=list(class_names), colorscale="Viridis",
                                zmin=0, zmax=1, hovertemplate="%{y} at N=%{x}: %{z:.1%}<extra></extra>",
-                               colorbar=dict(tickformat=".0%", thickness=10)))
+                               colorbar=dict(tickformat=".1%", thickness=10)))
     fig.update_xaxes(title="recursion steps N", dtick=1)
     return figures.compact(fig, 380, "Per-class accuracy vs N")
 
@@ -47,7 +46,7 @@ def confusion_figure(confusion: list[list[int]], class_names, n: int) -> go.Figu
     m = np.array(confusion)
     rows = m / np.maximum(m.sum(1, keepdims=True), 1)
     fig = go.Figure(go.Heatmap(z=rows, x=list(class_names), y=list(class_names), colorscale="Blues", zmin=0,
-                               zmax=1, customdata=m, colorbar=dict(tickformat=".0%", thickness=10),
+                               zmax=1, customdata=m, colorbar=dict(tickformat=".1%", thickness=10),
                                hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="true class")
     fig.update_xaxes(title="predicted class")
@@ -80,8 +79,8 @@ def tradeoff_figure(fixed_top1: list[float], sweep: pd.DataFrame | None, adaptiv
         fig.add_trace(go.Scatter(x=[adaptive[0]], y=[adaptive[1]], mode="markers", name=f"adaptive, {threshold}",
                                  marker=dict(size=14, symbol="star", color="#e45756")))
     fig.update_xaxes(title="steps spent per image (compute)")
-    fig.update_yaxes(title="top-1 accuracy", tickformat=".0%")
-    return figures.compact(fig, 340, "Accuracy vs compute: fixed N against adaptive halting")
+    fig.update_yaxes(title="top-1 accuracy", tickformat=".1%")
+    return figures.compact(fig, 340, "Accuracy vs compute")
 
 
 def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
@@ -91,7 +90,7 @@ def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
     loss.update_xaxes(title="epoch")
     acc = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in acc_cols])
     acc.update_xaxes(title="epoch")
-    acc.update_yaxes(tickformat=".0%")
+    acc.update_yaxes(tickformat=".1%")
     return [figures.compact(loss, 320, "Training loss"), figures.compact(acc, 320, "Accuracy during training")]
 
 

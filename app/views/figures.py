@@ -42,5 +42,16 @@ def upscale(grid: np.ndarray, size: int) -> np.ndarray:
 
 
 def step_marker(fig: go.Figure, step: int) -> go.Figure:
-    fig.add_vline(x=step, line=dict(color="black", dash="dot", width=1))
+    """A dotted vertical line at the selected step (a plain shape: add_vline is slow to build)."""
+    fig.add_shape(type="line", x0=step, x1=step, xref="x", y0=0, y1=1, yref="paper",
+                  line=dict(color="black", dash="dot", width=1))
+    return fig
+
+
+def level_line(fig: go.Figure, y: float, text: str) -> go.Figure:
+    """A dashed horizontal reference line across the plot, labelled at its left end."""
+    fig.add_shape(type="line", x0=0, x1=1, xref="paper", y0=y, y1=y, yref="y",
+                  line=dict(color="grey", dash="dash", width=1))
+    fig.add_annotation(x=0, xref="paper", y=y, yref="y", text=text, showarrow=False, xanchor="left",
+                       yanchor="bottom", font=dict(size=10, color="grey"))
     return fig

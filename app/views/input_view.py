@@ -14,7 +14,7 @@ def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int,
                     label: str | None) -> None:
     left, right = st.columns(2)
     w, h = original_size
-    left.image(thumbnail, caption=f"{name}: original, {w}x{h} pixels", width=DISPLAY)
+    left.image(thumbnail, caption=f"{name}: original, {w}x{h} pixels", width=DISPLAY, output_format="JPEG")
     size = pixels.shape[0]
     # Nearest-neighbour enlargement, so every pixel the model sees stays a visible square.
     big = Image.fromarray(pixels).resize((DISPLAY, DISPLAY), Image.Resampling.NEAREST)
@@ -25,9 +25,10 @@ def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int,
 
 
 def draw_upload_summary(rows: list[dict]) -> None:
-    """One row per uploaded file: its prediction, or the library's message saying why it was refused."""
-    table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"probability": st.column_config.NumberColumn(format="percent")})
+    """One row per uploaded file: its prediction, or the library's message saying why it was refused.
+
+    A static table: it costs the browser far less than an interactive grid.
+    """
+    st.table(pd.DataFrame(rows), hide_index=True)
     st.caption("Every upload is checked on its own: a file that is not a usable image gets a message and the "
                "others are still classified.")

@@ -7,7 +7,7 @@ import streamlit as st
 
 
 def _pct(x) -> str:
-    return "not evaluated" if x is None else f"{100 * x:.2f}%"
+    return "not evaluated" if x is None or pd.isna(x) else f"{100 * x:.2f}%"
 
 
 def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
@@ -35,9 +35,9 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
     if card.get("epochs_logged") is not None:
         lines.append(f"Training log: {card['epochs_logged']} epochs so far.")
     st.markdown("  \n".join(lines))
-    if len(baselines) > 1:
-        st.dataframe(baselines, hide_index=True, width="stretch",
-                     column_config={"top-1 at trained N": st.column_config.NumberColumn(format="percent"),
-                                    "parameters": st.column_config.NumberColumn(format="localized")})
-        st.caption("The same test set for every row where it was evaluated. A recursive model reuses one small "
-                   "block, so it reaches the baselines' depth with a fraction of their parameters.")
+    shown = baselines.assign(**{"parameters": baselines["parameters"].map("{:,}".format),
+                                "top-1 at trained N": baselines["top-1 at trained N"].map(_pct)})
+    st.table(shown.fillna("not evaluated"), hide_index=True)
+    st.caption("Effective depth counts the transformer layers applied to reach an answer. A recursive model "
+               "reuses one small block, so it reaches a deep baseline's depth with a fraction of its parameters; "
+               "compare accuracies only between rows evaluated on the same test data.")

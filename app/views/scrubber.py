@@ -47,8 +47,7 @@ def halting_figure(halt: np.ndarray, step: int, stop: int | None) -> go.Figure:
     steps = np.arange(1, len(halt) + 1)
     fig = go.Figure(go.Scatter(x=steps, y=halt, mode="lines+markers", name="halting probability",
                                line=dict(color="#54a24b")))
-    fig.add_hline(y=derive.HALT_THRESHOLD, line=dict(color="grey", dash="dash"),
-                  annotation_text=f"threshold {derive.HALT_THRESHOLD}", annotation_position="top left")
+    figures.level_line(fig, derive.HALT_THRESHOLD, f"threshold {derive.HALT_THRESHOLD}")
     if stop is not None:
         fig.add_trace(go.Scatter(x=[stop], y=[halt[stop - 1]], mode="markers", name="would stop here",
                                  marker=dict(size=14, symbol="star", color="#e45756")))

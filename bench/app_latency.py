@@ -1,0 +1,229 @@
+"""App latency, measured with streamlit.testing.v1.AppTest on the flagship architecture.
+
+    python bench/app_latency.py [--checkpoint DIR] [--uploads 10]
+
+Reports, on this machine, in one run:
+
+* cold start to first render: a fresh Python process that imports the app, loads the model,
+  traces the default gallery image and draws the Explore page (the scrubber view);
+* upload to full render of the scrubber view: a new image (never seen, so nothing is cached)
+  set on the uploader, through decoding, the trace to 4x the trained steps and every chart;
+* a slider move: the same page redrawn from the cached trace (no model work);
+* where Debian's chromium is installed, upload to full render in a real browser: a
+  `streamlit run` server and headless Chromium, from handing the file to the uploader's
+  <input type=file> until the page shows the new image's prediction, every chart is drawn and
+  the app is idle again.
+
+AppTest times the script run on the server side; the browser figure adds the websocket and
+the drawing of the charts. Without --checkpoint it uses checkpoints/vitrm-cifar10 when it has
+weights, else an untrained model with the same config (configs/vitrm-cifar10.yaml): the
+compute is the same. The load average is printed, because a training run in the background
+shares the two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+APP = ROOT / "app" / "main.py"
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Runs in the page: from now until the new image's caption is shown, at least 4 plotly charts are
+# drawn and Streamlit's "running" indicator is gone (checked every animation frame).
+WATCH = """
+const caption = arguments[0];
+const start = performance.now();
+window.__drawnAfter = null;
+function check() {
+  const shown = document.body.textContent.includes(caption);
+  const charts = document.querySelectorAll('.js-plotly-plot .main-svg').length;
+  const running = document.querySelector("[data-testid='stStatusWidget']");
+  if (shown && charts >= 4 && !running) { window.__drawnAfter = performance.now() - start; return; }
+  requestAnimationFrame(check);
+}
+requestAnimationFrame(check);
+"""
+COLD_START = """
+import time; start = time.perf_counter()
+import torch; torch.set_num_threads(1)
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({app!r}, default_timeout=300)
+at.run()
+assert not at.exception, [e.message for e in at.exception]
+assert any(m.label.startswith("Top class at step") for m in at.metric)
+print(time.perf_counter() - start)
+"""
+
+
+def flagship_checkpoint(tmp: Path) -> Path:
+    import torch
+    import yaml
+
+    import vitrm
+    shipped = ROOT / "checkpoints" / "vitrm-cifar10"
+    if (shipped / "model.safetensors").is_file() and (shipped / "config.json").is_file():
+        return shipped
+    spec = yaml.safe_load((ROOT / "configs" / "vitrm-cifar10.yaml").read_text())["model"]
+    torch.manual_seed(0)
+    return vitrm.save(vitrm.ViTRM(vitrm.ViTRMConfig(**spec)), tmp / "vitrm-untrained")
+
+
+def photo(seed: int) -> bytes:
+    """A 640x480 PNG of smooth random colour, like a small phone photo."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize((640, 480), Image.Resampling.BICUBIC).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def timed_run(at) -> float:
+    start = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - start
+    assert not at.exception, [e.message for e in at.exception]
+    return seconds
+
+
+def browser_uploads(checkpoints_root: Path, count: int, tmp: Path) -> list[float]:
+    """Seconds from handing each new PNG to the uploader until the scrubber view is fully drawn.
+
+    Each file is added to the ones before it; the app explores the newest upload.
+    """
+    import socket
+    import urllib.request
+
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              cwd=ROOT, env=dict(os.environ, VITRM_CHECKPOINTS=str(checkpoints_root)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1400,1800",
+                f"--user-data-dir={tmp / 'chromium-profile'}"):
+        options.add_argument(arg)
+    driver = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        wait = WebDriverWait(driver, 120)
+
+        def idle(d):
+            return not d.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+
+        driver.get(url)
+        upload = (By.XPATH, "//label[.//p[normalize-space()='Upload']]")
+        file_input = (By.CSS_SELECTOR, "input[type='file']")
+        for _ in range(3):              # a click that lands while the first run is drawing can be lost
+            wait.until(EC.element_to_be_clickable(upload)).click()
+            try:
+                WebDriverWait(driver, 15).until(EC.presence_of_element_located(file_input))
+                break
+            except TimeoutException:
+                continue
+
+        seconds = []
+        for i in range(count + 1):             # the first upload warms up imports and is not counted
+            path = tmp / f"browser-{i}.png"
+            path.write_bytes(photo(20_000 + i))
+            wait.until(idle)
+            uploader = wait.until(EC.presence_of_element_located(file_input))
+            # The page times itself: polling from here would compete with the renderer for the CPU.
+            driver.execute_script(WATCH, f"{path.name}: original")
+            uploader.send_keys(str(path))
+            WebDriverWait(driver, 120, poll_frequency=0.25).until(
+                lambda d: d.execute_script("return window.__drawnAfter"))
+            if i:
+                seconds.append(driver.execute_script("return window.__drawnAfter") / 1000)
+        return seconds
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--uploads", type=int, default=10)
+    parser.add_argument("--no-browser", action="store_true", help="skip the real-browser measurement")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or flagship_checkpoint(Path(tmp))
+        os.environ["VITRM_CHECKPOINTS"] = str(Path(checkpoint).resolve().parent)
+        print(f"checkpoint: {checkpoint}  load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+        cold = float(subprocess.run([sys.executable, "-c", COLD_START.format(app=str(APP))], check=True,
+                                    capture_output=True, text=True, cwd=ROOT, env=os.environ).stdout.split()[-1])
+
+        import torch
+        torch.set_num_threads(1)      # one core: this machine has two and a training run may hold the other
+        from streamlit.testing.v1 import AppTest
+
+        at = AppTest.from_file(str(APP), default_timeout=300)
+        timed_run(at)
+        at.radio(key="source").set_value("Upload")
+        timed_run(at)
+        at.file_uploader[0].set_value(("warm-up.png", photo(10_000), "image/png"))
+        timed_run(at)                 # imports and first-use costs, not counted
+
+        uploads, slider = [], []
+        step_key = next(s.key for s in at.slider)
+        for i in range(args.uploads):
+            at.file_uploader[0].set_value((f"photo-{i}.png", photo(i), "image/png"))
+            uploads.append(timed_run(at))
+            assert any(m.label.startswith("Top class at step") for m in at.metric)
+            at.slider(key=step_key).set_value(1 + i % at.slider(key=step_key).max)
+            slider.append(timed_run(at))
+        browser = None
+        if not args.no_browser and Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
+            browser = browser_uploads(Path(checkpoint).resolve().parent, args.uploads, Path(tmp))
+
+    def describe(xs):
+        xs = sorted(xs)
+        return f"median {statistics.median(xs):.3f} s, max {xs[-1]:.3f} s (n={len(xs)})"
+
+    print(f"cold start to first render (fresh process): {cold:.2f} s")
+    print(f"upload to full render of the scrubber view: {describe(uploads)}")
+    print(f"slider move (cached trace, no model work):  {describe(slider)}")
+    if browser:
+        print(f"upload to full render in headless Chromium: {describe(browser)}")
+    else:
+        print("upload to full render in headless Chromium: not measured (no /usr/bin/chromium, or --no-browser)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Take the README's screenshots of the app's main views with headless Chromium.
+
+    python docs/screenshots.py            (from the repository root; needs /usr/bin/chromium)
+
+Starts `streamlit run app/main.py` on the shipped checkpoints, picks a gallery image, and
+saves docs/app-*.png. Where a checkpoint has no metrics.json, the Dataset analysis shot shows
+figures computed in the app on 200 test images (the page says so).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+IMAGE = "cat · cat_0004.jpg"
+SETTLE = 4          # seconds for charts to finish drawing after the app is idle
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return server, url
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise TimeoutError("streamlit did not start")
+
+
+def browser(profile: str) -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1400,1900", "--hide-scrollbars",
+                f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+
+
+def idle(driver) -> bool:
+    return not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+
+
+def click(driver, text: str) -> None:
+    """Click the radio option, button or page link whose visible text is ``text``."""
+    xpath = (f"//label[.//p[normalize-space()='{text}']] | //button[.//p[normalize-space()='{text}']]"
+             f" | //a[.//span[normalize-space()='{text}']]")
+    element = WebDriverWait(driver, 60).until(EC.element_to_be_clickable((By.XPATH, xpath)))
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    element.click()
+    settle(driver)
+
+
+def settle(driver, extra: float = SETTLE) -> None:
+    time.sleep(1)
+    WebDriverWait(driver, 300).until(idle)
+    time.sleep(extra)
+
+
+def shoot(driver, name: str) -> None:
+    driver.execute_script("window.scrollTo(0, 0);")
+    time.sleep(0.5)
+    path = DOCS / f"app-{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    server, url = start_server()
+    with tempfile.TemporaryDirectory() as profile:
+        driver = browser(profile)
+        try:
+            driver.get(url)
+            WebDriverWait(driver, 120).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stMetric']")))
+            settle(driver)
+            box = driver.find_element(By.CSS_SELECTOR, "[data-testid='stSelectbox'] input")
+            box.click()
+            box.send_keys(IMAGE, Keys.ENTER)
+            settle(driver)
+            shoot(driver, "scrubber")
+            for view, name in (("Evolving state", "state"), ("Attention", "attention")):
+                click(driver, view)
+                shoot(driver, name)
+            click(driver, "Attribution")
+            compute = driver.find_element(By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute attributions')]]")
+            compute.click()
+            settle(driver, extra=8)
+            shoot(driver, "attribution")
+
+            click(driver, "Dataset analysis")
+            offers = driver.find_elements(By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute on')]]")
+            if offers:
+                offers[0].click()
+                settle(driver, extra=6)
+            shoot(driver, "accuracy")
+            for section, name in (("Per class", "per-class"), ("Halting", "halting"), ("Galleries", "galleries")):
+                click(driver, section)
+                shoot(driver, name)
+
+            click(driver, "How ViTRM works")
+            shoot(driver, "how-it-works")
+        finally:
+            driver.quit()
+            server.terminate()
+            server.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    if not os.path.exists("/usr/bin/chromium"):
+        sys.exit("needs Debian's chromium: apt-get install chromium chromium-driver")
+    main()
