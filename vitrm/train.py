@@ -76,6 +76,7 @@ class TrainConfig:
     ema_decay: float = 0.999        # 0 turns EMA off
     halt_loss_weight: float = 0.5
     no_grad_steps: int = 0          # TRM-style steps without gradient before each supervised step
+    init_from: str = ""             # warm start: a checkpoint directory whose weights start this run
     eval_test: bool = True          # log test accuracy every epoch (never used to choose anything)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads; 0 keeps torch's default
@@ -310,8 +311,25 @@ def prepare_output(cfg: TrainConfig, resume: bool) -> Path:
         raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
+    if cfg.init_from and not resume:
+        _check_init_from(cfg)
     check_spec(cfg.data, cfg.data_dir, cfg.download)
     return out
+
+
+# Fields that may differ between a warm-start checkpoint and the run it starts: they do not
+# change the shapes of any weight.
+_WARM_START_FREE = {"trained_steps", "class_names", "mean", "std", "dropout", "latent_updates"}
+
+
+def _check_init_from(cfg: TrainConfig) -> None:
+    """Fail before any data is decoded if the warm-start weights cannot fit the model."""
+    source = ckpt.read_config(cfg.init_from)
+    theirs = {k: v for k, v in source.to_dict().items() if k not in _WARM_START_FREE}
+    ours = {k: v for k, v in cfg.model.to_dict().items() if k not in _WARM_START_FREE}
+    differ = sorted(k for k in ours if ours[k] != theirs.get(k))
+    if differ:
+        raise ConfigError(f"init_from {cfg.init_from}: its architecture differs in {differ}")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -341,6 +359,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     torch.manual_seed(cfg.seed)
     model = ckpt.build_model(cfg.model).to(device)
+    if cfg.init_from and not resume:
+        # A warm start: weights from the checkpoint (its EMA weights), fresh optimizer and schedule.
+        model.load_state_dict(ckpt.load(cfg.init_from).state_dict())
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay > 0 else None)
     optimizer = make_optimizer(model, cfg)
