@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,16 @@ STEP_FACTOR = 4              # the scrubber offers up to 4x the trained step cou
 # torch's default threads and under 1 s with one.
 torch.set_num_threads(1)
 
+# One line in the server's log each time a checkpoint's weights are read: with the shared cache
+# that is once per checkpoint and weights file, however many sessions are open.
+log = logging.getLogger("vitrm.app")
+if not log.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -48,7 +59,10 @@ def digest(data: bytes) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def load_model(path: str, mtime: float) -> torch.nn.Module:
-    return vitrm.load(path)
+    start = time.perf_counter()
+    model = vitrm.load(path)
+    log.info("loaded checkpoint %s (weights mtime %.3f) in %.2f s", path, mtime, time.perf_counter() - start)
+    return model
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

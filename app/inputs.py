@@ -3,6 +3,11 @@
 Uploaded and photographed bytes are copied into the session when they change, so they
 survive a visit to another page (Streamlit forgets an uploader's files when its page is
 not drawn).
+
+A link can open a gallery image: ``?image=cat_0003`` (the file name, with or without
+``.jpg``). While a gallery image is shown the address carries its name, so the address bar is
+always a link to what is on the screen (a teacher can share it with a class). A name that is
+not in the gallery gets a message naming valid ones; the page then shows the gallery as usual.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from .cache import PreparedImage, digest, prepare_image
 GALLERY = Path(__file__).resolve().parent / "gallery"
 SOURCES = ["Gallery", "Upload", "Camera"]
 DATASET = "Dataset image"
+LINK = "image"           # the query parameter that names a gallery image
 
 
 @st.cache_data(show_spinner=False)
@@ -39,11 +45,53 @@ def _store_photo() -> None:
     st.session_state["photo"] = ("camera photo", photo.getvalue()) if photo is not None else None
 
 
+def gallery_file(name: str) -> str | None:
+    """The gallery file that a link's ``?image=`` names ("cat_0003" or "cat_0003.jpg"), else None."""
+    name = name.strip()
+    for file in gallery_table()["file"]:
+        if name in (file, file.rsplit(".", 1)[0]):
+            return file
+    return None
+
+
+def _follow_link() -> str | None:
+    """Apply ``?image=NAME`` when the address names a new one; returns a message if it is not in the gallery.
+
+    Applied once per value, so the user's own choices afterwards stand.
+    """
+    value = st.query_params.get(LINK)
+    if value is None or value == st.session_state.get("image_link"):
+        return None
+    st.session_state["image_link"] = value
+    st.session_state["source"] = "Gallery"
+    file = gallery_file(value)
+    if file is None:
+        files = list(gallery_table()["file"])
+        shown = value.replace("`", "")[:60] + ("…" if len(value) > 60 else "")
+        return (f"The link asks for the gallery image `{shown}`, and the gallery has no image of that name. "
+                f"Names look like `?image=cat_0003` ({len(files)} images, from {files[0].rsplit('.', 1)[0]} "
+                f"to {files[-1].rsplit('.', 1)[0]}); the gallery is shown below.")
+    st.session_state["gallery_file"] = file
+    return None
+
+
+def _link_to(file: str | None) -> None:
+    """Keep the address a link to the gallery image on the screen (no parameter for other sources)."""
+    name = file.rsplit(".", 1)[0] if file else None
+    if name is None:
+        if LINK in st.query_params:
+            del st.query_params[LINK]
+    elif st.query_params.get(LINK) != name:
+        st.query_params[LINK] = name
+    st.session_state["image_link"] = name
+
+
 def _gallery(sizes) -> PreparedImage:
     table = gallery_table()
     labels = dict(zip(table["file"], table["label"]))
     file = st.selectbox("Gallery image (CIFAR-10 test set, JPEG q75 copy)", list(table["file"]), key="gallery_file",
                         format_func=lambda f: f"{labels[f]} · {f}")
+    _link_to(file)
     return prepare(file, (GALLERY / file).read_bytes(), sizes, labels[file])
 
 
@@ -69,12 +117,16 @@ def _camera(sizes) -> PreparedImage | None:
 
 def choose_image(sizes: tuple[int, ...]) -> tuple[PreparedImage | None, list[PreparedImage]]:
     """Draws the source controls; returns (the image to explore or None, every upload)."""
+    link_error = _follow_link()
+    if link_error:
+        st.error(link_error)
     options = SOURCES + ([DATASET] if st.session_state.get("dataset_image") else [])
     if st.session_state.get("source") not in options:
         st.session_state["source"] = options[0]
     source = st.radio("Image source", options, key="source", horizontal=True)
     if source == "Gallery":
         return _gallery(sizes), []
+    _link_to(None)
     if source == "Upload":
         return _uploads(sizes)
     if source == "Camera":

@@ -1,6 +1,7 @@
 """App latency, measured with streamlit.testing.v1.AppTest on the flagship architecture.
 
-    python bench/app_latency.py [--checkpoint DIR] [--uploads 10]
+    .venv/bin/python bench/app_latency.py [--checkpoint DIR] [--uploads 10] [--no-browser]
+    .venv/bin/python bench/app_latency.py --quick     # 3 uploads, no browser
 
 Reports, on this machine, in one run:
 
@@ -16,8 +17,8 @@ Reports, on this machine, in one run:
 
 AppTest times the script run on the server side; the browser figure adds the websocket and
 the drawing of the charts. Without --checkpoint it uses checkpoints/vitrm-cifar10 when it has
-weights, else an untrained model with the same config (configs/vitrm-cifar10.yaml): the
-compute is the same. The load average is printed, because a training run in the background
+weights, else an untrained model of the same architecture (bench/common.py): the compute is
+the same. The load average is printed, because a training run in the background
 shares the two cores.
 """
 
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,16 +68,15 @@ print(time.perf_counter() - start)
 
 
 def flagship_checkpoint(tmp: Path) -> Path:
+    """The flagship checkpoint when it has weights, else an untrained one of its architecture."""
     import torch
-    import yaml
 
     import vitrm
-    shipped = ROOT / "checkpoints" / "vitrm-cifar10"
-    if (shipped / "model.safetensors").is_file() and (shipped / "config.json").is_file():
-        return shipped
-    spec = yaml.safe_load((ROOT / "configs" / "vitrm-cifar10.yaml").read_text())["model"]
+    from bench.common import CHECKPOINT, flagship_config
+    if (CHECKPOINT / "model.safetensors").is_file() and (CHECKPOINT / "config.json").is_file():
+        return CHECKPOINT
     torch.manual_seed(0)
-    return vitrm.save(vitrm.ViTRM(vitrm.ViTRMConfig(**spec)), tmp / "vitrm-untrained")
+    return vitrm.save(vitrm.build_model(flagship_config()[0]), tmp / "vitrm-untrained")
 
 
 def photo(seed: int) -> bytes:
@@ -178,15 +179,22 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--uploads", type=int, default=10)
     parser.add_argument("--no-browser", action="store_true", help="skip the real-browser measurement")
+    parser.add_argument("--cold-starts", type=int, default=3, help="fresh processes timed to first render")
+    parser.add_argument("--quick", action="store_true", help="1 cold start, 3 uploads, no browser: a quick check")
     args = parser.parse_args()
+    if args.quick:
+        args.cold_starts, args.uploads, args.no_browser = 1, 3, True
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or flagship_checkpoint(Path(tmp))
         os.environ["VITRM_CHECKPOINTS"] = str(Path(checkpoint).resolve().parent)
         print(f"checkpoint: {checkpoint}  load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"python {sys.version.split()[0]}, torch {version('torch')}, streamlit {version('streamlit')}; "
+              f"the app's torch runs 1 thread")
 
-        cold = float(subprocess.run([sys.executable, "-c", COLD_START.format(app=str(APP))], check=True,
-                                    capture_output=True, text=True, cwd=ROOT, env=os.environ).stdout.split()[-1])
+        cold = [float(subprocess.run([sys.executable, "-c", COLD_START.format(app=str(APP))], check=True,
+                                     capture_output=True, text=True, cwd=ROOT, env=os.environ).stdout.split()[-1])
+                for _ in range(args.cold_starts)]
 
         import torch
         torch.set_num_threads(1)      # one core: this machine has two and a training run may hold the other
@@ -215,7 +223,7 @@ def main() -> None:
         xs = sorted(xs)
         return f"median {statistics.median(xs):.3f} s, max {xs[-1]:.3f} s (n={len(xs)})"
 
-    print(f"cold start to first render (fresh process): {cold:.2f} s")
+    print(f"cold start to first render (fresh process): {describe(cold)}")
     print(f"upload to full render of the scrubber view: {describe(uploads)}")
     print(f"slider move (cached trace, no model work):  {describe(slider)}")
     if browser:

@@ -19,7 +19,8 @@ Four tables:
 
 Whatever is compared is timed interleaved (A, B, A, B, ...) and reported as a median, so
 that a background load drifting over the run shifts both sides alike. The model is the
-shipped checkpoint's when checkpoints/vitrm-cifar10 holds one, else ``ViTRMConfig()``.
+flagship's (checkpoints/vitrm-cifar10): its weights when it holds them, else random weights
+of its architecture (``bench/common.py``).
 """
 
 from __future__ import annotations
@@ -27,27 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import vitrm  # noqa: E402
+from bench.common import (describe_model, environment, images_like, load_model, side_by_side,  # noqa: E402
+                          table, test_images)
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for  # noqa: E402
-from vitrm.checkpoint import CheckpointError  # noqa: E402
 from vitrm.data import normalize  # noqa: E402
-
-CHECKPOINT = ROOT / "checkpoints" / "vitrm-cifar10"
-# The training config's spelling (run from the repository root), so its decoded-image cache is reused.
-SHARED_SPEC = "imagefolder:../shared/datasets/cifar10-jpeg"
 
 FULL = dict(steps=(1, 2, 4, 8, 16, 32), big_batch=256, repeats=5, eval_images=10_000, trace_images=1_000,
             train_batch=64, slider_positions=8)
@@ -57,45 +51,10 @@ QUICK = dict(steps=(1, 4), big_batch=32, repeats=3, eval_images=500, trace_image
 
 # --------------------------------------------------------------------------- helpers
 
-def side_by_side(fns: dict, repeats: int, warm_up: bool = True) -> dict[str, float]:
-    """Median milliseconds of each function, timed in turn within every repeat."""
-    if warm_up:
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def attention_map_bytes(cfg: ViTRMConfig, steps: int, batch: int) -> int:
     T = cfg.num_tokens
     L = 2 * T + 1 if cfg.combine == "concat" else T + 1
     return 4 * steps * cfg.layers * batch * cfg.heads * (cfg.latent_updates * L * L + (T + 1) ** 2)
-
-
-def load_model() -> tuple[ViTRM, str]:
-    if (CHECKPOINT / "config.json").is_file():
-        try:
-            return vitrm.load(CHECKPOINT), f"{CHECKPOINT.relative_to(ROOT)} (weights loaded)"
-        except CheckpointError as e:
-            return ViTRM(vitrm.read_config(CHECKPOINT)).eval(), \
-                f"{CHECKPOINT.relative_to(ROOT)} config, random weights ({e})"
-    return ViTRM(ViTRMConfig()).eval(), "ViTRMConfig() defaults, random weights"
-
-
-def table(title: str, rows: list[dict], note: str = "") -> None:
-    print(f"\n## {title}")
-    print(pd.DataFrame(rows).to_string(index=False))
-    if note:
-        print(note)
-
-
-def images_like(cfg: ViTRMConfig, batch: int) -> torch.Tensor:
-    return torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size)
 
 
 # --------------------------------------------------------------------------- 1. trace latency
@@ -126,20 +85,9 @@ def trace_latency(model: ViTRM, plan: dict, budget_bytes: float) -> None:
 
 # --------------------------------------------------------------------------- 2. evaluation throughput
 
-def evaluation_images(n: int, cfg: ViTRMConfig) -> tuple[torch.Tensor, str]:
-    if (ROOT.parent / "shared" / "datasets" / "cifar10-jpeg").is_dir():
-        from vitrm.data import load_split
-        split = load_split(SHARED_SPEC, "test", image_size=cfg.image_size)
-        n = min(n, len(split))
-        return split.images[:n], f"CIFAR-10 (JPEG q75 copy) test set ({n} images)"
-    g = torch.Generator().manual_seed(0)
-    shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
-    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=g), f"{n} random images (../shared absent)"
-
-
 def evaluation_throughput(model: ViTRM, plan: dict) -> None:
     cfg, batch, N = model.config, 500, model.config.trained_steps
-    images, source = evaluation_images(plan["eval_images"], cfg)
+    images, source = test_images(plan["eval_images"], cfg)
 
     def run(fn, count):
         start = time.perf_counter()
@@ -305,13 +253,9 @@ def main() -> None:
     torch.manual_seed(0)
     plan = QUICK if args.quick else FULL
     model, source = load_model()
-    cfg = model.config
     print(f"# trace latency benchmark{' (--quick)' if args.quick else ''}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}; load average at start {os.getloadavg()[0]:.1f}")
-    print(f"model: {source}: {cfg.tokenizer} tokenizer, patch {cfg.patch_size}, dim {cfg.dim}, heads {cfg.heads}, "
-          f"k={cfg.layers}, n={cfg.latent_updates}, combine={cfg.combine}, N={cfg.trained_steps}, "
-          f"T={cfg.num_tokens} tokens, {num_parameters(model):,} parameters")
+    print(f"{environment()} at start")
+    print(describe_model(model, source))
     start = time.perf_counter()
     with torch.no_grad():
         trace_latency(model, plan, args.map_budget_gb * 2**30)

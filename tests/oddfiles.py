@@ -147,3 +147,21 @@ def odd_files() -> dict[str, tuple[bytes, bool]]:
         "photo.jpg": (jpeg, True),
         "photo.png": (png, True),
     }
+
+
+def _proc_status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since exec (VmHWM), in MiB."""
+    return _proc_status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), in MiB."""
+    return _proc_status_mb("VmRSS")

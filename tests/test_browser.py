@@ -4,6 +4,13 @@ Uploads a PNG through the file uploader, moves the slider with the keyboard, che
 predicted class (as ``model.trace`` computes it here) appears, plays the steps, and saves a
 screenshot. Skipped, with the reason, where Debian's chromium and chromedriver are absent
 (``apt-get install chromium chromium-driver``; ``.ci/run`` installs them when it can).
+
+Streamlit redraws a page in place: while a script run is in progress, the previous run's elements
+stay on the page (marked ``data-stale="true"``) until the new run has replaced them, and a widget
+touched in the middle of a run may be redrawn by that run. So the test reads only elements that
+are not stale, and before each interaction it waits for the page to settle (the script has
+finished and nothing is stale). On a failure it saves a screenshot, the page source, the browser's
+console and the server's log, and names them in the error.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +37,24 @@ from vitrm import ViTRM, ViTRMConfig
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
+# Generous, for a 2-core machine that also runs a training job: the first page includes the server's
+# imports (torch, plotly) and the first trace; later waits are for a script run of well under a second.
+FIRST_WAIT = 120
 WAIT = 60
-# The element with the slider role: an <input type="range"> (implicit role) in current Streamlit.
-SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
+APP = "[data-testid='stApp']"
+SLIDER = "[data-testid='stSlider'] input[type='range']"
+PLAY = "//label[.//p[contains(normalize-space(), 'Play')]]"
+NOT_STALE = "not(ancestor-or-self::*[@data-stale='true'])"
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
     reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
 
 
 def free_port() -> int:
@@ -43,7 +63,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_healthy(url: str, server: subprocess.Popen, timeout: float = WAIT) -> None:
+def wait_until_healthy(url: str, server: subprocess.Popen, timeout: float = FIRST_WAIT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -69,21 +89,25 @@ def checkpoint(tmp_path_factory) -> Path:
 def server(checkpoint, tmp_path_factory):
     port = free_port()
     env = dict(os.environ, VITRM_CHECKPOINTS=str(checkpoint.parent))
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w")
+    env.pop("VITRM_CHECKPOINT_ROOTS", None)
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process)
-        yield url
+        yield Server(url, log_path)
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
         log.close()
 
 
@@ -94,11 +118,13 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1400,1800",
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1800",
                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(FIRST_WAIT)
     try:
         yield driver
     finally:
@@ -112,46 +138,141 @@ def expected_top(checkpoint: Path, image: Path, step: int) -> str:
     return model.config.class_names[int(probs.argmax())]
 
 
+# --------------------------------------------------------------------------- waiting for Streamlit
+
+def wait(driver, timeout: float = WAIT):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def page_state(driver) -> tuple[str | None, int]:
+    """(the script's run state as the page shows it, how many elements are stale)."""
+    return tuple(driver.execute_script(
+        f"const app = document.querySelector(\"{APP}\");"
+        "return [app && app.getAttribute('data-test-script-state'),"
+        "        document.querySelectorAll(\"[data-stale='true']\").length];"))
+
+
+def settle(driver, timeout: float = WAIT, quiet: float = 0.5) -> None:
+    """Wait until the script run has finished and nothing is stale, for ``quiet`` seconds in a row."""
+    since = [None]
+
+    def settled(d) -> bool:
+        state, stale = page_state(d)
+        if state != "notRunning" or stale:
+            since[0] = None
+            return False
+        since[0] = since[0] or time.monotonic()
+        return time.monotonic() - since[0] >= quiet
+    wait(driver, timeout).until(settled, message=f"the page did not settle within {timeout} s")
+
+
 def metric_value(driver, label: str, timeout: float = WAIT) -> str:
-    """The value of the st.metric whose label is ``label``, once it is on the page."""
+    """The value of the current (not stale) st.metric whose label is ``label``, once it is on the page."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    xpath = (f"//*[@data-testid='stMetric'][.//*[@data-testid='stMetricLabel']//*[normalize-space()='{label}']]"
-             "//*[@data-testid='stMetricValue']")
-    return WebDriverWait(driver, timeout).until(EC.visibility_of_element_located((By.XPATH, xpath))).text
+    xpath = (f"//*[@data-testid='stMetric'][{NOT_STALE}]"
+             f"[.//*[@data-testid='stMetricLabel']//*[normalize-space()='{label}']]//*[@data-testid='stMetricValue']")
+    return wait(driver, timeout).until(EC.visibility_of_element_located((By.XPATH, xpath)),
+                                       message=f"no metric '{label}' within {timeout} s").text
 
+
+def slider_value(driver) -> str | None:
+    from selenium.webdriver.common.by import By
+    sliders = driver.find_elements(By.CSS_SELECTOR, SLIDER)
+    return sliders[0].get_attribute("value") if sliders else None
+
+
+def press_on_slider(driver, key: str, expected: str) -> None:
+    """Settle, focus the slider, press ``key``, and wait until the slider shows ``expected``."""
+    from selenium.webdriver.common.by import By
+    settle(driver)
+    slider = driver.find_element(By.CSS_SELECTOR, SLIDER)
+    driver.execute_script("arguments[0].focus();", slider)
+    slider.send_keys(key)
+    wait(driver).until(lambda d: slider_value(d) == expected,
+                       message=f"the slider did not move to {expected} (it shows {slider_value(driver)})")
+
+
+@contextmanager
+def evidence(driver, server: Server, folder: Path):
+    """On any failure: save what the browser and the server saw, and name it in the error."""
+    try:
+        yield
+    except BaseException as error:
+        folder.mkdir(parents=True, exist_ok=True)
+        notes = [f"browser evidence in {folder}"]
+        try:
+            driver.save_screenshot(str(folder / "failure.png"))
+            (folder / "page.html").write_text(driver.page_source)
+            console = driver.get_log("browser")
+            (folder / "console.txt").write_text("\n".join(f"{e['level']} {e['message']}" for e in console))
+            notes.append(f"page state (script run state, stale elements): {page_state(driver)}; "
+                         f"slider value: {slider_value(driver)}")
+            notes += [f"console: {e['level']} {e['message'][:300]}" for e in console if e["level"] == "SEVERE"][-5:]
+        except Exception as e:  # the browser itself may be what failed
+            notes.append(f"could not read the browser: {e!r}")
+        if server.log.exists():
+            shutil.copy(server.log, folder / "streamlit.log")
+            notes.append("server log (last 2000 characters):\n" + server.log.read_text()[-2000:])
+        error.add_note("\n".join(notes))
+        raise
+
+
+# --------------------------------------------------------------------------- the test
 
 def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     image = tmp_path / "upload.png"
     pixels = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(image)
+    trained, last = TINY.trained_steps, 2 * TINY.trained_steps     # N is 2x the trained count by default
 
-    browser.get(server)
-    wait = WebDriverWait(browser, WAIT)
-    wait.until(EC.element_to_be_clickable((By.XPATH, "//label[.//p[normalize-space()='Upload']]"))).click()
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[type='file']"))).send_keys(str(image))
+    with evidence(browser, server, tmp_path / "evidence"):
+        browser.get(server.url)
+        upload = (By.XPATH, "//label[.//p[normalize-space()='Upload']]")
+        wait(browser, FIRST_WAIT).until(EC.element_to_be_clickable(upload))
+        settle(browser, FIRST_WAIT)
+        browser.find_element(*upload).click()
+        wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[type='file']")))
+        settle(browser)
+        browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(image))
 
-    trained = TINY.trained_steps
-    assert metric_value(browser, f"Top class at step {trained}") == expected_top(checkpoint, image, trained)
-    assert "upload.png" in browser.page_source
+        # The upload is classified: its row in the uploads table, then the scrubber at the trained step.
+        wait(browser).until(EC.presence_of_element_located(
+            (By.XPATH, f"//*[@data-testid='stTable'][{NOT_STALE}]//td[normalize-space()='upload.png']")),
+            message="the uploaded file's row did not appear")
+        assert metric_value(browser, f"Top class at step {trained}") == expected_top(checkpoint, image, trained)
+        settle(browser)
+        assert slider_value(browser) == str(trained)
 
-    slider = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, SLIDER)))
-    browser.execute_script("arguments[0].focus();", slider)
-    slider.send_keys(Keys.ARROW_RIGHT)
-    assert metric_value(browser, f"Top class at step {trained + 1}") == expected_top(checkpoint, image, trained + 1)
-    browser.save_screenshot(str(tmp_path / "scrubber.png"))
-    assert (tmp_path / "scrubber.png").stat().st_size > 10_000
+        press_on_slider(browser, Keys.ARROW_RIGHT, str(trained + 1))
+        assert metric_value(browser, f"Top class at step {trained + 1}") == expected_top(checkpoint, image, trained + 1)
+        settle(browser)
+        browser.save_screenshot(str(tmp_path / "scrubber.png"))
+        assert (tmp_path / "scrubber.png").stat().st_size > 10_000
 
-    # Play runs the steps on its own until the last one (N = 2x the trained count by default).
-    last = 2 * trained
-    browser.find_element(By.XPATH, "//label[.//p[contains(normalize-space(), 'Play')]]").click()
-    WebDriverWait(browser, 30).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, SLIDER).get_attribute("value") == str(last))
-    assert metric_value(browser, f"Top class at step {last}") == expected_top(checkpoint, image, last)
+        # Play from step 1: the slider walks through the steps on its own and stops at the last one.
+        press_on_slider(browser, Keys.HOME, "1")
+        assert metric_value(browser, "Top class at step 1") == expected_top(checkpoint, image, 1)
+        settle(browser)
+        browser.find_element(By.XPATH, PLAY).click()
+        seen = ["1"]
+
+        def reached_last(d) -> bool:
+            value = slider_value(d)
+            if value is not None and value != seen[-1]:
+                seen.append(value)
+            return value == str(last)
+        wait(browser).until(reached_last, message=f"Play did not reach step {last}; the slider showed {seen}")
+        assert seen == [str(s) for s in range(1, last + 1)], f"Play should go one step at a time: {seen}"
+        settle(browser, quiet=2.0)        # playing has stopped: no more runs, even after a tick's time
+        assert slider_value(browser) == str(last)
+        assert browser.find_element(By.CSS_SELECTOR, "input[role='switch'][aria-label*='Play']").get_property(
+            "checked") is False
+        assert metric_value(browser, f"Top class at step {last}") == expected_top(checkpoint, image, last)

@@ -106,6 +106,69 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_weights(tmp
     assert [[r[k] for k in LOG_VALUES] for r in log_killed] == [[r[k] for k in LOG_VALUES] for r in log_whole]
 
 
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_sigkill_at_a_random_moment_loses_at_most_the_current_epoch(tmp_path, cache, seed):
+    # The moment is drawn over the whole run, so it may land in data loading, in an epoch, in
+    # the evaluation or in the middle of writing a checkpoint. The seed is in the test id.
+    import random
+    data = write_imagefolder(tmp_path / "data", train_per_class=60, test_per_class=2)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    started = time.time()
+    assert run_cli(train_args(data, whole, cache, 3)).returncode == 0
+    moment = random.Random(seed).uniform(0, time.time() - started)
+
+    proc = subprocess.Popen([sys.executable, "-m", "vitrm", *train_args(data, killed, cache, 3)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + moment
+    finished_before_kill = 0
+    while time.time() < deadline and proc.poll() is None:
+        finished_before_kill = len(read_log(killed))
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    state = killed / "train_state.json"
+    if state.is_file():
+        saved = json.loads(state.read_text())["epoch"]
+        assert saved >= finished_before_kill, "an epoch that had finished was lost"
+        assert [int(r["epoch"]) for r in read_log(killed)] == list(range(1, saved + 1))
+        vitrm.load(killed)   # whatever moment it died, what is on disk is a valid checkpoint
+        again = run_cli(["train", "--out", str(killed), "--resume", "--quiet"])
+    else:
+        assert finished_before_kill == 0
+        assert not (killed / "model.safetensors").exists()
+        again = run_cli(train_args(data, killed, cache, 3))
+    assert again.returncode == 0, again.stderr
+    a, b = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run did not end where the whole run did"
+    assert [int(r["epoch"]) for r in read_log(killed)] == [1, 2, 3]
+
+
+def test_a_warm_start_takes_the_weights_and_starts_a_new_schedule(tmp_path, folder, cache):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_cli(train_args(folder, first, cache, 1)).returncode == 0
+    done = run_cli(train_args(folder, second, cache, 1, f"init_from={first}", "model.latent_updates=2"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((second / "train_config.json").read_text())["init_from"] == str(first)
+    assert [int(r["epoch"]) for r in read_log(second)] == [1]
+    assert vitrm.load(second).config.latent_updates == 2
+    # With lr 0 the weights are exactly the first run's EMA weights (the EMA of a constant is that constant).
+    frozen = run_cli(train_args(folder, tmp_path / "frozen", cache, 1, f"init_from={first}", "lr=1e-12",
+                                "weight_decay=0"))
+    assert frozen.returncode == 0, frozen.stderr
+    a, b = load_file(first / "model.safetensors"), load_file(tmp_path / "frozen" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_warm_start_from_another_architecture_is_one_clear_line(tmp_path, folder, cache):
+    first = tmp_path / "first"
+    assert run_cli(train_args(folder, first, cache, 1)).returncode == 0
+    done = run_cli(train_args(folder, tmp_path / "second", cache, 1, f"init_from={first}", "model.dim=32"))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "architecture differs in ['dim']" in done.stderr
+    assert not (tmp_path / "second").exists()
+
+
 # --------------------------------------------------------------------------- torchrun
 
 # torchrun runs this in each process: the real CLI, plus a dump of the rank's own replica.
@@ -261,3 +324,11 @@ def test_the_process_exits_non_zero_without_a_traceback_unless_debug(tmp_path, f
     debug = run_cli(["--debug", *args])
     assert debug.returncode != 0 and "Traceback" in debug.stderr
     assert not out.exists()
+
+
+def test_numbers_in_exponent_notation_are_numbers():
+    # YAML 1.1 reads "1e-3" as a string; a learning rate written that way must still work.
+    from vitrm.train import ConfigError, load_train_config
+    assert load_train_config(None, ["lr=1e-3", "min_lr=5E-6"]).lr == 1e-3
+    with pytest.raises(ConfigError, match="lr must be a number"):
+        load_train_config(None, ["lr=fast"])

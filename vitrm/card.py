@@ -56,23 +56,36 @@ def render_card(path: Path, hardware: str) -> str:
     lines.append("")
     if train_cfg:
         val = train_cfg["val_size"]
+        # A warm-started run keeps its first stage's config and log in stage1/ (see train.init_from).
+        stage1 = path / "stage1"
+        stage1_cfg = json.loads((stage1 / TRAIN_CONFIG).read_text()) if (stage1 / TRAIN_CONFIG).is_file() else None
+        stage1_log = read_log(stage1) if stage1_cfg else []
+        wall = sum(float(rows[-1]["wall_seconds"]) for rows in (stage1_log, log) if rows)
+        epochs = f"{len(log)} of {train_cfg['epochs']} scheduled"
+        if stage1_cfg:
+            epochs = (f"{len(stage1_log) + len(log)} in two stages: stage 1, {len(stage1_log)} epochs "
+                      f"(lr {stage1_cfg['lr']}, n={stage1_cfg['model']['latent_updates']} latent updates); "
+                      f"stage 2, a warm start from stage 1's EMA weights with a new schedule, {epochs}")
         lines += ["## Training", "",
                   f"- Data: {data_description(train_cfg['data'])}.",
                   f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
                   f"{val} held out from the training set for validation (every choice, including the epoch, "
                   "was made on it; the test set was never used to choose anything), 10,000 test images.",
-                  f"- Epochs: {len(log)} of {train_cfg['epochs']} scheduled; batch {train_cfg['batch_size']}, "
+                  f"- Epochs: {epochs}; batch {train_cfg['batch_size']}, "
                   f"AdamW lr {train_cfg['lr']}, cosine schedule, EMA {train_cfg['ema_decay']}, "
                   f"label smoothing {train_cfg['label_smoothing']}, augmentation {train_cfg['augment']}.",
-                  f"- Hardware: {hardware}; wall time "
-                  f"{float(log[-1]['wall_seconds']) / 3600:.2f} h." if log else "- Not trained yet.",
+                  f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h." if log else "- Not trained yet.",
                   ""]
-        lines += ["Reproduce (from the repository root):", "", "```",
-                  f"python -m vitrm train {_config_file_hint(train_cfg, name)}",
+        evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
+            2 * config.trained_steps if config.arch == "vitrm" else 1)
+        commands = [f"python -m vitrm train {_config_file_hint(train_cfg, name)}"]
+        if stage1_cfg:
+            commands.insert(0, f"python -m vitrm train configs/vitrm-cifar10.yaml --out {train_cfg['init_from']}")
+        lines += ["Reproduce (from the repository root):", "", "```", *commands,
                   f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
-                  f"--max-steps {max(1, 2 * config.trained_steps) if config.arch == 'vitrm' else 1}", "```", ""]
+                  f"--max-steps {evaluated_steps}", "```", ""]
         if log and len(log) < train_cfg["epochs"]:
-            lines += [f"The run is not finished: continue it with the same command plus `--resume`.", ""]
+            lines += ["The run is not finished: continue it with the same command plus `--resume`.", ""]
     if metrics:
         top1 = metrics["top1_by_step"]
         trained = min(config.trained_steps, len(top1))
@@ -107,6 +120,8 @@ def _config_file_hint(train_cfg: dict, name: str) -> str:
                 f"{model['layers']} --set model.trained_steps=1 --set model.latent_updates=0")
     if model["arch"] == "cnn":
         return f"configs/compare.yaml --out checkpoints/{name} --set model.arch=cnn --set model.trained_steps=1"
+    if train_cfg.get("init_from"):
+        return "configs/vitrm-cifar10-stage2.yaml"
     return "configs/vitrm-cifar10.yaml"
 
 

@@ -110,6 +110,12 @@ def _from_dict(cls, raw: dict, where: str):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
             kwargs[key] = value
         elif isinstance(default, float):
+            if isinstance(value, str):
+                # YAML 1.1 reads "1e-3" (no dot) as a string; people write learning rates that way.
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             kwargs[key] = float(value)
@@ -319,7 +325,8 @@ def prepare_output(cfg: TrainConfig, resume: bool) -> Path:
 
 # Fields that may differ between a warm-start checkpoint and the run it starts: they do not
 # change the shapes of any weight.
-_WARM_START_FREE = {"trained_steps", "class_names", "mean", "std", "dropout", "latent_updates"}
+# num_classes is left to load_state_dict: it is only known once the data has been read.
+_WARM_START_FREE = {"trained_steps", "class_names", "mean", "std", "dropout", "latent_updates", "num_classes"}
 
 
 def _check_init_from(cfg: TrainConfig) -> None:
@@ -361,7 +368,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     model = ckpt.build_model(cfg.model).to(device)
     if cfg.init_from and not resume:
         # A warm start: weights from the checkpoint (its EMA weights), fresh optimizer and schedule.
-        model.load_state_dict(ckpt.load(cfg.init_from).state_dict())
+        try:
+            model.load_state_dict(ckpt.load(cfg.init_from).state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"init_from {cfg.init_from}: its weights do not fit this model "
+                              f"({str(e).splitlines()[-1].strip()})") from None
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay > 0 else None)
     optimizer = make_optimizer(model, cfg)

@@ -1,0 +1,106 @@
+"""The controlled comparison: ViTRM against the ViT of equal effective depth and the compact CNN.
+
+    .venv/bin/python bench/comparison.py                       # prints the table
+    .venv/bin/python bench/comparison.py --write checkpoints/README.md
+
+Every figure is read from the checkpoints' own files or measured here, in one run:
+
+* parameters: counted from the loaded model;
+* top-1: ``metrics.json`` (``python -m vitrm evaluate`` on the full test split it names);
+* training time: the last ``wall_seconds`` of ``train_log.csv`` (the same machine trained all
+  three, one after another, each with one CPU thread);
+* inference time: ``forward`` at the trained step count on a batch of 256 and on one image,
+  timed interleaved (A, B, C, A, B, C, ...) with one thread, reported as medians and as
+  ratios to the ViTRM, so that background load shifts every model alike.
+
+``--write FILE`` replaces the text between the markers ``<!-- comparison:start -->`` and
+``<!-- comparison:end -->`` in FILE, so the README tables never hold a hand-typed number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import vitrm  # noqa: E402
+from trace_latency import side_by_side  # noqa: E402
+from vitrm.train import read_log  # noqa: E402
+
+DEFAULT = ["checkpoints/vitrm-cifar10-short", "checkpoints/vit-cifar10", "checkpoints/cnn-cifar10"]
+START, END = "<!-- comparison:start -->", "<!-- comparison:end -->"
+
+
+def describe(path: Path) -> dict:
+    model = vitrm.load(path)
+    metrics = vitrm.read_metrics(path) or {}
+    log = read_log(path)
+    cfg = model.config
+    trained = cfg.trained_steps if cfg.arch == "vitrm" else 1
+    top1 = metrics.get("top1_by_step")
+    return {"model": model, "name": path.name, "arch": cfg.arch,
+            "parameters": vitrm.num_parameters(model),
+            "effective depth": cfg.effective_depth,
+            "top1": top1[trained - 1] if top1 else None,
+            "data": metrics.get("data"), "num_images": metrics.get("num_images"),
+            "epochs": len(log), "train_hours": float(log[-1]["wall_seconds"]) / 3600 if log else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="*", default=DEFAULT)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--write", type=Path, help="put the table between the comparison markers of this file")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rows = [describe(ROOT / c) for c in args.checkpoints]
+    cfg = rows[0]["model"].config
+    batch = torch.randn(256, cfg.in_channels, cfg.image_size, cfg.image_size)
+    one = batch[:1]
+
+    def forward(model, x):
+        return lambda: model(x)
+
+    with torch.no_grad():
+        big = side_by_side({r["name"]: forward(r["model"], batch) for r in rows}, args.repeats)
+        small = side_by_side({r["name"]: forward(r["model"], one) for r in rows}, args.repeats * 5)
+    base = rows[0]["name"]
+    lines = ["| model | parameters | effective depth | epochs | training time | top-1 | "
+             "inference, batch 256 | inference, 1 image |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        n = r["name"]
+        top1 = "not evaluated" if r["top1"] is None else f"{100 * r['top1']:.2f}%"
+        hours = "?" if r["train_hours"] is None else f"{r['train_hours']:.2f} h"
+        lines.append(f"| `{n}` | {r['parameters']:,} | {r['effective depth']} | {r['epochs']} | {hours} | {top1} | "
+                     f"{big[n]:.0f} ms ({big[n] / big[base]:.2f}x) | {small[n]:.1f} ms ({small[n] / small[base]:.2f}x) |")
+    data = {(r["data"], r["num_images"]) for r in rows}
+    note = (f"Top-1 on {', '.join(f'{d} ({n:,} test images)' for d, n in data if d)} at each model's trained step "
+            "count (CIFAR-10, JPEG q75 copy: not comparable with the lossless official test set). "
+            f"Inference: median of {args.repeats} (batch 256) and {args.repeats * 5} (1 image) interleaved runs of "
+            f"`forward`, one thread, {platform.machine()} CPU with {os.cpu_count()} cores, torch {torch.__version__}; "
+            f"ratios are to `{base}`. Load average during the run: {os.getloadavg()[0]:.2f}. "
+            "Produced by `.venv/bin/python bench/comparison.py`.")
+    text = "\n".join(lines) + "\n\n" + note + "\n"
+    print(text)
+    if args.write:
+        doc = args.write.read_text()
+        if START not in doc or END not in doc:
+            sys.exit(f"{args.write}: no {START} ... {END} markers to write between")
+        doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}{END}", doc, flags=re.S)
+        args.write.write_text(doc)
+        print(f"wrote the table into {args.write}")
+
+
+if __name__ == "__main__":
+    main()

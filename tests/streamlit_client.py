@@ -1,0 +1,238 @@
+"""A small client for a real `streamlit run` server that speaks the browser's own protocol.
+
+The browser talks to the server over one websocket, ``ws://HOST:PORT/_stcore/stream``, with
+protobuf messages from the installed Streamlit (``streamlit.proto``):
+
+* the client sends a ``BackMsg`` whose ``rerun_script`` is a ``ClientState`` (the page's query
+  string, page name and widget states); on a new connection this is what starts the first run,
+  exactly as the frontend does once its websocket is open;
+* the server answers with ``ForwardMsg``s: ``new_session`` when a run starts, one ``delta`` per
+  element or block (``metadata.delta_path`` says where it goes on the page), and
+  ``script_finished`` when the run ends.
+
+The client sends no ``cached_message_hashes``, so the server never replaces an element by a
+reference to the browser's message cache (``ref_hash``): every element arrives in full.
+:func:`open_page` collects the elements of one complete run, keyed by their delta path (a later
+delta at the same path replaces the earlier one, as in the browser), and returns them as a
+:class:`Page`. :func:`serve` starts one ``streamlit run app/main.py`` server for tests and
+benchmarks. Used by tests/test_concurrency.py and bench/load.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import websocket   # websocket-client
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app" / "main.py"
+
+# A run ends with one of these; FINISHED_EARLY_FOR_RERUN (st.rerun) is followed by another run.
+_FINAL = {ForwardMsg.FINISHED_SUCCESSFULLY: "success", ForwardMsg.FINISHED_WITH_COMPILE_ERROR: "compile error"}
+
+
+class ServerError(RuntimeError):
+    """The server did not start, or broke the protocol."""
+
+
+@dataclass
+class Element:
+    path: tuple[int, ...]
+    kind: str            # the Element oneof: "markdown", "metric", "alert", "imgs", ...
+    text: str            # what a reader sees of it ("" for widgets and charts)
+    proto: object
+
+
+@dataclass
+class Page:
+    """One complete script run as the browser would draw it."""
+
+    status: str                              # "success" or "compile error"
+    seconds: float                           # from opening the websocket to script_finished
+    elements: list[Element]                  # in page order (sorted by delta path)
+    messages: int = 0                        # ForwardMsgs received
+    compile_error: str | None = None
+    session_id: str = ""
+    query_string: str = ""                   # the page's query string after the run (st.query_params)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(e.text for e in self.elements if e.text)
+
+    @property
+    def metrics(self) -> dict[str, str]:
+        return {e.proto.label: e.proto.body for e in self.elements if e.kind == "metric"}
+
+    def alerts(self, kind: str | None = None) -> list[str]:
+        """Bodies of st.error / st.warning / st.info / st.success (``kind`` is one of those words)."""
+        return [e.proto.body for e in self.elements if e.kind == "alert"
+                and (kind is None or _ALERT_FORMATS.get(e.proto.format) == kind)]
+
+    @property
+    def exceptions(self) -> list[str]:
+        return [e.text for e in self.elements if e.kind == "exception"]
+
+
+def _alert_formats() -> dict[int, str]:
+    from streamlit.proto.Alert_pb2 import Alert
+    return {Alert.ERROR: "error", Alert.WARNING: "warning", Alert.INFO: "info", Alert.SUCCESS: "success"}
+
+
+_ALERT_FORMATS = _alert_formats()
+
+
+def element_text(element) -> tuple[str, str]:
+    """(kind, readable text) of a streamlit.proto Element."""
+    kind = element.WhichOneof("type")
+    inner = getattr(element, kind)
+    if kind in ("markdown", "heading", "text", "alert"):
+        return kind, inner.body
+    if kind == "metric":
+        return kind, f"{inner.label}: {inner.body}"
+    if kind == "exception":
+        return kind, f"{inner.type}: {inner.message}"
+    if kind == "imgs":
+        return kind, "\n".join(i.caption for i in inner.imgs if i.caption)
+    if kind == "code":
+        return kind, inner.code_text
+    return kind, ""
+
+
+def open_page(url: str, query: str = "", page: str = "", timeout: float = 120.0) -> Page:
+    """Open a new session on ``url`` (http://host:port), run the page once, return what it drew.
+
+    ``query`` is the URL's query string without "?" (e.g. "image=cat_0003"); ``page`` the
+    page's URL path name ("" for the default page). Raises TimeoutError when the run does not
+    finish within ``timeout`` seconds and ServerError on anything the protocol does not allow.
+    """
+    ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/") + "/_stcore/stream"
+    start = time.perf_counter()
+    deadline = start + timeout
+    try:
+        ws = websocket.create_connection(ws_url, timeout=timeout, subprotocols=["streamlit"])
+    except (OSError, websocket.WebSocketException) as e:
+        raise ServerError(f"cannot open {ws_url}: {e}") from e
+    try:
+        request = BackMsg()
+        request.rerun_script.query_string = query
+        request.rerun_script.page_name = page
+        ws.send_binary(request.SerializeToString())
+
+        found: dict[tuple[int, ...], Element] = {}
+        blocks: set[tuple[int, ...]] = set()
+        messages, compile_error, session_id, query_string = 0, None, "", query
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"no script_finished within {timeout} s ({messages} messages received)")
+            ws.settimeout(remaining)
+            try:
+                data = ws.recv()
+            except websocket.WebSocketTimeoutException as e:
+                raise TimeoutError(f"no script_finished within {timeout} s ({messages} messages received)") from e
+            except websocket.WebSocketConnectionClosedException as e:
+                raise ServerError(f"the server closed the websocket after {messages} messages") from e
+            if isinstance(data, str):
+                raise ServerError(f"text frame from the server: {data[:200]!r}")
+            msg = ForwardMsg.FromString(data)
+            messages += 1
+            kind = msg.WhichOneof("type")
+            if kind == "ref_hash":
+                raise ServerError("the server sent a cached-message reference that this client never asked for")
+            if kind == "new_session":
+                if msg.new_session.initialize.session_id:
+                    session_id = msg.new_session.initialize.session_id
+                found.clear()          # a full run redraws the page from the top
+                blocks.clear()
+            elif kind == "page_info_changed":
+                query_string = msg.page_info_changed.query_string
+            elif kind == "delta":
+                path = tuple(msg.metadata.delta_path)
+                what = msg.delta.WhichOneof("type")
+                # Whatever was at this path (and under it) is replaced.
+                for p in [p for p in found if p[:len(path)] == path]:
+                    del found[p]
+                if what == "new_element":
+                    el_kind, text = element_text(msg.delta.new_element)
+                    found[path] = Element(path, el_kind, text, getattr(msg.delta.new_element, el_kind))
+                elif what == "add_block":
+                    blocks.add(path)
+            elif kind == "session_event" and msg.session_event.WhichOneof("type") == "script_compilation_exception":
+                e = msg.session_event.script_compilation_exception
+                compile_error = f"{e.type}: {e.message}"
+            elif kind == "script_finished" and msg.script_finished in _FINAL:
+                return Page(status=_FINAL[msg.script_finished], seconds=time.perf_counter() - start,
+                            elements=[found[p] for p in sorted(found)], messages=messages,
+                            compile_error=compile_error, session_id=session_id, query_string=query_string)
+    finally:
+        with contextlib.suppress(Exception):
+            ws.close()
+
+
+# --------------------------------------------------------------------------- a server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def serve(log: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
+          app: Path = APP) -> Iterator[str]:
+    """Run `streamlit run app/main.py` on a free local port; yields its http URL.
+
+    The server's stdout and stderr go to ``log``. Raises ServerError, with the log's last
+    lines, when it exits or does not answer /_stcore/health within ``timeout`` seconds. The
+    server is stopped on exit (terminate, then kill after 10 s).
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise ServerError(f"streamlit exited with status {process.returncode} before answering; "
+                                      f"its log ({log}):\n{_tail(log)}")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServerError(f"streamlit did not answer {url}/_stcore/health within {timeout} s; "
+                                      f"its log ({log}):\n{_tail(log)}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

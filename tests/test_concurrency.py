@@ -1,0 +1,141 @@
+"""A full classroom at once: 20 sessions against one real `streamlit run app/main.py` server.
+
+Each session is a websocket client that speaks the browser's protocol (tests/streamlit_client.py):
+it opens its own session with a link to its own gallery image (``?image=cat_0005``), and the
+test checks that the page it gets back shows that image and the prediction that
+``model.trace`` computes here for that image, so a result delivered to the wrong session
+would fail. The sessions start together (a barrier), so their first script runs race for the
+model: the server's log must still show the checkpoint loaded exactly once (``st.cache_resource``
+with a per-key lock; app/cache.py logs each load).
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlencode
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import vitrm
+from vitrm import ViTRM, ViTRMConfig
+
+from streamlit_client import ROOT, open_page, serve
+
+GALLERY = ROOT / "app" / "gallery"
+SESSIONS = 20
+TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
+# An untrained model is nearly uniform (every class about 10%), so two images could show the same
+# rounded result. Its class head is scaled up so that its answers are confident and differ from
+# image to image (the test checks that no two chosen images give the same result).
+SEED, HEAD_SCALE = 3, 10.0
+TIMEOUT = 150     # seconds for one session's run (they share two cores with each other)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("classroom-checkpoints")
+    torch.manual_seed(SEED)
+    model = ViTRM(TINY)
+    with torch.no_grad():
+        model.head.weight.mul_(HEAD_SCALE)
+        model.head.bias.zero_()
+    vitrm.save(model, root / "vitrm-classroom")
+    return root / "vitrm-classroom"
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    log = tmp_path_factory.mktemp("classroom-server") / "streamlit.log"
+    with serve(log, env={"VITRM_CHECKPOINTS": str(checkpoint.parent), "OMP_NUM_THREADS": "1"}) as url:
+        yield url, log
+
+
+def images() -> list[str]:
+    """Two gallery images per class: 20 different files."""
+    files = list(pd.read_csv(GALLERY / "labels.csv")["file"])
+    return [f for i, f in enumerate(files) if i % 10 in (0, 5)][:SESSIONS]
+
+
+def expected(checkpoint: Path, files: list[str]) -> dict[str, tuple[str, float]]:
+    """(top class, its probability in %) at the trained step count, computed here for each file."""
+    model = vitrm.load(checkpoint)
+    steps = model.config.trained_steps
+    out = {}
+    for f in files:
+        probs = model.trace(model.preprocess(vitrm.load_image(GALLERY / f)), steps=steps).probs[-1, 0]
+        top = int(probs.argmax())
+        out[f] = (model.config.class_names[top], 100 * float(probs[top]))
+    return out
+
+
+def shown(page, steps: int) -> tuple[str, float]:
+    metrics = page.metrics
+    label = f"Top class at step {steps}"
+    assert label in metrics and "Probability" in metrics, (
+        f"no prediction on the page; metrics {metrics}; errors {page.alerts('error') + page.exceptions}")
+    return metrics[label], float(metrics["Probability"].rstrip("%"))
+
+
+def matches(a: tuple[str, float], b: tuple[str, float]) -> bool:
+    """Same class, and the same probability to the page's two decimals."""
+    return a[0] == b[0] and abs(a[1] - b[1]) <= 0.005 + 1e-6
+
+
+def test_twenty_sessions_at_once_each_get_their_own_image_and_result(server, checkpoint):
+    url, log = server
+    files = images()
+    assert len(set(files)) == SESSIONS
+    want = expected(checkpoint, files)
+    # The check can catch a mix-up only if no two images share a result.
+    for i, f in enumerate(files):
+        for g in files[i + 1:]:
+            assert not matches(want[f], want[g]), f"{f} and {g} give the same result; pick other images"
+    assert len({c for c, _ in want.values()}) > 1, "every image has the same top class; pick another seed"
+
+    barrier = threading.Barrier(SESSIONS)
+
+    def session(file: str):
+        barrier.wait()
+        return open_page(url, query=f"image={file.removesuffix('.jpg')}", timeout=TIMEOUT)
+
+    with ThreadPoolExecutor(SESSIONS) as pool:
+        pages = dict(zip(files, pool.map(session, files)))
+
+    steps = TINY.trained_steps
+    for f, page in pages.items():
+        assert page.status == "success", f"{f}: {page.compile_error}"
+        assert not page.exceptions, f"{f}: {page.exceptions}"
+        assert f"{f}: original" in page.text, f"{f}: the page shows another image:\n{page.text[:500]}"
+        got = shown(page, steps)
+        assert matches(got, want[f]), f"{f}: the page shows {got}, model.trace gives {want[f]}"
+        others = [g for g in files if g != f and matches(got, want[g])]
+        assert not others, f"{f}: the page shows the result of {others}"
+        assert page.query_string == f"image={f.removesuffix('.jpg')}"
+    assert len({p.session_id for p in pages.values()}) == SESSIONS, "sessions were shared"
+
+    loads = [line for line in log.read_text().splitlines() if "loaded checkpoint" in line]
+    assert len(loads) == 1 and str(checkpoint) in loads[0], f"expected one load of {checkpoint}, got {loads}"
+    print(f"\n{SESSIONS} sessions, run seconds: min {min(p.seconds for p in pages.values()):.2f}, "
+          f"max {max(p.seconds for p in pages.values()):.2f}; {loads[0]}")
+
+
+def test_a_link_to_an_unknown_image_explains_and_the_page_still_works(server):
+    url, log = server
+    for bad in ("not-a-picture", "", "cat_0003.png", "../../etc/passwd", "`**x**`" + "y" * 500):
+        page = open_page(url, query=urlencode({"image": bad}), timeout=TIMEOUT)
+        assert page.status == "success" and not page.exceptions, (bad, page.exceptions)
+        errors = page.alerts("error")
+        assert len(errors) == 1 and "no image of that name" in errors[0] and "?image=cat_0003" in errors[0], errors
+        assert len(errors[0]) < 400
+        assert "Top class at step" in page.text, "the gallery is not shown after the message"
+
+
+def test_a_link_with_the_file_extension_opens_the_image(server):
+    url, _ = server
+    page = open_page(url, query="image=truck_0007.jpg", timeout=TIMEOUT)
+    assert "truck_0007.jpg: original" in page.text and not page.alerts("error")
+    assert page.query_string == "image=truck_0007"
