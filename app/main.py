@@ -27,7 +27,9 @@ import vitrm  # noqa: E402
 from app import checkpoints, session  # noqa: E402
 from vitrm.checkpoint import CheckpointError  # noqa: E402
 
-st.set_page_config(page_title="ViTRM Lab", page_icon=":material/autorenew:", layout="wide")
+# An emoji icon: Streamlit draws it inline, where a ":material/...:" favicon is fetched from fonts.gstatic.com
+# (the app must work offline, and an offline browser logs that fetch as an error).
+st.set_page_config(page_title="ViTRM Lab", page_icon="🔁", layout="wide")
 session.keep_widget_state()
 
 
