@@ -8,6 +8,9 @@
   changing N does no model work.
 * Attributions: ``st.cache_data`` per image, checkpoint, method, step and target.
 
+Each shows a spinner when it takes longer than half a second (Streamlit's spinner delay); a
+cached result shows none.
+
 This is the only app module that touches a model; views get the results.
 """
 
@@ -78,7 +81,7 @@ def _facts(model: torch.nn.Module) -> dict:
     return {"parameters": vitrm.num_parameters(model), "parameters_by_part": parts}
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner="Loading the model…")
 def model_facts(path: str, mtime: float) -> dict:
     """Parameter count, in all and per top-level part (tokenizer, block, heads, ...)."""
     return _facts(load_model(path, mtime))
@@ -124,7 +127,7 @@ class PreparedImage:
         return self.error is None
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=128, show_spinner="Decoding the image…")
 def prepare_image(key: str, name: str, sizes: tuple[int, ...], label: str | None, _data: bytes) -> PreparedImage:
     """Decode once (``key`` is the content hash); keep a thumbnail and the model inputs."""
     source = io.BytesIO(_data)
@@ -174,7 +177,7 @@ def _normalize(pixels: np.ndarray, config: vitrm.ViTRMConfig) -> torch.Tensor:
     return (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255.0 - mean) / std
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=128, show_spinner="Running the model through every step…")
 def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.ndarray) -> ImageRun:
     model = load_model(path, mtime)
     config = model.config

@@ -112,11 +112,25 @@ def baseline_cards(exclude: set[str]) -> list[dict]:
     return cards
 
 
-def open_dataset_image(path: str, label: str) -> None:
-    """Button callback from the analysis galleries: show this image on the Explore page."""
+def open_dataset_image(path: str, label: str, model: LoadedModel | None = None, step: int | None = None) -> None:
+    """Button callback from the analysis galleries: show this image on the Explore page.
+
+    With ``model`` and ``step``: that model (whose gallery it is) comes into focus, at the gallery's
+    step N, so the scrubber opens on the answer that put the image in the gallery.
+    """
     st.session_state["dataset_image"] = (path, label)
     st.session_state["source"] = "Dataset image"
     st.session_state["goto_explore"] = True
+    if model is None:
+        return
+    st.session_state["focus"] = model.key
+    if model.recursive and step is not None:
+        step = max(1, min(int(step), model.max_steps))
+        n_key = f"n::{model.key}"
+        shown_n = st.session_state.get(n_key, min(2 * model.config.trained_steps, model.max_steps))
+        st.session_state[n_key] = max(int(shown_n), step)
+        st.session_state[f"step::{model.key}"] = step
+        st.session_state["playing"] = False
 
 
 def require_models() -> list[LoadedModel]:

@@ -364,6 +364,74 @@ def test_a_gallery_click_opens_the_image_in_the_scrubber(app, lab):
     assert metrics(at)[f"Top class at step {TINY.trained_steps}"] == top
 
 
+def test_a_gallery_click_opens_the_image_with_that_model_in_focus_at_the_gallerys_n(app, lab):
+    at = select_models(run(app), lab, "vitrm-concat-no-metrics", "vitrm-tiny")
+    assert at.radio(key="focus").value == str(lab / "vitrm-concat-no-metrics")
+    assert metrics(at)["Peak top-1"] == "n/a", "a model without metrics.json says so in its card"
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value("Galleries")
+    run(at)
+    n = 3                                         # not the trained count, where the scrubber opens by itself
+    at.slider(key=f"analysis_n::{lab / 'vitrm-tiny'}").set_value(n)
+    at.radio(key="gallery_kind").set_value("misclassified")
+    run(at)
+    predictions = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    first = predictions[predictions[f"pred_{n}"] != predictions["label"]].iloc[0]
+    next(b for b in at.button if b.label == "Open in scrubber").click()
+    run(at)
+    # The gallery was vitrm-tiny's at N=3: the scrubber opens on that model, at that step.
+    assert at.radio(key="focus").value == str(lab / "vitrm-tiny")
+    assert at.slider(key=f"step::{lab / 'vitrm-tiny'}").value == n
+    data_root = Path(json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())["data"].split(":", 1)[1])
+    top, prob = expected_at(lab / "vitrm-tiny", data_root / first["path"], n)
+    assert metrics(at)[f"Top class at step {n}"] == top and metrics(at)["Probability"] == prob
+    assert top != first["label_name"], "it is shown misclassified, as in the gallery"
+
+
+def test_a_galleries_n_beyond_the_scrubbers_n_raises_it(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.number_input(key=f"n::{lab / 'vitrm-tiny'}").set_value(TINY.trained_steps)     # the scrubber's N lowered
+    run(at)
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value("Galleries")
+    run(at)
+    last = len(json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())["top1_by_step"])
+    assert last > TINY.trained_steps
+    at.slider(key=f"analysis_n::{lab / 'vitrm-tiny'}").set_value(last)
+    at.radio(key="gallery_kind").set_value("misclassified")
+    run(at)
+    next(b for b in at.button if b.label == "Open in scrubber").click()
+    run(at)
+    assert at.number_input(key=f"n::{lab / 'vitrm-tiny'}").value == last
+    assert at.slider(key=f"step::{lab / 'vitrm-tiny'}").value == last
+    assert f"Top class at step {last}" in metrics(at)
+
+
+def test_evaluated_figures_can_be_recomputed_on_k_images_and_put_back(app, lab):
+    metrics_file = lab / "vitrm-tiny" / "metrics.json"
+    before = metrics_file.read_bytes(), metrics_file.stat().st_mtime_ns
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.switch_page("screens/dataset.py")
+    run(at)
+    saved = json.loads(metrics_file.read_text())
+    assert any(f"Test data: {saved['num_images']} images" in c.value for c in at.caption)
+    k = 10
+    at.number_input(key=f"k::{lab / 'vitrm-tiny'}").set_value(k)
+    run(at)
+    next(b for b in at.button if b.label.startswith(f"Compute on {k} images")).click()
+    run(at)
+    assert any(f"computed in this session on {k} images" in i.value for i in at.info)
+    assert any(f"Test data: {k} images" in c.value for c in at.caption), "the figures are the recomputed ones"
+    assert (metrics_file.read_bytes(), metrics_file.stat().st_mtime_ns) == before, "the app writes nothing"
+    next(b for b in at.button if b.label.startswith("Back to vitrm-tiny's saved metrics.json")).click()
+    run(at)
+    assert not any("computed in this session" in i.value for i in at.info)
+    curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name") == "vitrm-tiny")
+    assert values(curve["y"]) == pytest.approx(saved["top1_by_step"])
+
+
 def test_missing_metrics_are_said_and_can_be_computed_on_k_images(app, lab):
     at = select_models(run(app), lab, "vitrm-concat-no-metrics")
     at.switch_page("screens/dataset.py")

@@ -276,3 +276,7 @@ def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint,
         assert browser.find_element(By.CSS_SELECTOR, "input[role='switch'][aria-label*='Play']").get_property(
             "checked") is False
         assert metric_value(browser, f"Top class at step {last}") == expected_top(checkpoint, image, last)
+
+        # Offline: nothing failed to load (an icon fetched from the internet would show up here).
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors

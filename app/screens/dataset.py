@@ -14,22 +14,25 @@ GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recur
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
 
 
-def evaluation(model: session.LoadedModel) -> cache.Evaluation | None:
-    """The model's evaluate output: from its directory when complete, else computed in this session,
-    else whatever part its directory has, else None."""
+def computed(model: session.LoadedModel) -> cache.Evaluation | None:
+    """What the Compute button gave for this model (and these weights) in this session, if anything."""
+    return st.session_state.get("computed_evaluations", {}).get((model.key, model.mtime))
+
+
+def saved(model: session.LoadedModel) -> cache.Evaluation | None:
     files = model.files
-    on_disk = None if files.metrics is None else cache.Evaluation(
+    return None if files.metrics is None else cache.Evaluation(
         metrics=files.metrics, predictions=files.predictions, image_root=checkpoints.data_root(files.metrics.get("data")))
-    if on_disk is not None and on_disk.predictions is not None:
-        return on_disk
-    return st.session_state.get("computed_evaluations", {}).get((model.key, model.mtime)) or on_disk
 
 
-def offer_to_compute(model: session.LoadedModel) -> None:
-    missing = "predictions.csv" if model.files.metrics is not None else "metrics.json or predictions.csv"
-    st.warning(f"{model.name} has no {missing} yet. Run "
-               f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
-               "compute them here on a sample (kept in this session only; nothing is written).")
+def evaluation(model: session.LoadedModel) -> cache.Evaluation | None:
+    """The model's evaluate output: computed in this session when the user asked for it, else the files
+    in its directory (metrics.json, with predictions.csv when present), else None."""
+    return computed(model) or saved(model)
+
+
+def compute_controls(model: session.LoadedModel) -> None:
+    """k, and a button that runs vitrm.evaluate's figures on k test images with a progress bar."""
     source = cache.sample_source(model.files)
     if source is None:
         st.info("No test images were found for this model's classes (its data directory is absent and the "
@@ -47,6 +50,29 @@ def offer_to_compute(model: session.LoadedModel) -> None:
         st.rerun()
 
 
+def offer_to_compute(model: session.LoadedModel) -> None:
+    missing = "predictions.csv" if model.files.metrics is not None else "metrics.json or predictions.csv"
+    st.warning(f"{model.name} has no {missing} yet. Run "
+               f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
+               "compute them here on a sample (kept in this session only; nothing is written).")
+    compute_controls(model)
+
+
+def _forget_computed(key: tuple) -> None:
+    st.session_state.get("computed_evaluations", {}).pop(key, None)
+
+
+def offer_to_recompute(model: session.LoadedModel) -> None:
+    """For a model whose figures are already there: recompute them on k test images, or go back."""
+    with st.expander(f"Recompute {model.name}'s figures on k test images"):
+        st.caption("Runs the model here on a sample of test images; the result replaces the figures below for "
+                   "this session only (nothing is written into the checkpoint).")
+        compute_controls(model)
+    if computed(model) is not None and saved(model) is not None:
+        st.button(f"Back to {model.name}'s saved metrics.json", key=f"forget::{model.key}",
+                  on_click=_forget_computed, args=((model.key, model.mtime),))
+
+
 if st.session_state.pop("goto_explore", False):
     st.switch_page("screens/explore.py")
 
@@ -57,6 +83,8 @@ for m in models:
     ev = evaluation(m)
     if ev is None or ev.predictions is None:
         offer_to_compute(m)
+    else:
+        offer_to_recompute(m)
     if ev is not None:
         evaluations[m.key] = ev
         if ev.computed_note:
@@ -136,4 +164,5 @@ elif section == "Galleries":
     galleries.draw_gallery(
         summaries.gallery_rows(ev.predictions, kind, n), n, class_names,
         load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
-        on_open=lambda p, label: session.open_dataset_image(str(root / p), label), key=f"gallery::{kind}")
+        on_open=lambda p, label: session.open_dataset_image(str(root / p), label, model, n),
+        key=f"gallery::{kind}")

@@ -18,7 +18,8 @@ def draw_gallery(rows: pd.DataFrame, n: int, class_names, load: Callable[[str], 
         st.info("No images in this group.")
         return
     st.caption(f"{len(rows):,} images; the first {min(limit, len(rows))} are shown. Under each: the true class and "
-               "the answers at step 1 and at N. Press Open to follow one through the recursion on the Explore page.")
+               "the answers at step 1 and at N. Press Open to follow one through the recursion on the Explore page "
+               f"(it opens at step {n}, with this model in focus).")
     shown = rows.head(limit)
     for start in range(0, len(shown), PER_ROW):
         cols = st.columns(PER_ROW)

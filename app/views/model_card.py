@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 
-def _pct(x) -> str:
-    return "not evaluated" if x is None or pd.isna(x) else f"{100 * x:.2f}%"
+def _pct(x, missing: str = "not evaluated") -> str:
+    return missing if x is None or pd.isna(x) else f"{100 * x:.2f}%"
 
 
 def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
@@ -18,9 +18,11 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
                    help="Transformer layers applied to reach the trained answer: steps x (n + 1) block calls "
                         "x k layers for a ViTRM.")
     cols[2].metric("Trained steps N", card["trained_steps"])
-    cols[3].metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}", _pct(card.get("top1_trained")))
-    cols[4].metric("Peak top-1", _pct(card.get("top1_peak")),
-                   help=None if "peak_n" not in card else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated")
+    # "n/a" in the narrow metric columns, where "not evaluated" would be cut short; the text below says why.
+    cols[3].metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}", _pct(card.get("top1_trained"), "n/a"))
+    cols[4].metric("Peak top-1", _pct(card.get("top1_peak"), "n/a"),
+                   help="not evaluated yet" if "peak_n" not in card
+                   else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated")
     lines = [f"**{card['name']}** · {card['architecture']}"]
     if "block" in card:
         lines.append(f"Block: {card['block']}.")
