@@ -113,6 +113,21 @@ def _read_csv(file: Path, problems: list[str]) -> pd.DataFrame | None:
         return None
 
 
+def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    """train_log.csv, preceded by the first stage's log when the run was a warm start.
+
+    A warm-started run (``init_from``) keeps its first stage's log in ``stage1/``; the two are
+    shown as one history, the second stage's epochs numbered on from the first's, with a
+    ``stage`` column so the views can mark the restart.
+    """
+    log = _read_csv(path / TRAIN_LOG, problems)
+    first = _read_csv(path / "stage1" / TRAIN_LOG, problems)
+    if log is None or first is None or first.empty:
+        return log
+    log = log.assign(epoch=log["epoch"] + first["epoch"].max(), stage=2)
+    return pd.concat([first.assign(stage=1), log], ignore_index=True)
+
+
 def read_files(path: Path) -> CheckpointFiles:
     """Everything but the weights. Raises CheckpointError only when config.json itself is bad."""
     config = vitrm.read_config(path)
@@ -130,7 +145,7 @@ def read_files(path: Path) -> CheckpointFiles:
             problems.append(f"{TRAIN_CONFIG}: not valid JSON ({e})")
     return CheckpointFiles(path=path, config=config, metrics=metrics,
                            predictions=_read_csv(path / PREDICTIONS, problems),
-                           train_log=_read_csv(path / TRAIN_LOG, problems),
+                           train_log=_training_history(path, problems),
                            train_config=train_config, problems=problems)
 
 

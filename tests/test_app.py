@@ -560,3 +560,23 @@ def test_halting_step_and_the_notes_on_changed_predictions():
     assert derive.halting_step(np.array([0.1, 0.2])) is None
     probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])
     assert derive.prediction_changes(probs, ["cat", "dog"]) == ["step 2: cat -> dog", "step 4: dog -> cat"]
+
+
+def test_a_warm_started_run_shows_both_stages_as_one_training_history(tmp_path):
+    from app.checkpoints import read_files
+    from app.views.analysis import train_log_figures
+    torch.manual_seed(0)
+    run_dir = tmp_path / "warm"
+    vitrm.save(ViTRM(TINY), run_dir)
+    row = dict.fromkeys(LOG_FIELDS, 0.5)
+    for folder, epochs in ((run_dir / "stage1", 3), (run_dir, 2)):
+        folder.mkdir(exist_ok=True)
+        with open(folder / "train_log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows({**row, "epoch": e} for e in range(1, epochs + 1))
+    log = read_files(run_dir).train_log
+    assert log["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert log["stage"].tolist() == [1, 1, 1, 2, 2]
+    loss, _ = train_log_figures(log)
+    assert [s["x0"] for s in loss.to_dict()["layout"]["shapes"]] == [3.5]

@@ -39,6 +39,7 @@ def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
                                zmin=0, zmax=1, hovertemplate="%{y} at N=%{x}: %{z:.1%}<extra></extra>",
                                colorbar=dict(tickformat=".1%", thickness=10)))
     fig.update_xaxes(title="recursion steps N", dtick=1)
+    fig.update_yaxes(autorange="reversed")   # class 0 on top, as in the confusion matrix
     return figures.compact(fig, 380, "Per-class accuracy vs N")
 
 
@@ -87,9 +88,13 @@ def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
     loss_cols = [c for c in ("train_loss", "train_ce", "train_halt_bce") if c in log]
     acc_cols = [c for c in ("train_top1", "val_top1", "test_top1") if c in log and log[c].notna().any()]
     loss = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in loss_cols])
-    loss.update_xaxes(title="epoch")
     acc = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in acc_cols])
-    acc.update_xaxes(title="epoch")
+    for fig in (loss, acc):
+        fig.update_xaxes(title="epoch", tickformat="d")
+        if "stage" in log and (log["stage"] == 2).any():
+            # A warm start: a new optimizer and schedule begin here, so a jump is expected.
+            fig.add_vline(x=log.loc[log["stage"] == 2, "epoch"].min() - 0.5, line_dash="dot",
+                          annotation_text="stage 2 (warm start)", annotation_position="top left")
     acc.update_yaxes(tickformat=".1%")
     return [figures.compact(loss, 320, "Training loss"), figures.compact(acc, 320, "Accuracy during training")]
 
@@ -141,5 +146,5 @@ def draw_train_log(log: pd.DataFrame) -> None:
         figures.show(loss)
     with right:
         figures.show(acc)
-    st.caption("One point per epoch, from train_log.csv. Validation accuracy that stops rising while training "
-               "accuracy climbs is overfitting.")
+    st.caption("One point per epoch, from train_log.csv (and stage1/train_log.csv for a warm-started run). "
+               "Validation accuracy that stops rising while training accuracy climbs is overfitting.")
