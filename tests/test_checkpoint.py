@@ -81,6 +81,14 @@ def test_save_then_load_is_bit_exact_and_ready_in_eval_mode(name, tmp_path):
     assert torch.equal(loaded(images), model.eval()(images))
 
 
+def test_saved_files_are_readable_by_others_like_any_shared_file(tmp_path):
+    # Atomic writes go through mkstemp, which makes 0600 files; a checkpoint copied to a class
+    # server must still be readable by the user the app runs as.
+    path, _ = saved(tmp_path)
+    for name in ("config.json", "model.safetensors"):
+        assert os.stat(path / name).st_mode & 0o777 == 0o644, name
+
+
 def test_load_builds_any_architecture_from_its_config(tmp_path):
     for name, make in MODELS.items():
         path, model = saved(tmp_path, name, make)
