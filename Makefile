@@ -21,11 +21,14 @@ app: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# Speed benchmarks (figures in README.md, "Performance"); each prints its tables. About 15 minutes.
+# Speed benchmarks (README.md, "Performance" and "Many users at once"); each prints its tables.
+# About 10 minutes on 2 cores. Not speed, run on their own: bench/hostile_inputs.py (README,
+# "Reliability"), bench/comparison.py and bench/independent_evaluation.py (trained checkpoints).
 bench: $(STAMP)
 	$(PY) bench/trace_latency.py
 	$(PY) bench/attribution_latency.py
 	$(PY) bench/app_latency.py
+	$(PY) bench/load.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/recipe_speed.py
 
@@ -34,6 +37,7 @@ bench-quick: $(STAMP)
 	$(PY) bench/trace_latency.py --quick
 	$(PY) bench/attribution_latency.py --quick
 	$(PY) bench/app_latency.py --quick
+	$(PY) bench/load.py --levels 1 --per-session 2 --no-cached
 	$(PY) bench/train_throughput.py --quick
 
 clean-venv:

@@ -1,7 +1,7 @@
 """Latency of each captum method on one image, measured side by side in one run on CPU.
 
-    .venv/bin/python bench/attribution_latency.py            # about 2 minutes on 2 cores
-    .venv/bin/python bench/attribution_latency.py --quick    # steps 1 and N only, 2 repeats
+    .venv/bin/python bench/attribution_latency.py            # about 90 s on 2 cores
+    .venv/bin/python bench/attribution_latency.py --quick    # steps 1 and N, 2 repeats: about 15 s
 
 What is timed is ``vitrm.attribution.attribute(model, image, steps, method)``, the call the app
 makes when "Compute attributions" is pressed: a forward pass that picks the class predicted at
@@ -80,7 +80,8 @@ def across_steps(model, image: torch.Tensor, step_counts: list[int], repeats: in
         row = {"call": METHODS.get(key, "forward pass")}
         for s in step_counts:
             row[f"{s} steps ms"] = f"{ms[s][key]:.1f}"
-        row[f"{step_counts[-1]} / {step_counts[0]} steps"] = f"{ms[step_counts[-1]][key] / ms[step_counts[0]][key]:.1f}x"
+        first, last = step_counts[0], step_counts[-1]
+        row[f"{last} / {first} steps"] = f"{ms[last][key] / ms[first][key]:.1f}x"
         rows.append(row)
     table(f"2. across steps (one image, median of {repeats} interleaved calls per step count)", rows)
 
@@ -89,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="steps 1 and N only, 2 repeats: a check in seconds")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a shared 2-core box)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per method (default 7, --quick 2)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per method and step count (default 9, --quick 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -102,7 +104,7 @@ def main() -> None:
     cfg = model.config
     pixels, where = test_images(1, cfg)
     image = normalize(pixels, cfg.mean, cfg.std)
-    repeats = args.repeats or (2 if args.quick else 7)
+    repeats = args.repeats or (2 if args.quick else 9)
     N = cfg.trained_steps if cfg.arch == "vitrm" else 1
     step_counts = [1, N] if args.quick else sorted({1, 2, N, 2 * N, 4 * N})
 
@@ -113,7 +115,7 @@ def main() -> None:
     print(f"import captum.attr (once per process, at the first attribution): {import_ms:.0f} ms")
     start = time.perf_counter()
     at_trained_steps(model, image, repeats)
-    across_steps(model, image, step_counts, max(1, repeats // 2))
+    across_steps(model, image, step_counts, repeats)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; load average at end {os.getloadavg()[0]:.1f}")
 
 

@@ -1,6 +1,6 @@
 """What the app and evaluation pay for a trace, measured side by side in one run on CPU.
 
-    .venv/bin/python bench/trace_latency.py            # about 3 minutes on 2 cores
+    .venv/bin/python bench/trace_latency.py            # about 4 minutes on 2 cores
     .venv/bin/python bench/trace_latency.py --quick    # a smaller version in under a minute
 
 Four tables:
@@ -43,9 +43,10 @@ from bench.common import (describe_model, environment, images_like, load_model, 
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for  # noqa: E402
 from vitrm.data import normalize  # noqa: E402
 
-FULL = dict(steps=(1, 2, 4, 8, 16, 32), big_batch=256, repeats=5, eval_images=10_000, trace_images=1_000,
-            train_batch=64, slider_positions=8)
-QUICK = dict(steps=(1, 4), big_batch=32, repeats=3, eval_images=500, trace_images=250,
+# repeats: timed calls per side at batch 1; big_repeats: at the big batch and for training steps.
+FULL = dict(steps=(1, 2, 4, 8, 16, 32), big_batch=256, repeats=15, big_repeats=3, eval_images=10_000,
+            trace_images=1_000, train_batch=64, slider_positions=8)
+QUICK = dict(steps=(1, 4), big_batch=32, repeats=3, big_repeats=1, eval_images=500, trace_images=250,
              train_batch=8, slider_positions=8)
 
 
@@ -66,12 +67,12 @@ def trace_latency(model: ViTRM, plan: dict, budget_bytes: float) -> None:
     for steps in plan["steps"]:
         small = side_by_side({"forward": lambda: model(one, steps), "trace": lambda: model.trace(one, steps)},
                              plan["repeats"])
-        # Batch 1 warmed everything up; one big-batch call is long enough to time alone.
+        # Batch 1 warmed everything up; a big-batch call is long enough not to need a warm-up.
         big_fns = {"no maps": lambda: model.trace(big, steps, attention=False)}
         need = attention_map_bytes(cfg, steps, B)
         if need <= budget_bytes:
             big_fns["maps"] = lambda: model.trace(big, steps)
-        large = side_by_side(big_fns, 1, warm_up=False)
+        large = side_by_side(big_fns, plan["big_repeats"], warm_up=False)
         rows.append({
             "steps": steps, "forward b=1 ms": f"{small['forward']:.1f}", "trace b=1 ms": f"{small['trace']:.1f}",
             "trace/forward": f"{small['trace'] / small['forward']:.2f}x",
@@ -80,7 +81,8 @@ def trace_latency(model: ViTRM, plan: dict, budget_bytes: float) -> None:
             f"trace b={B} maps ms": f"{large['maps']:.0f}" if "maps" in large else f"skipped ({need / 2**30:.1f} GB)",
             "maps/no maps": f"{large['maps'] / large['no maps']:.2f}x" if "maps" in large else "-"})
     table(f"1. trace latency: batch 1 with attention maps; batch {B} without, and with where the maps "
-          f"fit in {budget_bytes / 2**30:.1f} GB", rows)
+          f"fit in {budget_bytes / 2**30:.1f} GB (medians of {plan['repeats']} interleaved calls at batch 1, "
+          f"{plan['big_repeats']} at batch {B})", rows)
 
 
 # --------------------------------------------------------------------------- 2. evaluation throughput
@@ -178,8 +180,8 @@ def vitrm_vs_vit(model: ViTRM, plan: dict, threads: int) -> None:
     train_images, labels = images_like(cfg, TB), torch.randint(0, cfg.num_classes, (TB,))
     with torch.no_grad():
         lat1 = side_by_side({a: (lambda n=n: n(one)) for a, n in nets.items()}, plan["repeats"])
-        latB = side_by_side({a: (lambda n=n: n(big)) for a, n in nets.items()}, 2, warm_up=False)
-    train = side_by_side({a: training_step(n, train_images, labels) for a, n in nets.items()}, 2)
+        latB = side_by_side({a: (lambda n=n: n(big)) for a, n in nets.items()}, plan["big_repeats"])
+    train = side_by_side({a: training_step(n, train_images, labels) for a, n in nets.items()}, plan["big_repeats"])
     measures = {
         "parameters": {a: num_parameters(n) for a, n in nets.items()},
         "latency b=1 ms": lat1,

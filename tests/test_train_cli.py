@@ -332,3 +332,36 @@ def test_numbers_in_exponent_notation_are_numbers():
     assert load_train_config(None, ["lr=1e-3", "min_lr=5E-6"]).lr == 1e-3
     with pytest.raises(ConfigError, match="lr must be a number"):
         load_train_config(None, ["lr=fast"])
+
+
+def test_a_cnns_ema_weights_get_batchnorm_statistics_of_their_own(tmp_path, folder, cache):
+    # Averaged running statistics fit no weights; the saved EMA CNN must carry the statistics
+    # that its own weights produce on the (un-augmented) training images.
+    import copy
+    from torch.optim.swa_utils import update_bn
+    from vitrm.data import load_split, normalize, train_val_split
+    out = tmp_path / "cnn"
+    done = run_cli(train_args(folder, out, cache, 2, "model.arch=cnn", "model.trained_steps=1",
+                              "model.cnn_widths=[8,16]", "ema_decay=0.9"))
+    assert done.returncode == 0, done.stderr
+    saved = vitrm.load(out)
+    train, _ = train_val_split(load_split(f"imagefolder:{folder}", "train", cache_dir=cache), 6)
+    expected = copy.deepcopy(saved)
+    update_bn([normalize(train.images, saved.config.mean, saved.config.std)], expected)
+    bns = [(a, b) for a, b in zip(saved.modules(), expected.modules()) if isinstance(a, torch.nn.BatchNorm2d)]
+    assert bns
+    for a, b in bns:
+        assert torch.allclose(a.running_mean, b.running_mean, atol=1e-5)
+        assert torch.allclose(a.running_var, b.running_var, atol=1e-5)
+
+
+def test_ema_does_not_feed_back_so_its_raw_weights_are_the_run_without_ema(tmp_path, folder, cache):
+    # checkpoints/*-cifar10 of the short comparison ship the raw weights of runs trained with EMA
+    # on (see checkpoints/EXPERIMENTS.md); that is only honest if EMA never changes training.
+    with_ema, without = tmp_path / "ema", tmp_path / "plain"
+    assert run_cli(train_args(folder, with_ema, cache, 2, "ema_decay=0.9")).returncode == 0
+    assert run_cli(train_args(folder, without, cache, 2, "ema_decay=0")).returncode == 0
+    raw = {k[len("model."):]: v for k, v in load_file(with_ema / "train_state.safetensors").items()
+           if k.startswith("model.")}
+    plain = load_file(without / "model.safetensors")
+    assert raw.keys() == plain.keys() and all(torch.equal(raw[k], plain[k]) for k in raw)

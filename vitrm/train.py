@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -302,6 +302,22 @@ def accuracy(model, split: Split, cfg: TrainConfig, device, steps: int | None = 
     return correct / max(1, len(split))
 
 
+def refresh_batchnorm(ema: AveragedModel, split: Split, cfg: TrainConfig, device, images: int = 5000) -> None:
+    """Recompute the EMA model's BatchNorm statistics for the EMA weights.
+
+    Averaging running statistics gathered under other weights gives statistics that fit
+    none of them: a CNN's EMA weights then classify near chance. As torch.optim.swa_utils
+    advises, they are recomputed with ``update_bn`` over un-augmented training images, the
+    first ``images`` of the split, so that no random state is consumed and a resumed run
+    repeats exactly. Models without BatchNorm (ViTRM, ViT) are left alone.
+    """
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in ema.modules()):
+        return
+    batches = [normalize(split.images[i:i + cfg.eval_batch_size].to(device), cfg.model.mean, cfg.model.std)
+               for i in range(0, min(images, len(split)), cfg.eval_batch_size)]
+    update_bn(batches, ema.module, device)
+
+
 def _autocast(device, cfg):
     enabled = cfg.amp and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -440,6 +456,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             dist.all_reduce(totals)
             sums = dict(zip(sums, totals.tolist()))
         if rank == 0:
+            if ema is not None:
+                refresh_batchnorm(ema, train_split, cfg, device)
             eval_model = ema.module if ema is not None else model
             row = {"epoch": epoch,
                    "train_loss": sums["loss"] / sums["seen"], "train_ce": sums["ce"] / sums["seen"],
