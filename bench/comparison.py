@@ -1,25 +1,28 @@
 """The controlled comparison: ViTRM against the ViT of equal effective depth and the compact CNN.
 
     .venv/bin/python bench/comparison.py                       # prints the table
-    .venv/bin/python bench/comparison.py --write checkpoints/README.md
+    .venv/bin/python bench/comparison.py --write checkpoints/README.md README.md
 
 Every figure is read from the checkpoints' own files or measured here, in one run:
 
 * parameters: counted from the loaded model;
 * top-1: ``metrics.json`` (``python -m vitrm evaluate`` on the full test split it names);
 * training time: the last ``wall_seconds`` of ``train_log.csv`` (the same machine trained all
-  three, one after another, each with one CPU thread);
+  three, one after another, each with one CPU thread, beside other work: a rough figure), and
+  a fair one, the time of one training step (deep-supervision forward, backward, AdamW) at
+  batch 128, timed interleaved here;
 * inference time: ``forward`` at the trained step count on a batch of 256 and on one image,
   timed interleaved (A, B, C, A, B, C, ...) with one thread, reported as medians and as
   ratios to the ViTRM, so that background load shifts every model alike.
 
-``--write FILE`` replaces the text between the markers ``<!-- comparison:start -->`` and
-``<!-- comparison:end -->`` in FILE, so the README tables never hold a hand-typed number.
+``--write FILE...`` replaces the text between the markers ``<!-- comparison:start -->`` and
+``<!-- comparison:end -->`` in each FILE, so the README tables never hold a hand-typed number.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import re
@@ -27,6 +30,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,17 +53,34 @@ def describe(path: Path) -> dict:
     top1 = metrics.get("top1_by_step")
     return {"model": model, "name": path.name, "arch": cfg.arch,
             "parameters": vitrm.num_parameters(model),
-            "effective depth": cfg.effective_depth,
+            "effective depth": cfg.effective_depth if cfg.arch != "cnn" else "n/a (convolutional)",
             "top1": top1[trained - 1] if top1 else None,
             "data": metrics.get("data"), "num_images": metrics.get("num_images"),
             "epochs": len(log), "train_hours": float(log[-1]["wall_seconds"]) / 3600 if log else None}
+
+
+def training_step(model, images):
+    """One optimizer step as vitrm.train takes it: every supervised step's loss, backward, AdamW."""
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    labels = torch.arange(len(images)) % model.config.num_classes
+    steps = model.config.trained_steps if model.config.arch == "vitrm" else None
+
+    def step():
+        logits, _ = model(images, steps, deep_supervision=True)
+        loss = sum(F.cross_entropy(lg, labels) for lg in logits) / len(logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", default=DEFAULT)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--write", type=Path, help="put the table between the comparison markers of this file")
+    parser.add_argument("--write", type=Path, nargs="+", default=[],
+                        help="put the table between the comparison markers of these files")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -71,35 +92,37 @@ def main() -> None:
     def forward(model, x):
         return lambda: model(x)
 
+    train_steps = side_by_side({r["name"]: training_step(r["model"], batch[:128]) for r in rows}, args.repeats)
     with torch.no_grad():
         big = side_by_side({r["name"]: forward(r["model"], batch) for r in rows}, args.repeats)
         small = side_by_side({r["name"]: forward(r["model"], one) for r in rows}, args.repeats * 5)
     base = rows[0]["name"]
-    lines = ["| model | parameters | effective depth | epochs | training time | top-1 | "
-             "inference, batch 256 | inference, 1 image |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | parameters | effective depth | epochs | training wall time | training step, batch 128 | "
+             "top-1 | inference, batch 256 | inference, 1 image |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         n = r["name"]
         top1 = "not evaluated" if r["top1"] is None else f"{100 * r['top1']:.2f}%"
         hours = "?" if r["train_hours"] is None else f"{r['train_hours']:.2f} h"
-        lines.append(f"| `{n}` | {r['parameters']:,} | {r['effective depth']} | {r['epochs']} | {hours} | {top1} | "
+        lines.append(f"| `{n}` | {r['parameters']:,} | {r['effective depth']} | {r['epochs']} | {hours} | "
+                     f"{train_steps[n]:.0f} ms ({train_steps[n] / train_steps[base]:.2f}x) | {top1} | "
                      f"{big[n]:.0f} ms ({big[n] / big[base]:.2f}x) | {small[n]:.1f} ms ({small[n] / small[base]:.2f}x) |")
     data = {(r["data"], r["num_images"]) for r in rows}
     note = (f"Top-1 on {', '.join(f'{d} ({n:,} test images)' for d, n in data if d)} at each model's trained step "
             "count (CIFAR-10, JPEG q75 copy: not comparable with the lossless official test set). "
             f"Inference: median of {args.repeats} (batch 256) and {args.repeats * 5} (1 image) interleaved runs of "
-            f"`forward`, one thread, {platform.machine()} CPU with {os.cpu_count()} cores, torch {torch.__version__}; "
+            f"`forward`; training step: median of {args.repeats} interleaved steps; one thread, {platform.machine()} CPU with {os.cpu_count()} cores, torch {torch.__version__}; "
             f"ratios are to `{base}`. Load average during the run: {os.getloadavg()[0]:.2f}. "
             "Produced by `.venv/bin/python bench/comparison.py`.")
     text = "\n".join(lines) + "\n\n" + note + "\n"
     print(text)
-    if args.write:
-        doc = args.write.read_text()
+    for file in args.write:
+        doc = file.read_text()
         if START not in doc or END not in doc:
-            sys.exit(f"{args.write}: no {START} ... {END} markers to write between")
+            sys.exit(f"{file}: no {START} ... {END} markers to write between")
         doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}{END}", doc, flags=re.S)
-        args.write.write_text(doc)
-        print(f"wrote the table into {args.write}")
+        file.write_text(doc)
+        print(f"wrote the table into {file}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Every number on the card is read from ``config.json``, ``train_config.json``, ``train_log.csv``
 and ``metrics.json`` in the same directory, never typed by hand, so the card cannot drift
-from the measurements.
+from the measurements. A ``NOTES.md`` beside them, if present, is appended as the card's notes.
 """
 
 from __future__ import annotations
@@ -108,6 +108,10 @@ def render_card(path: Path, hardware: str) -> str:
                   "`metrics.json`; the per-image table is `predictions.csv`.", ""]
     else:
         lines += ["Not evaluated yet: run `python -m vitrm evaluate` (see above).", ""]
+    notes = path / "NOTES.md"
+    if notes.is_file():
+        # What the files cannot say (how the shipped weights relate to the run), written by hand.
+        lines += ["## Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
 
 
