@@ -580,3 +580,26 @@ def test_a_warm_started_run_shows_both_stages_as_one_training_history(tmp_path):
     assert log["stage"].tolist() == [1, 1, 1, 2, 2]
     loss, _ = train_log_figures(log)
     assert [s["x0"] for s in loss.to_dict()["layout"]["shapes"]] == [3.5]
+
+
+def test_the_whole_odd_file_corpus_in_one_upload_gets_a_line_per_file_and_no_crash(app, lab):
+    from oddfiles import odd_files
+    corpus = odd_files()
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.radio(key="source").set_value("Upload")
+    run(at)
+    files = [(name, data, "application/octet-stream") for name, (data, _) in corpus.items()]
+    files.append(("good.png", png_bytes(seed=9), "image/png"))
+    at.file_uploader[0].set_value(files)
+    run(at)
+    assert not at.exception
+    table = at.table[0].value.set_index("file")
+    assert len(table) == len(files)
+    for name, (data, valid) in corpus.items():
+        if valid:
+            assert table.loc[name, "prediction"] in TINY.class_names, name
+        else:
+            assert table.loc[name, "prediction"] == "", name
+            assert table.loc[name, "message"].startswith(f"{name}: "), table.loc[name, "message"]
+    assert table.loc["good.png", "prediction"] == expected_at(lab / "vitrm-tiny", png_bytes(seed=9),
+                                                              TINY.trained_steps)[0]
