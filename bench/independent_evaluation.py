@@ -11,12 +11,15 @@ in the checkpoint's metrics.json, and the difference.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 from torchvision.datasets import ImageFolder
 from tqdm import tqdm
 
-import vitrm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vitrm  # noqa: E402
 
 
 def main() -> None:
