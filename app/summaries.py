@@ -58,6 +58,13 @@ def model_card(files: CheckpointFiles, parameters: int) -> dict:
     return card
 
 
+def budget_label(card: dict) -> str:
+    """A model's name with its training budget, so that curves trained for 2 and 26 epochs are
+    not read as a like-for-like comparison."""
+    epochs = card.get("epochs_logged")
+    return card["name"] if epochs is None else f"{card['name']} ({epochs} epochs)"
+
+
 def comparison_table(cards: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cards:

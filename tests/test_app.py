@@ -322,7 +322,7 @@ def test_every_analysis_view_opens_and_shows_the_evaluated_figures(app, lab):
         run(at)
         if section == "Accuracy vs N":
             spec = plotly_specs(at)[0]
-            curve = next(t for t in spec["data"] if t.get("name") == "vitrm-tiny")
+            curve = next(t for t in spec["data"] if t.get("name", "").split(" (")[0] == "vitrm-tiny")
             assert values(curve["y"]) == pytest.approx(measured["top1_by_step"])
             flat = [a for a in spec["layout"].get("shapes", []) if a.get("y0") == a.get("y1")]
             assert [s["y0"] for s in flat] == pytest.approx([baseline["top1_by_step"][0]])
@@ -428,7 +428,7 @@ def test_evaluated_figures_can_be_recomputed_on_k_images_and_put_back(app, lab):
     next(b for b in at.button if b.label.startswith("Back to vitrm-tiny's saved metrics.json")).click()
     run(at)
     assert not any("computed in this session" in i.value for i in at.info)
-    curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name") == "vitrm-tiny")
+    curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name", "").split(" (")[0] == "vitrm-tiny")
     assert values(curve["y"]) == pytest.approx(saved["top1_by_step"])
 
 
@@ -452,7 +452,7 @@ def test_missing_metrics_are_said_and_can_be_computed_on_k_images(app, lab):
     trace = model.trace(images, steps=4 * CONCAT.trained_steps, attention=False)
     expected = (trace.logits.argmax(-1) == labels).float().mean(1).tolist()
     spec = plotly_specs(at)[0]
-    curve = next(t for t in spec["data"] if t.get("name") == "vitrm-concat-no-metrics")
+    curve = next(t for t in spec["data"] if t.get("name", "").split(" (")[0] == "vitrm-concat-no-metrics")
     assert values(curve["y"]) == pytest.approx(expected)
 
 
@@ -466,7 +466,7 @@ def test_metrics_without_the_per_image_table_are_used_and_the_table_is_offered(l
     assert any("has no predictions.csv" in w.value for w in at.warning)
     assert any(b.label.startswith("Compute on") for b in at.button)
     measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
-    curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name") == "vitrm-metrics-only")
+    curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name", "").split(" (")[0] == "vitrm-metrics-only")
     assert values(curve["y"]) == pytest.approx(measured["top1_by_step"])
     at.radio(key="analysis_view").set_value("Galleries")
     run(at)
@@ -603,3 +603,10 @@ def test_the_whole_odd_file_corpus_in_one_upload_gets_a_line_per_file_and_no_cra
             assert table.loc[name, "message"].startswith(f"{name}: "), table.loc[name, "message"]
     assert table.loc["good.png", "prediction"] == expected_at(lab / "vitrm-tiny", png_bytes(seed=9),
                                                               TINY.trained_steps)[0]
+
+
+def test_curves_and_baselines_are_labelled_with_their_training_budget():
+    # A 26-epoch flagship next to 2-epoch baselines must not read as a like-for-like comparison.
+    from app.summaries import budget_label
+    assert budget_label({"name": "cnn-cifar10", "epochs_logged": 2}) == "cnn-cifar10 (2 epochs)"
+    assert budget_label({"name": "untrained", "epochs_logged": None}) == "untrained"

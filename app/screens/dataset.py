@@ -117,11 +117,12 @@ if section in ("Accuracy vs N", "Calibration"):
     for key in focus_keys:
         m, metrics = named[key], evaluations[key].metrics
         if m.recursive:
-            curves[m.name] = {"top1": metrics["top1_by_step"], "trained": m.config.trained_steps}
+            curves[summaries.budget_label(m.card)] = {"top1": metrics["top1_by_step"],
+                                                      "trained": m.config.trained_steps}
             ece[m.name] = metrics["ece_by_step"]
         notes.add(f"{metrics.get('num_images', '?')} images of {metrics.get('data', '?')}"
                   + (f" ({metrics['data_note']})" if metrics.get("data_note") else ""))
-    baselines = {c["name"]: c["top1_trained"] for c in [named[k].card for k in focus_keys] +
+    baselines = {summaries.budget_label(c): c["top1_trained"] for c in [named[k].card for k in focus_keys] +
                  session.baseline_cards(set(named)) if c["arch"] != "vitrm" and "top1_trained" in c}
     if section == "Accuracy vs N":
         analysis.draw_accuracy(curves, baselines, "; ".join(sorted(notes)))

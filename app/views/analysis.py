@@ -105,7 +105,8 @@ def draw_accuracy(curves: dict[str, dict], baselines: dict[str, float], data_not
     figures.show(accuracy_figure(curves, baselines))
     st.caption("Each line is one recursive model asked to answer after 1, 2, ... steps; the diamond marks the "
                "step count it was trained with, and dashed lines are non-recursive baselines. A curve that keeps "
-               f"rising past the diamond means extra thinking helps. Test data: {data_note}.")
+               f"rising past the diamond means extra thinking helps. Compare models only at equal training budgets "
+               f"(epochs in each label). Test data: {data_note}.")
 
 
 def draw_per_class(per_class, class_names) -> None:
