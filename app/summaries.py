@@ -9,18 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vitrm.provenance import data_description
+
 from .checkpoints import CheckpointFiles
 
 ARCH_NAMES = {"vitrm": "ViTRM (one shared block, applied recursively)",
               "vit": "ViT baseline (unshared layers)", "cnn": "compact ResNet-style CNN baseline"}
-
-
-def data_description(spec: str) -> str:
-    """The data spec in words, with the caveat the shared CIFAR-10 copy needs (as vitrm.card says it)."""
-    if "cifar10-jpeg" in spec:
-        return ("CIFAR-10, JPEG q75 copy (every image re-encoded as JPEG quality 75, so figures are not "
-                "comparable with the lossless official CIFAR-10)")
-    return spec
 
 
 def training_data(files: CheckpointFiles) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "vitrm-cifar10"
@@ -103,6 +104,20 @@ def side_by_side(fns: dict, repeats: int, warm_up: bool = True) -> dict[str, flo
             fn()
             times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def training_step(model, images, labels):
+    """One optimizer step as vitrm.train takes it: every supervised step's loss, backward, AdamW."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters())
+
+    def step():
+        logits, _ = model(images, deep_supervision=True)
+        loss = sum(F.cross_entropy(s, labels) for s in logits) / len(logits)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
 
 
 def table(title: str, rows: list[dict], note: str = "") -> None:

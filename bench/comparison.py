@@ -30,14 +30,12 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 import vitrm  # noqa: E402
-from trace_latency import side_by_side  # noqa: E402
+from bench.common import side_by_side, training_step  # noqa: E402
 from vitrm.train import read_log  # noqa: E402
 
 DEFAULT = ["checkpoints/vitrm-cifar10-short", "checkpoints/vit-cifar10", "checkpoints/cnn-cifar10"]
@@ -59,22 +57,6 @@ def describe(path: Path) -> dict:
             "epochs": len(log), "train_hours": float(log[-1]["wall_seconds"]) / 3600 if log else None}
 
 
-def training_step(model, images):
-    """One optimizer step as vitrm.train takes it: every supervised step's loss, backward, AdamW."""
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    labels = torch.arange(len(images)) % model.config.num_classes
-    steps = model.config.trained_steps if model.config.arch == "vitrm" else None
-
-    def step():
-        logits, _ = model(images, steps, deep_supervision=True)
-        loss = sum(F.cross_entropy(lg, labels) for lg in logits) / len(logits)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", default=DEFAULT)
@@ -92,7 +74,10 @@ def main() -> None:
     def forward(model, x):
         return lambda: model(x)
 
-    train_steps = side_by_side({r["name"]: training_step(r["model"], batch[:128]) for r in rows}, args.repeats)
+    labels = torch.arange(128) % cfg.num_classes
+    # Copies: a training step changes the weights and the mode of the model it is given.
+    train_steps = side_by_side({r["name"]: training_step(copy.deepcopy(r["model"]), batch[:128], labels)
+                                for r in rows}, args.repeats)
     with torch.no_grad():
         big = side_by_side({r["name"]: forward(r["model"], batch) for r in rows}, args.repeats)
         small = side_by_side({r["name"]: forward(r["model"], one) for r in rows}, args.repeats * 5)

@@ -34,12 +34,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import (describe_model, environment, images_like, load_model, side_by_side,  # noqa: E402
-                          table, test_images)
+                          table, test_images, training_step)
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for  # noqa: E402
 from vitrm.data import normalize  # noqa: E402
 
@@ -115,19 +114,6 @@ def evaluation_throughput(model: ViTRM, plan: dict) -> None:
 
 def build(arch: str, cfg: ViTRMConfig):
     return (ViTRM(cfg) if arch == "vitrm" else ViT(vit_config_for(cfg))).eval()
-
-
-def training_step(model, images, labels):
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters())
-
-    def step():
-        logits, _ = model(images, deep_supervision=True)
-        loss = sum(F.cross_entropy(s, labels) for s in logits) / len(logits)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def _status_kb(field: str) -> int:

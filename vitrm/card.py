@@ -15,6 +15,7 @@ import platform
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from .provenance import data_description as describe
 from .train import LOG, TRAIN_CONFIG, read_log
 
 
@@ -23,10 +24,7 @@ def _pct(x) -> str:
 
 
 def data_description(spec: str) -> str:
-    if "cifar10-jpeg" in spec:
-        return "CIFAR-10, JPEG q75 copy (`../shared/datasets/cifar10-jpeg`; every image re-encoded as JPEG " \
-               "quality 75, so figures are not comparable with the lossless official CIFAR-10)"
-    return spec
+    return describe(spec, show_path=True)
 
 
 def render_card(path: Path, hardware: str) -> str:
