@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vitrm import CompactCNN, ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
-from vitrm.train import TrainConfig, supervision_loss
+from vitrm.train import TrainConfig, step_weights, supervision_loss
 
 B, S = 3, 3
 
@@ -241,6 +241,30 @@ def test_deep_supervision_detaches_the_state_between_steps():
     # The learned initial answer only reaches step 2 through y after step 1, which is detached.
     assert model.y_init.grad is None or not model.y_init.grad.any()
     assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_without_detaching_a_later_steps_loss_trains_the_earlier_steps():
+    model, images = model_and_images()
+    logits, _ = model(images, steps=2, deep_supervision=True, detach_between_steps=False)
+    assert torch.allclose(logits[-1], model(images, 2), atol=1e-5)
+    logits[1].sum().backward()
+    assert model.y_init.grad is not None and model.y_init.grad.abs().sum() > 0
+
+
+def test_step_weights_sum_to_one_and_linear_leans_on_the_last_step():
+    assert step_weights(4, "uniform") == [0.25] * 4
+    assert step_weights(4, "linear") == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert step_weights(1, "linear") == [1.0]
+
+
+def test_the_loss_of_a_wrong_last_step_counts_more_under_linear_weighting():
+    labels = torch.tensor([0])
+    targets = F.one_hot(labels, 10).float()
+    right, wrong = F.one_hot(labels, 10).float() * 10, F.one_hot(torch.tensor([1]), 10).float() * 10
+    logits = torch.stack([right, wrong])          # step 1 right, step 2 wrong
+    uniform = supervision_loss(logits, None, targets, labels, TrainConfig())[0]
+    linear = supervision_loss(logits, None, targets, labels, TrainConfig(step_weighting="linear"))[0]
+    assert linear > uniform
 
 
 @pytest.mark.parametrize("combine", ["concat", "add"])

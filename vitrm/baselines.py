@@ -33,7 +33,7 @@ class _OneStep:
         if steps is not None and (not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps != 1):
             raise ValueError(f"{self.config.arch} is not recursive: steps must be 1, got {steps!r}")
 
-    def forward(self, images, steps=None, deep_supervision=False, no_grad_steps=0):
+    def forward(self, images, steps=None, deep_supervision=False, no_grad_steps=0, detach_between_steps=True):
         """Logits [B, C]; with ``deep_supervision`` the ViTRM training interface: (logits [1, B, C], None)."""
         self._check_steps(steps)
         logits = self.head(self.features(images)[0])

@@ -327,15 +327,17 @@ class ViTRM(nn.Module, Preprocessing):
     # -- public API
 
     def forward(self, images: torch.Tensor, steps: int | None = None,
-                deep_supervision: bool = False, no_grad_steps: int = 0):
+                deep_supervision: bool = False, no_grad_steps: int = 0, detach_between_steps: bool = True):
         """Class logits [B, C] after ``steps`` recursion steps (default: the trained count).
 
         With ``deep_supervision=True`` (training) it returns ``(logits [S, B, C], halt
         logits [S, B])`` for every supervised step instead, with y and z detached between
         steps so that each step's loss trains one step of recursion, as in TRM. Before each
         supervised step, ``no_grad_steps`` further steps run without gradient; then
-        ``steps`` must be a multiple of ``no_grad_steps + 1``. It lives in ``forward`` so
-        that DistributedDataParallel sees the whole computation.
+        ``steps`` must be a multiple of ``no_grad_steps + 1``. ``detach_between_steps=False``
+        keeps the graph between supervised steps, so a later step's loss also trains the
+        earlier steps to leave a state that helps it. It lives in ``forward`` so that
+        DistributedDataParallel sees the whole computation.
         """
         steps = self._check_steps(steps)
         x = self.embed(images)
@@ -356,7 +358,8 @@ class ViTRM(nn.Module, Preprocessing):
             y, z, _, _ = self.step(x, y, z)
             lg, hl = self.heads(y)
             logits.append(lg); halts.append(hl)
-            y, z = y.detach(), z.detach()
+            if detach_between_steps:
+                y, z = y.detach(), z.detach()
         return torch.stack(logits), torch.stack(halts)
 
     @torch.no_grad()

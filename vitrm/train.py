@@ -5,6 +5,9 @@ The heart of it, as in TRM, is a few lines in ``train_one_epoch``::
     logits, halt = model(images, deep_supervision=True)     # [S, B, C], [S, B]; state detached between steps
     loss = mean over steps of  CE(logits_s, target) + w * BCE(halt_s, [argmax logits_s == label])
 
+``step_weighting`` and ``detach_between_steps`` are the two departures from it that a config
+can choose; the flagship's card says which it used and why (checkpoints/EXPERIMENTS.md).
+
 Everything a run needs to continue after SIGKILL is written atomically at the end of every
 epoch into the output directory, without pickle:
 
@@ -76,6 +79,8 @@ class TrainConfig:
     ema_decay: float = 0.999        # 0 turns EMA off
     halt_loss_weight: float = 0.5
     no_grad_steps: int = 0          # TRM-style steps without gradient before each supervised step
+    detach_between_steps: bool = True   # the paper's deep supervision; false backpropagates through all steps
+    step_weighting: str = "uniform"     # how the supervised steps' losses are weighted: "uniform" or "linear"
     init_from: str = ""             # warm start: a checkpoint directory whose weights start this run
     eval_test: bool = True          # log test accuracy every epoch (never used to choose anything)
     eval_batch_size: int = 500
@@ -177,6 +182,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.no_grad_steps < 0 or cfg.model.trained_steps % (cfg.no_grad_steps + 1):
         raise ConfigError("model.trained_steps must be a multiple of no_grad_steps + 1")
+    if cfg.step_weighting not in STEP_WEIGHTINGS:
+        raise ConfigError(f"step_weighting must be one of {', '.join(STEP_WEIGHTINGS)}, got {cfg.step_weighting!r}")
     if cfg.val_size < 0 or cfg.threads < 0 or cfg.workers < 0:
         raise ConfigError("val_size, threads and workers must not be negative")
     try:
@@ -275,14 +282,29 @@ def make_scheduler(optimizer, cfg: TrainConfig, iters_per_epoch: int):
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
 
+STEP_WEIGHTINGS = ("uniform", "linear")
+
+
+def step_weights(steps: int, weighting: str) -> list[float]:
+    """Loss weight of each supervised step, summing to 1.
+
+    "uniform" is the paper's. "linear" (1, 2, .., S) leans on the later steps: under uniform
+    weights a block strong enough to answer in one step is trained to do exactly that, and
+    the later steps have nothing left to add.
+    """
+    raw = [1.0] * steps if weighting == "uniform" else [float(s + 1) for s in range(steps)]
+    return [w / sum(raw) for w in raw]
+
+
 def supervision_loss(logits, halt, targets, labels, cfg: TrainConfig):
-    """Mean over supervised steps of cross-entropy plus the halting BCE.
+    """Weighted sum over supervised steps of cross-entropy, plus the halting BCE.
 
     ``targets`` are class probabilities (soft under MixUp/CutMix); ``labels`` the hard labels
     used to decide whether a step's answer is right, which is what the halting head predicts.
     """
-    S = logits.shape[0]
-    ce = sum(F.cross_entropy(logits[s], targets, label_smoothing=cfg.label_smoothing) for s in range(S)) / S
+    weights = step_weights(logits.shape[0], cfg.step_weighting)
+    ce = sum(w * F.cross_entropy(logits[s], targets, label_smoothing=cfg.label_smoothing)
+             for s, w in enumerate(weights))
     if halt is None:
         return ce, ce, torch.zeros(())
     correct = (logits.argmax(-1) == labels).float()
@@ -432,7 +454,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             hard = targets.argmax(-1)
             with _autocast(device, cfg):
                 logits, halt = ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
-                                   deep_supervision=True, no_grad_steps=cfg.no_grad_steps)
+                                   deep_supervision=True, no_grad_steps=cfg.no_grad_steps,
+                                   detach_between_steps=cfg.detach_between_steps)
             logits = logits.float()
             loss, ce, bce = supervision_loss(logits, None if halt is None else halt.float(), targets, hard, cfg)
             optimizer.zero_grad(set_to_none=True)

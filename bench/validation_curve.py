@@ -1,0 +1,53 @@
+"""Top-1 by recursion step on the held-out validation images: the figure every recipe choice uses.
+
+The validation split is the one training holds out (``val_size`` images by the fixed permutation
+of ``vitrm.data.train_val_split``), so a checkpoint is judged on images it never trained on and
+the test set stays untouched.
+
+    .venv/bin/python bench/validation_curve.py runs/probe-linear checkpoints/vitrm-cifar10 --max-steps 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import vitrm  # noqa: E402
+from vitrm.data import load_split, train_val_split  # noqa: E402
+from vitrm.evaluate import run_steps  # noqa: E402
+from bench.common import ROOT, SHARED_SPEC  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--data", default=SHARED_SPEC)
+    parser.add_argument("--val-size", type=int, default=5000, help="as in the training config")
+    parser.add_argument("--images", type=int, default=5000, help="the first N validation images")
+    parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = [str(Path(p).resolve()) for p in args.checkpoints]
+    os.chdir(ROOT)   # the data spec is relative to the repository root, as in the configs
+    _, val = train_val_split(load_split(args.data, "train"), args.val_size)
+    val = val.subset(torch.arange(min(args.images, len(val))), val.name)
+    print(f"top-1 % by step on the first {len(val):,} of {args.val_size:,} validation images ({args.data})")
+    print("checkpoint".ljust(40) + "".join(f"{s:>7}" for s in range(1, args.max_steps + 1)))
+    for path in paths:
+        model = vitrm.load(path)
+        steps = args.max_steps if model.config.arch == "vitrm" else 1
+        out = run_steps(model, val, steps, progress=False)
+        top1 = (out.pred == val.labels[None]).float().mean(1) * 100
+        print(Path(path).name.ljust(40) + "".join(f"{v:7.2f}" for v in top1.tolist()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
