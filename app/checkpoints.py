@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import vitrm
-from vitrm.checkpoint import CONFIG, WEIGHTS, CheckpointError
+from vitrm.checkpoint import CONFIG, WEIGHTS, CheckpointError, earlier_stages
 
 REPO = Path(__file__).resolve().parents[1]
 PREDICTIONS = "predictions.csv"
@@ -114,18 +114,23 @@ def _read_csv(file: Path, problems: list[str]) -> pd.DataFrame | None:
 
 
 def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
-    """train_log.csv, preceded by the first stage's log when the run was a warm start.
+    """train_log.csv, preceded by the earlier stages' logs when the run was trained in stages.
 
-    A warm-started run (``init_from``) keeps its first stage's log in ``stage1/``; the two are
-    shown as one history, the second stage's epochs numbered on from the first's, with a
-    ``stage`` column so the views can mark the restart.
+    A staged run keeps each earlier stage's log in ``stageK/`` (``vitrm.checkpoint.earlier_stages``);
+    they are shown as one history, each stage's epochs numbered on from the one before, with a
+    ``stage`` column so the views can mark the restarts.
     """
     log = _read_csv(path / TRAIN_LOG, problems)
-    first = _read_csv(path / "stage1" / TRAIN_LOG, problems)
-    if log is None or first is None or first.empty:
+    if log is None:
+        return None
+    logs = [_read_csv(stage / TRAIN_LOG, problems) for stage in earlier_stages(path)] + [log]
+    if len(logs) == 1 or any(part is None or part.empty for part in logs):
         return log
-    log = log.assign(epoch=log["epoch"] + first["epoch"].max(), stage=2)
-    return pd.concat([first.assign(stage=1), log], ignore_index=True)
+    offset, parts = 0, []
+    for number, part in enumerate(logs, start=1):
+        parts.append(part.assign(epoch=part["epoch"] + offset, stage=number))
+        offset += int(part["epoch"].max())
+    return pd.concat(parts, ignore_index=True)
 
 
 def read_files(path: Path) -> CheckpointFiles:

@@ -54,22 +54,23 @@ def render_card(path: Path, hardware: str) -> str:
     lines.append("")
     if train_cfg:
         val = train_cfg["val_size"]
-        # A warm-started run keeps its first stage's config and log in stage1/ (see train.init_from).
-        stage1 = path / "stage1"
-        stage1_cfg = json.loads((stage1 / TRAIN_CONFIG).read_text()) if (stage1 / TRAIN_CONFIG).is_file() else None
-        stage1_log = read_log(stage1) if stage1_cfg else []
-        wall = sum(float(rows[-1]["wall_seconds"]) for rows in (stage1_log, log) if rows)
-        epochs = f"{len(log)} of {train_cfg['epochs']} scheduled"
-        if stage1_cfg:
-            epochs = (f"{len(stage1_log) + len(log)} in two stages: stage 1, {len(stage1_log)} epochs "
-                      f"(lr {stage1_cfg['lr']}, n={stage1_cfg['model']['latent_updates']} latent updates); "
-                      f"stage 2, a warm start from stage 1's EMA weights with a new schedule, {epochs}")
+        # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages).
+        earlier = [(json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
+                   for d in ckpt.earlier_stages(path) if (d / TRAIN_CONFIG).is_file()]
+        wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for _, r in earlier] + [log] if rows)
+        epochs = f"{len(log)} of {train_cfg['epochs']} scheduled; "
+        if earlier:
+            parts = [f"stage {k}, {_stage_summary(cfg_k, rows_k)}" for k, (cfg_k, rows_k) in enumerate(earlier, 1)]
+            parts.append(f"stage {len(earlier) + 1}, {_stage_summary(train_cfg, log)}")
+            epochs = (f"{sum(len(r) for _, r in earlier) + len(log)} in {len(earlier) + 1} stages, each after "
+                      f"the first a warm start from the one before (its EMA weights; a new optimizer and "
+                      f"schedule): " + "; ".join(parts) + ". The last stage's recipe: ")
         lines += ["## Training", "",
                   f"- Data: {data_description(train_cfg['data'])}.",
                   f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
                   f"{val} held out from the training set for validation (every choice, including the epoch, "
                   "was made on it; the test set was never used to choose anything), 10,000 test images.",
-                  f"- Epochs: {epochs}; batch {train_cfg['batch_size']}, "
+                  f"- Epochs: {epochs}batch {train_cfg['batch_size']}, "
                   f"AdamW lr {train_cfg['lr']}, cosine schedule, EMA {train_cfg['ema_decay']}, "
                   f"label smoothing {train_cfg['label_smoothing']}, augmentation {train_cfg['augment']}.",
                   f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h." if log else "- Not trained yet.",
@@ -77,8 +78,8 @@ def render_card(path: Path, hardware: str) -> str:
         evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
             2 * config.trained_steps if config.arch == "vitrm" else 1)
         commands = [f"python -m vitrm train {_config_file_hint(train_cfg, name)}"]
-        if stage1_cfg:
-            commands.insert(0, f"python -m vitrm train configs/vitrm-cifar10.yaml --out {train_cfg['init_from']}")
+        if earlier:
+            commands = _staged_commands(name, len(earlier) + 1)
         lines += ["Reproduce (from the repository root):", "", "```", *commands,
                   f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
                   f"--max-steps {evaluated_steps}", "```", ""]
@@ -111,6 +112,31 @@ def render_card(path: Path, hardware: str) -> str:
         # What the files cannot say (how the shipped weights relate to the run), written by hand.
         lines += ["## Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
+
+
+def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
+    """What set a stage apart: its length, learning rate and the recursion-training choices."""
+    done = len(log) == train_cfg["epochs"]
+    length = f"{len(log)} epochs" if done else f"{len(log)} of {train_cfg['epochs']} scheduled epochs"
+    bits = [f"lr {train_cfg['lr']}", f"n={train_cfg['model']['latent_updates']}"]
+    if not train_cfg.get("detach_between_steps", True):
+        bits.append("no detach between steps")
+    if train_cfg.get("step_weighting", "uniform") != "uniform":
+        bits.append(f"{train_cfg['step_weighting']} step weights")
+    if train_cfg["augment"].get("randaugment_ops"):
+        bits.append(f"RandAugment {train_cfg['augment']['randaugment_ops']} op(s)")
+    return f"{length} ({', '.join(bits)})"
+
+
+def _staged_commands(name: str, stages: int) -> list[str]:
+    """One command per stage, each warm-starting from the one before; the last writes the checkpoint."""
+    commands = []
+    for k in range(1, stages + 1):
+        config = "configs/vitrm-cifar10.yaml" if k == 1 else f"configs/vitrm-cifar10-stage{k}.yaml"
+        out = f"checkpoints/{name}" if k == stages else f"runs/{name}-stage{k}"
+        warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
+        commands.append(f"python -m vitrm train {config} --out {out}{warm}")
+    return commands
 
 
 def _config_file_hint(train_cfg: dict, name: str) -> str:

@@ -299,3 +299,17 @@ def read_metrics(path: str | os.PathLike) -> dict | None:
         return json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+
+
+def earlier_stages(path: str | os.PathLike) -> list[Path]:
+    """The directories of a staged run's earlier stages, in order: ``stage1/``, ``stage2/``, ...
+
+    A run trained in stages, each a warm start (``init_from``) from the one before, ships its
+    last stage at the top level and keeps every earlier stage's resolved config and log in
+    ``stageK/`` beside it, so the whole history stays readable.
+    """
+    stages, k = [], 1
+    while (Path(path) / f"stage{k}").is_dir():
+        stages.append(Path(path) / f"stage{k}")
+        k += 1
+    return stages

@@ -91,10 +91,10 @@ def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
     acc = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in acc_cols])
     for fig in (loss, acc):
         fig.update_xaxes(title="epoch", tickformat="d")
-        if "stage" in log and (log["stage"] == 2).any():
+        for stage in sorted(log["stage"].unique())[1:] if "stage" in log else []:
             # A warm start: a new optimizer and schedule begin here, so a jump is expected.
-            fig.add_vline(x=log.loc[log["stage"] == 2, "epoch"].min() - 0.5, line_dash="dot",
-                          annotation_text="stage 2 (warm start)", annotation_position="top left")
+            fig.add_vline(x=log.loc[log["stage"] == stage, "epoch"].min() - 0.5, line_dash="dot",
+                          annotation_text=f"stage {stage} (warm start)", annotation_position="top left")
     acc.update_yaxes(tickformat=".1%")
     return [figures.compact(loss, 320, "Training loss"), figures.compact(acc, 320, "Accuracy during training")]
 
@@ -147,5 +147,5 @@ def draw_train_log(log: pd.DataFrame) -> None:
         figures.show(loss)
     with right:
         figures.show(acc)
-    st.caption("One point per epoch, from train_log.csv (and stage1/train_log.csv for a warm-started run). "
+    st.caption("One point per epoch, from train_log.csv (preceded by stage1/, stage2/, ... for a run trained in stages). "
                "Validation accuracy that stops rising while training accuracy climbs is overfitting.")

@@ -1,0 +1,61 @@
+"""Model cards are written from the files beside the weights, never typed by hand."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+import vitrm
+from vitrm import ViTRM, ViTRMConfig
+from vitrm.card import render_card
+from vitrm.train import LOG_FIELDS, TrainConfig
+
+TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
+
+
+def write_stage(folder: Path, epochs: int, wall_per_epoch: float, **settings) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(model=TINY, data="imagefolder:../shared/datasets/cifar10-jpeg", epochs=epochs).to_dict()
+    cfg.update(settings)
+    (folder / "train_config.json").write_text(json.dumps(cfg))
+    with open(folder / "train_log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows({**dict.fromkeys(LOG_FIELDS, 0.5), "epoch": e, "wall_seconds": e * wall_per_epoch}
+                         for e in range(1, epochs + 1))
+
+
+def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_path):
+    torch.manual_seed(0)
+    run = tmp_path / "vitrm-cifar10"
+    vitrm.save(ViTRM(TINY), run)
+    write_stage(run / "stage1", 3, 100.0, lr=0.002)
+    write_stage(run / "stage2", 2, 100.0, lr=0.001)
+    write_stage(run, 4, 450.0, lr=0.001, detach_between_steps=False, step_weighting="linear")
+    (run / "NOTES.md").write_text("Written by hand.")
+
+    card = render_card(run, "a test machine")
+
+    assert "9 in 3 stages" in card
+    assert "stage 1, 3 epochs (lr 0.002, n=1, RandAugment 2 op(s))" in card
+    assert "stage 3, 4 epochs (lr 0.001, n=1, no detach between steps, linear step weights" in card
+    assert "wall time 0.64 h" in card                     # 300 + 200 + 1800 s
+    assert ("python -m vitrm train configs/vitrm-cifar10-stage3.yaml --out checkpoints/vitrm-cifar10 "
+            "--set init_from=runs/vitrm-cifar10-stage2") in card
+    assert card.index("configs/vitrm-cifar10.yaml --out runs/vitrm-cifar10-stage1") < card.index("stage2.yaml")
+    assert card.rstrip().endswith("Written by hand.")
+
+
+def test_an_unfinished_single_stage_run_says_how_to_continue(tmp_path):
+    torch.manual_seed(0)
+    run = tmp_path / "vitrm-cifar10"
+    vitrm.save(ViTRM(TINY), run)
+    write_stage(run, 2, 60.0)
+    (run / "train_config.json").write_text(json.dumps({**json.loads((run / "train_config.json").read_text()),
+                                                        "epochs": 5}))
+    card = render_card(run, "a test machine")
+    assert "2 of 5 scheduled" in card and "--resume" in card
+    assert "Not evaluated yet" in card
