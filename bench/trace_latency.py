@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from oddfiles import proc_status_mb  # noqa: E402   (the tests' memory probe, shared)
 from bench.common import (describe_model, environment, images_like, load_model, side_by_side,  # noqa: E402
                           table, test_images, training_step)
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for  # noqa: E402
@@ -116,11 +117,6 @@ def build(arch: str, cfg: ViTRMConfig):
     return (ViTRM(cfg) if arch == "vitrm" else ViT(vit_config_for(cfg))).eval()
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
 def worker(job: dict) -> dict:
     """One workload in a fresh process; returns the growth of its peak RSS while it runs.
 
@@ -140,12 +136,12 @@ def worker(job: dict) -> dict:
         step = training_step(model, images, labels)
     with torch.no_grad():
         model(images[:1])           # weights touched, thread pools up
-    before = _status_kb("VmRSS")
+    before = proc_status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     step()
     step()
-    return {"peak_growth_mb": (_status_kb("VmHWM") - before) / 1024}
+    return {"peak_growth_mb": proc_status_mb("VmHWM") - before}
 
 
 def peak_growth_mb(arch: str, cfg: ViTRMConfig, workload: str, batch: int, threads: int) -> float:

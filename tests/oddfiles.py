@@ -149,7 +149,8 @@ def odd_files() -> dict[str, tuple[bytes, bool]]:
     }
 
 
-def _proc_status_mb(field: str) -> float:
+def proc_status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM, VmSize, ...), in MiB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -159,9 +160,9 @@ def _proc_status_mb(field: str) -> float:
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory since exec (VmHWM), in MiB."""
-    return _proc_status_mb("VmHWM")
+    return proc_status_mb("VmHWM")
 
 
 def rss_mb() -> float:
     """This process's resident memory now (VmRSS), in MiB."""
-    return _proc_status_mb("VmRSS")
+    return proc_status_mb("VmRSS")

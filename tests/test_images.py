@@ -206,11 +206,10 @@ def test_an_extreme_strip_is_cropped_before_it_is_resized():
     result = _run_measured("""
         import json, resource, sys
         sys.path.insert(0, "tests")
-        from oddfiles import long_thin_png
+        from oddfiles import long_thin_png, proc_status_mb
         import vitrm
         from vitrm.images import to_model_input
-        vm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize"))
-        cap = vm_kb * 1024 + 1024 ** 3
+        cap = int(proc_status_mb("VmSize") * 1024 ** 2) + 1024 ** 3
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         image = vitrm.load_image(long_thin_png(1, 2_000_000))
         print(json.dumps({"size": list(image.size), "shape": list(to_model_input(image, 32).shape)}))
