@@ -10,12 +10,9 @@ figures computed in the app on 200 test images (the page says so).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from selenium import webdriver
@@ -26,27 +23,12 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from streamlit_client import serve  # noqa: E402   (the server harness the browser tests use)
+
 DOCS = ROOT / "docs"
 IMAGE = "deer · deer_0001.jpg"   # wrong at step 1 (horse), right from step 3: recursion at work
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1", "--server.headless", "true"],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.terminate()
-    raise TimeoutError("streamlit did not start")
 
 
 def browser(profile: str) -> webdriver.Chrome:
@@ -88,9 +70,8 @@ def shoot(driver, name: str) -> None:
 
 
 def main() -> None:
-    server, url = start_server()
-    with tempfile.TemporaryDirectory() as profile:
-        driver = browser(profile)
+    with tempfile.TemporaryDirectory() as scratch, serve(Path(scratch) / "streamlit.log", timeout=120) as url:
+        driver = browser(str(Path(scratch) / "profile"))
         try:
             driver.get(url)
             WebDriverWait(driver, 120).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stMetric']")))
@@ -125,8 +106,6 @@ def main() -> None:
             shoot(driver, "how-it-works")
         finally:
             driver.quit()
-            server.terminate()
-            server.wait(timeout=20)
 
 
 if __name__ == "__main__":
