@@ -255,6 +255,7 @@ def test_step_weights_sum_to_one_and_linear_leans_on_the_last_step():
     assert step_weights(4, "uniform") == [0.25] * 4
     assert step_weights(4, "linear") == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert step_weights(1, "linear") == [1.0]
+    assert step_weights(3, "last") == [0.0, 0.0, 1.0]
 
 
 def test_the_loss_of_a_wrong_last_step_counts_more_under_linear_weighting():

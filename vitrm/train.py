@@ -80,7 +80,7 @@ class TrainConfig:
     halt_loss_weight: float = 0.5
     no_grad_steps: int = 0          # TRM-style steps without gradient before each supervised step
     detach_between_steps: bool = True   # the paper's deep supervision; false backpropagates through all steps
-    step_weighting: str = "uniform"     # how the supervised steps' losses are weighted: "uniform" or "linear"
+    step_weighting: str = "uniform"     # how the supervised steps' losses are weighted; see step_weights
     init_from: str = ""             # warm start: a checkpoint directory whose weights start this run
     eval_test: bool = True          # log test accuracy every epoch (never used to choose anything)
     eval_batch_size: int = 500
@@ -282,7 +282,7 @@ def make_scheduler(optimizer, cfg: TrainConfig, iters_per_epoch: int):
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
 
-STEP_WEIGHTINGS = ("uniform", "linear")
+STEP_WEIGHTINGS = ("uniform", "linear", "last")
 
 
 def step_weights(steps: int, weighting: str) -> list[float]:
@@ -290,9 +290,12 @@ def step_weights(steps: int, weighting: str) -> list[float]:
 
     "uniform" is the paper's. "linear" (1, 2, .., S) leans on the later steps: under uniform
     weights a block strong enough to answer in one step is trained to do exactly that, and
-    the later steps have nothing left to add.
+    the later steps have nothing left to add. "last" supervises only the last step's class
+    (the halting head still learns at every step); with ``detach_between_steps=False`` that
+    is plain backpropagation through the whole recursion.
     """
-    raw = [1.0] * steps if weighting == "uniform" else [float(s + 1) for s in range(steps)]
+    raw = {"uniform": [1.0] * steps, "linear": [float(s + 1) for s in range(steps)],
+           "last": [0.0] * (steps - 1) + [1.0]}[weighting]
     return [w / sum(raw) for w in raw]
 
 
