@@ -106,6 +106,18 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_weights(tmp
     assert [[r[k] for k in LOG_VALUES] for r in log_killed] == [[r[k] for k in LOG_VALUES] for r in log_whole]
 
 
+def test_stop_after_cuts_a_run_short_on_its_own_schedule_and_resume_finishes_it(tmp_path, folder, cache):
+    whole, staged = tmp_path / "whole", tmp_path / "staged"
+    assert run_cli(train_args(folder, whole, cache, 3)).returncode == 0
+    assert run_cli([*train_args(folder, staged, cache, 3), "--stop-after", "1"]).returncode == 0
+    assert [int(r["epoch"]) for r in read_log(staged)] == [1]
+    assert read_log(staged)[0]["lr"] == read_log(whole)[0]["lr"], "the schedule is still planned for 3 epochs"
+
+    assert run_cli(["train", "--out", str(staged), "--resume", "--quiet"]).returncode == 0
+    a, b = load_file(whole / "model.safetensors"), load_file(staged / "model.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_sigkill_at_a_random_moment_loses_at_most_the_current_epoch(tmp_path, cache, seed):
     # The moment is drawn over the whole run, so it may land in data loading, in an epoch, in

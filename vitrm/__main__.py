@@ -21,7 +21,9 @@ def _train(args) -> None:
     cfg = load_train_config(args.config, overrides)
     if args.resume and args.out is None and args.config is None:
         raise ValueError("--resume needs --out (the run directory) or the run's config")
-    train(cfg, resume=args.resume, progress=not args.quiet)
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be at least 1, got {args.stop_after}")
+    train(cfg, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after)
 
 
 def _evaluate(args) -> None:
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.dim=96 --set augment.mixup_alpha=0.8")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    t.add_argument("--stop-after", dest="stop_after", type=int, metavar="EPOCH",
+                   help="stop after this epoch of the schedule; the run stays resumable (--resume)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 

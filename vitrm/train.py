@@ -380,8 +380,13 @@ def _check_init_from(cfg: TrainConfig) -> None:
         raise ConfigError(f"init_from {cfg.init_from}: its architecture differs in {differ}")
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run into ``cfg.out`` and return that directory."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train (or resume) a run into ``cfg.out`` and return that directory.
+
+    ``stop_after`` ends the run after that epoch without touching the schedule, which is
+    still planned for ``cfg.epochs``: the weights are exactly those an uninterrupted run has
+    at that epoch, and ``--resume`` continues it. A stage cut short is reproducible this way.
+    """
     if resume:
         saved = Path(cfg.out) / TRAIN_CONFIG
         if saved.is_file():
@@ -435,11 +440,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         ckpt.atomic_write_json(out / TRAIN_CONFIG, cfg.to_dict())
     ddp = DistributedDataParallel(model) if world > 1 else model
 
+    last_epoch = cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)
     if rank == 0 and progress:
         print(f"training {cfg.model.arch} with {num_parameters(model):,} parameters on {len(train_split):,} images "
-              f"({device}, {world} process{'es' if world > 1 else ''}); epochs {start_epoch + 1}..{cfg.epochs}")
+              f"({device}, {world} process{'es' if world > 1 else ''}); epochs {start_epoch + 1}..{last_epoch} of {cfg.epochs}")
     t_start = time.time()
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+    for epoch in range(start_epoch + 1, last_epoch + 1):
         # Reseeding from (seed, epoch) makes a resumed epoch identical to an uninterrupted one.
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
         sampler.set_epoch(epoch)
