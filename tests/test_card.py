@@ -16,16 +16,17 @@ from vitrm.train import LOG_FIELDS, TrainConfig
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
 
 
-def write_stage(folder: Path, epochs: int, wall_per_epoch: float, **settings) -> None:
+def write_stage(folder: Path, ran: int, wall_per_epoch: float, **settings) -> None:
+    """A stage's train_config.json (scheduled for ``ran`` epochs unless settings say otherwise) and log."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(model=TINY, data="imagefolder:../shared/datasets/cifar10-jpeg", epochs=epochs).to_dict()
+    cfg = TrainConfig(model=TINY, data="imagefolder:../shared/datasets/cifar10-jpeg", epochs=ran).to_dict()
     cfg.update(settings)
     (folder / "train_config.json").write_text(json.dumps(cfg))
     with open(folder / "train_log.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         writer.writeheader()
         writer.writerows({**dict.fromkeys(LOG_FIELDS, 0.5), "epoch": e, "wall_seconds": e * wall_per_epoch}
-                         for e in range(1, epochs + 1))
+                         for e in range(1, ran + 1))
 
 
 def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_path):
@@ -33,7 +34,7 @@ def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_
     run = tmp_path / "vitrm-cifar10"
     vitrm.save(ViTRM(TINY), run)
     write_stage(run / "stage1", 3, 100.0, lr=0.002)
-    write_stage(run / "stage2", 2, 100.0, lr=0.001)
+    write_stage(run / "stage2", 2, 100.0, lr=0.001, epochs=5)          # cut short after 2 of 5
     write_stage(run, 4, 450.0, lr=0.001, detach_between_steps=False, step_weighting="linear")
     (run / "NOTES.md").write_text("Written by hand.")
 
@@ -46,6 +47,9 @@ def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_
     assert ("python -m vitrm train configs/vitrm-cifar10-stage3.yaml --out checkpoints/vitrm-cifar10 "
             "--set init_from=runs/vitrm-cifar10-stage2") in card
     assert card.index("configs/vitrm-cifar10.yaml --out runs/vitrm-cifar10-stage1") < card.index("stage2.yaml")
+    assert ("configs/vitrm-cifar10-stage2.yaml --out runs/vitrm-cifar10-stage2 "
+            "--set init_from=runs/vitrm-cifar10-stage1 --stop-after 2") in card
+    assert "stage 2, 2 of 5 scheduled epochs" in card
     assert card.rstrip().endswith("Written by hand.")
 
 

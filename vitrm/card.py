@@ -79,7 +79,7 @@ def render_card(path: Path, hardware: str) -> str:
             2 * config.trained_steps if config.arch == "vitrm" else 1)
         commands = [f"python -m vitrm train {_config_file_hint(train_cfg, name)}"]
         if earlier:
-            commands = _staged_commands(name, len(earlier) + 1)
+            commands = _staged_commands(name, [(c, len(rows)) for c, rows in earlier] + [(train_cfg, len(log))])
         lines += ["Reproduce (from the repository root):", "", "```", *commands,
                   f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
                   f"--max-steps {evaluated_steps}", "```", ""]
@@ -128,14 +128,19 @@ def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
     return f"{length} ({', '.join(bits)})"
 
 
-def _staged_commands(name: str, stages: int) -> list[str]:
-    """One command per stage, each warm-starting from the one before; the last writes the checkpoint."""
+def _staged_commands(name: str, stages: list[tuple[dict, int]]) -> list[str]:
+    """One command per stage, each warm-starting from the one before; the last writes the checkpoint.
+
+    ``stages`` holds each stage's train config and the epochs it ran; an earlier stage cut
+    short of its schedule gets ``--stop-after``, which reproduces it exactly.
+    """
     commands = []
-    for k in range(1, stages + 1):
+    for k, (cfg, ran) in enumerate(stages, start=1):
         config = "configs/vitrm-cifar10.yaml" if k == 1 else f"configs/vitrm-cifar10-stage{k}.yaml"
-        out = f"checkpoints/{name}" if k == stages else f"runs/{name}-stage{k}"
+        out = f"checkpoints/{name}" if k == len(stages) else f"runs/{name}-stage{k}"
         warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
-        commands.append(f"python -m vitrm train {config} --out {out}{warm}")
+        stop = f" --stop-after {ran}" if k < len(stages) and ran < cfg["epochs"] else ""
+        commands.append(f"python -m vitrm train {config} --out {out}{warm}{stop}")
     return commands
 
 
