@@ -141,10 +141,11 @@ def require_models() -> list[LoadedModel]:
     root = checkpoints.checkpoints_root()
     st.warning(f"No checkpoint is loaded. None was found in {root}, or none is selected in the sidebar.")
     st.markdown(f"""
-To train the flagship model on the CIFAR-10 JPEG copy (about 6 minutes per epoch on 2 CPU cores):
+To train a model like the flagship's first stage on the CIFAR-10 JPEG copy (a few minutes per epoch
+on 2 CPU cores; the shipped flagship's model card lists the commands of all four of its stages):
 
 ```
-python -m vitrm train configs/vitrm-cifar10.yaml
+python -m vitrm train configs/vitrm-cifar10.yaml --out checkpoints/vitrm-cifar10
 python -m vitrm evaluate --checkpoint checkpoints/vitrm-cifar10 --data imagefolder:../shared/datasets/cifar10-jpeg
 ```
 
