@@ -304,7 +304,7 @@ def test_a_malformed_config_is_one_clear_line(tmp_path, folder, cache, capsys, t
     (("--set", "val_size=1000"), "val_size"),
     (("--set", "batch_size=500"), "larger than"),
     (("--set", "nonsense=1"), "unknown keys"),
-    (("--set", "step_weighting=last"), "step_weighting must be one of"),
+    (("--set", "step_weighting=first"), "step_weighting must be one of"),
 ])
 def test_a_wrong_path_dataset_or_value_is_one_clear_line(tmp_path, folder, cache, capsys, change, says):
     out = tmp_path / "run"

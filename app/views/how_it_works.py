@@ -92,7 +92,8 @@ latents. Both use the same small block f of {cfg.layers} layers, so running more
 parameters. After every step the heads read a class and a halting probability (how sure the model is that its
 answer is right) from y.
 
-It was trained to answer after {cfg.trained_steps} steps, with a loss after every step (deep supervision), so it
-can be asked at any step, and even for more steps than it was trained with.
+It was trained to answer after {cfg.trained_steps} steps, with its heads read after every step (deep supervision;
+the model card says which steps carried the class loss), so it can be asked at any step, and even for more steps
+than it was trained with.
 """)
     st.table(facts_table(cfg, parameters, by_part).set_index(""))
