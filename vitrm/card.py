@@ -58,21 +58,22 @@ def render_card(path: Path, hardware: str) -> str:
         earlier = [(json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
                    for d in ckpt.earlier_stages(path) if (d / TRAIN_CONFIG).is_file()]
         wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for _, r in earlier] + [log] if rows)
-        epochs = f"{len(log)} of {train_cfg['epochs']} scheduled; "
+        recipe = (f"batch {train_cfg['batch_size']}, AdamW lr {train_cfg['lr']}, cosine schedule, "
+                  f"EMA {train_cfg['ema_decay']}, label smoothing {train_cfg['label_smoothing']}, "
+                  f"augmentation {train_cfg['augment']}")
+        epochs = f"{len(log)} of {train_cfg['epochs']} scheduled; {recipe}"
         if earlier:
             parts = [f"stage {k}, {_stage_summary(cfg_k, rows_k)}" for k, (cfg_k, rows_k) in enumerate(earlier, 1)]
             parts.append(f"stage {len(earlier) + 1}, {_stage_summary(train_cfg, log)}")
             epochs = (f"{sum(len(r) for _, r in earlier) + len(log)} in {len(earlier) + 1} stages, each after "
                       f"the first a warm start from the one before (its EMA weights; a new optimizer and "
-                      f"schedule): " + "; ".join(parts) + ". The last stage's recipe: ")
+                      f"schedule): " + "; ".join(parts) + f". The last stage's recipe: {recipe}")
         lines += ["## Training", "",
                   f"- Data: {data_description(train_cfg['data'])}.",
                   f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
                   f"{val} held out from the training set for validation (every choice, including the epoch, "
                   "was made on it; the test set was never used to choose anything), 10,000 test images.",
-                  f"- Epochs: {epochs}batch {train_cfg['batch_size']}, "
-                  f"AdamW lr {train_cfg['lr']}, cosine schedule, EMA {train_cfg['ema_decay']}, "
-                  f"label smoothing {train_cfg['label_smoothing']}, augmentation {train_cfg['augment']}.",
+                  f"- Epochs: {epochs}.",
                   f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h." if log else "- Not trained yet.",
                   ""]
         evaluated_steps = len(metrics["top1_by_step"]) if metrics else (

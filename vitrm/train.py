@@ -307,7 +307,7 @@ def supervision_loss(logits, halt, targets, labels, cfg: TrainConfig):
     """
     weights = step_weights(logits.shape[0], cfg.step_weighting)
     ce = sum(w * F.cross_entropy(logits[s], targets, label_smoothing=cfg.label_smoothing)
-             for s, w in enumerate(weights))
+             for s, w in enumerate(weights) if w)   # "last" skips the steps it does not supervise
     if halt is None:
         return ce, ce, torch.zeros(())
     correct = (logits.argmax(-1) == labels).float()
