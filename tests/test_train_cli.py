@@ -156,6 +156,18 @@ def test_sigkill_at_a_random_moment_loses_at_most_the_current_epoch(tmp_path, ca
     assert [int(r["epoch"]) for r in read_log(killed)] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("mixing", [["augment.mixup_alpha=0.2"], ["augment.cutmix_alpha=1.0"],
+                                    ["augment.mixup_alpha=0.2", "augment.cutmix_alpha=1.0"]])
+def test_mixup_and_cutmix_train_on_real_uint8_batches(tmp_path, folder, cache, mixing):
+    out = tmp_path / "run"
+    result = run_cli(train_args(folder, out, cache, 1, *mixing))
+    assert result.returncode == 0, result.stderr
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["train_loss"].notna().all() and (log["train_loss"] > 0).all()
+    assert json.loads((out / "train_config.json").read_text())["augment"]["cutmix_alpha"] == \
+        (1.0 if "augment.cutmix_alpha=1.0" in mixing else 0.0)
+
+
 def test_a_warm_start_takes_the_weights_and_starts_a_new_schedule(tmp_path, folder, cache):
     first, second = tmp_path / "first", tmp_path / "second"
     assert run_cli(train_args(folder, first, cache, 1)).returncode == 0

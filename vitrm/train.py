@@ -457,9 +457,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         for images, labels in bar:
             images, labels = images.to(device, non_blocking=True), labels.to(device)
             targets = F.one_hot(labels, cfg.model.num_classes).float()
+            # Normalize first: MixUp and CutMix cannot blend uint8 in place, and both are affine in
+            # the pixels, so mixing the normalized batch is the same as normalizing the mixed one.
+            images = normalize(images, cfg.model.mean, cfg.model.std)
             if mix is not None:
                 images, targets = mix(images, labels)
-            images = normalize(images, cfg.model.mean, cfg.model.std)
             hard = targets.argmax(-1)
             with _autocast(device, cfg):
                 logits, halt = ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
