@@ -35,7 +35,8 @@ def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_
     vitrm.save(ViTRM(TINY), run)
     write_stage(run / "stage1", 3, 100.0, lr=0.002)
     write_stage(run / "stage2", 2, 100.0, lr=0.001, epochs=5)          # cut short after 2 of 5
-    write_stage(run, 4, 450.0, lr=0.001, detach_between_steps=False, step_weighting="linear")
+    write_stage(run, 4, 450.0, lr=0.001, detach_between_steps=False, step_weighting="linear",
+                augment={**TrainConfig().augment.__dict__, "mixup_alpha": 0.2, "cutmix_alpha": 1.0})
     (run / "NOTES.md").write_text("Written by hand.")
 
     card = render_card(run, "a test machine")
@@ -43,6 +44,7 @@ def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_
     assert "9 in 3 stages" in card
     assert "stage 1, 3 epochs (lr 0.002, n=1, RandAugment 2 op(s))" in card
     assert "stage 3, 4 epochs (lr 0.001, n=1, no detach between steps, linear step weights" in card
+    assert "MixUp alpha 0.2 or CutMix alpha 1.0 on every batch)" in card
     assert "wall time 0.64 h" in card                     # 300 + 200 + 1800 s
     assert ("python -m vitrm train configs/vitrm-cifar10-stage3.yaml --out checkpoints/vitrm-cifar10 "
             "--set init_from=runs/vitrm-cifar10-stage2") in card

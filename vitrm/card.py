@@ -126,6 +126,11 @@ def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
         bits.append(f"{train_cfg['step_weighting']} step weights")
     if train_cfg["augment"].get("randaugment_ops"):
         bits.append(f"RandAugment {train_cfg['augment']['randaugment_ops']} op(s)")
+    mixes = [f"{name} alpha {train_cfg['augment'][key]}" for name, key in (("MixUp", "mixup_alpha"),
+                                                                             ("CutMix", "cutmix_alpha"))
+             if train_cfg["augment"].get(key)]
+    if mixes:
+        bits.append(" or ".join(mixes) + " on every batch")
     return f"{length} ({', '.join(bits)})"
 
 
