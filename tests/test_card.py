@@ -65,3 +65,25 @@ def test_an_unfinished_single_stage_run_says_how_to_continue(tmp_path):
     card = render_card(run, "a test machine")
     assert "2 of 5 scheduled" in card and "--resume" in card
     assert "Not evaluated yet" in card
+
+
+def test_a_card_for_averaged_runs_names_every_run_and_the_average_command(tmp_path):
+    torch.manual_seed(0)
+    run = tmp_path / "vitrm-cifar10"
+    vitrm.save(ViTRM(TINY), run)
+    write_stage(run / "stage1", 3, 100.0, lr=0.002)
+    write_stage(run, 2, 100.0, lr=0.0003)
+    write_stage(run / "stage2b", 2, 150.0, lr=0.0003, augment={**TrainConfig().augment.__dict__, "randaugment_ops": 1})
+    (run / "averaged_from.json").write_text(json.dumps({"sources": ["runs/x", "runs/y"]}))
+
+    card = render_card(run, "a test machine")
+
+    assert "7 in 2 stages" in card
+    assert "stage 2b, side by side from the same weights, 2 epochs (lr 0.0003, n=1, RandAugment 1 op(s))" in card
+    assert "The shipped weights are the uniform average of the 2 runs of stage 2" in card
+    assert "wall time 0.22 h" in card                     # 300 + 200 + 300 s
+    assert ("python -m vitrm train configs/vitrm-cifar10-stage2b.yaml --out runs/vitrm-cifar10-stage2b "
+            "--set init_from=runs/vitrm-cifar10-stage1") in card
+    assert ("python -m vitrm average runs/vitrm-cifar10-stage2 runs/vitrm-cifar10-stage2b "
+            "--out checkpoints/vitrm-cifar10") in card
+    assert "--out checkpoints/vitrm-cifar10 --set" not in card   # no training run writes the checkpoint itself

@@ -438,3 +438,34 @@ def test_a_trillion_parameter_config_fails_fast_and_allocates_nothing_big(tmp_pa
     assert results["out of range"][1] > 10**12 and "outside the allowed range" in results["out of range"][0]
     assert results["in range"][1] > 100 * MAX_PARAMETERS and "over the limit" in results["in range"][0]
     assert results["traced_peak_mb"] < 50 and results["rss_growth_mb"] < 200, results
+
+
+# --------------------------------------------------------------------------- averaging ("model soups")
+
+def test_average_writes_the_elementwise_mean_and_records_its_sources(tmp_path):
+    a = perturbed(ViTRM(tiny()), seed=1)
+    b = perturbed(ViTRM(tiny()), seed=2)
+    vitrm.save(a, tmp_path / "a")
+    vitrm.save(b, tmp_path / "b")
+    done = subprocess.run([sys.executable, "-m", "vitrm", "average", str(tmp_path / "a"), str(tmp_path / "b"),
+                           "--out", str(tmp_path / "soup")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    soup = vitrm.load(tmp_path / "soup").state_dict()
+    for k, v in a.state_dict().items():
+        assert torch.allclose(soup[k], (v + b.state_dict()[k]) / 2), k
+    recorded = json.loads((tmp_path / "soup" / "averaged_from.json").read_text())
+    assert recorded["sources"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+
+
+def test_averaging_refuses_one_checkpoint_or_two_architectures_in_one_clear_line(tmp_path):
+    vitrm.save(ViTRM(tiny()), tmp_path / "a")
+    vitrm.save(ViTRM(tiny(dim=48)), tmp_path / "wider")
+    with pytest.raises(CheckpointError, match="at least two"):
+        vitrm.checkpoint.average([tmp_path / "a"], tmp_path / "soup")
+    done = subprocess.run([sys.executable, "-m", "vitrm", "average", str(tmp_path / "a"), str(tmp_path / "wider"),
+                           "--out", str(tmp_path / "soup")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'wider'}: its config.json differs from {tmp_path / 'a'}'s; "
+        "only checkpoints of one architecture can be averaged"]
+    assert not (tmp_path / "soup").exists()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m vitrm train | evaluate | predict``.
+"""Command line: ``python -m vitrm train | evaluate | predict | average``.
 
 Errors a user can cause (a wrong path, a bad config, an absurd value) print one line and
 exit with status 2; ``--debug`` shows the full traceback instead. ``predict`` goes on past an
@@ -35,6 +35,12 @@ def _predict(args) -> int:
     from .evaluate import predict_cli
     # Each unreadable file already had its line; the status tells scripts that one failed.
     return 0 if predict_cli(args) else 1
+
+
+def _average(args) -> None:
+    from .checkpoint import average
+    out = average(args.checkpoints, args.out)
+    print(f"wrote the mean of {len(args.checkpoints)} checkpoints' weights to {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="default: the trained count")
     p.add_argument("--top-k", dest="top_k", type=int, default=3)
     p.set_defaults(func=_predict)
+
+    a = sub.add_parser("average", help="the uniform mean of several checkpoints' weights (runs from one warm start)")
+    a.add_argument("checkpoints", nargs="+", help="checkpoint directories of one architecture")
+    a.add_argument("--out", required=True, help="directory for the averaged checkpoint")
+    a.set_defaults(func=_average)
     return parser
 
 

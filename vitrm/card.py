@@ -57,17 +57,25 @@ def render_card(path: Path, hardware: str) -> str:
         # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages).
         earlier = [(json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
                    for d in ckpt.earlier_stages(path) if (d / TRAIN_CONFIG).is_file()]
-        wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for _, r in earlier] + [log] if rows)
+        # Runs of the last stage averaged into the shipped weights keep theirs in stageKb/, ... (ckpt.average).
+        siblings = [(json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
+                    for d in ckpt.averaged_runs(path) if (d / TRAIN_CONFIG).is_file()]
+        wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for _, r in earlier + siblings] + [log] if rows)
         recipe = (f"batch {train_cfg['batch_size']}, AdamW lr {train_cfg['lr']}, cosine schedule, "
                   f"EMA {train_cfg['ema_decay']}, label smoothing {train_cfg['label_smoothing']}, "
                   f"augmentation {train_cfg['augment']}")
         epochs = f"{len(log)} of {train_cfg['epochs']} scheduled; {recipe}"
-        if earlier:
+        if earlier or siblings:
+            last = len(earlier) + 1
             parts = [f"stage {k}, {_stage_summary(cfg_k, rows_k)}" for k, (cfg_k, rows_k) in enumerate(earlier, 1)]
-            parts.append(f"stage {len(earlier) + 1}, {_stage_summary(train_cfg, log)}")
-            epochs = (f"{sum(len(r) for _, r in earlier) + len(log)} in {len(earlier) + 1} stages, each after "
+            parts.append(f"stage {last}, {_stage_summary(train_cfg, log)}")
+            parts += [f"stage {last}{letter}, side by side from the same weights, {_stage_summary(c, rows)}"
+                      for letter, (c, rows) in zip("bcdefghijklmnopqrstuvwxyz", siblings)]
+            averaged = (f". The shipped weights are the uniform average of the {len(siblings) + 1} runs of stage "
+                        f"{last}" if siblings else "")
+            epochs = (f"{sum(len(r) for _, r in earlier + siblings) + len(log)} in {last} stages, each after "
                       f"the first a warm start from the one before (its EMA weights; a new optimizer and "
-                      f"schedule): " + "; ".join(parts) + f". The last stage's recipe: {recipe}")
+                      f"schedule): " + "; ".join(parts) + averaged + f". The last stage's recipe: {recipe}")
         lines += ["## Training", "",
                   f"- Data: {data_description(train_cfg['data'])}.",
                   f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
@@ -79,8 +87,9 @@ def render_card(path: Path, hardware: str) -> str:
         evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
             2 * config.trained_steps if config.arch == "vitrm" else 1)
         commands = [f"python -m vitrm train {_config_file_hint(train_cfg, name)}"]
-        if earlier:
-            commands = _staged_commands(name, [(c, len(rows)) for c, rows in earlier] + [(train_cfg, len(log))])
+        if earlier or siblings:
+            commands = _staged_commands(name, [(c, len(rows)) for c, rows in earlier] + [(train_cfg, len(log))],
+                                        averaged_with=len(siblings))
         lines += ["Reproduce (from the repository root):", "", "```", *commands,
                   f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
                   f"--max-steps {evaluated_steps}", "```", ""]
@@ -134,19 +143,27 @@ def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
     return f"{length} ({', '.join(bits)})"
 
 
-def _staged_commands(name: str, stages: list[tuple[dict, int]]) -> list[str]:
+def _staged_commands(name: str, stages: list[tuple[dict, int]], averaged_with: int = 0) -> list[str]:
     """One command per stage, each warm-starting from the one before; the last writes the checkpoint.
 
     ``stages`` holds each stage's train config and the epochs it ran; an earlier stage cut
-    short of its schedule gets ``--stop-after``, which reproduces it exactly.
+    short of its schedule gets ``--stop-after``, which reproduces it exactly. With
+    ``averaged_with`` other runs of the last stage (configs ``...-stage{K}b.yaml``, ...), each
+    run writes to ``runs/`` and ``python -m vitrm average`` writes the checkpoint.
     """
+    last = len(stages)
+    runs = [""] + list("bcdefghijklmnopqrstuvwxyz"[:averaged_with])
     commands = []
     for k, (cfg, ran) in enumerate(stages, start=1):
-        config = "configs/vitrm-cifar10.yaml" if k == 1 else f"configs/vitrm-cifar10-stage{k}.yaml"
-        out = f"checkpoints/{name}" if k == len(stages) else f"runs/{name}-stage{k}"
-        warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
-        stop = f" --stop-after {ran}" if k < len(stages) and ran < cfg["epochs"] else ""
-        commands.append(f"python -m vitrm train {config} --out {out}{warm}{stop}")
+        for letter in runs if k == last else [""]:
+            config = "configs/vitrm-cifar10.yaml" if (k, letter) == (1, "") else f"configs/vitrm-cifar10-stage{k}{letter}.yaml"
+            out = f"checkpoints/{name}" if k == last and not averaged_with else f"runs/{name}-stage{k}{letter}"
+            warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
+            stop = f" --stop-after {ran}" if k < last and ran < cfg["epochs"] else ""
+            commands.append(f"python -m vitrm train {config} --out {out}{warm}{stop}")
+    if averaged_with:
+        commands.append("python -m vitrm average " + " ".join(f"runs/{name}-stage{last}{letter}" for letter in runs)
+                        + f" --out checkpoints/{name}")
     return commands
 
 

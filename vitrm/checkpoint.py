@@ -6,6 +6,7 @@
     DIR/predictions.csv     per-image table, written by evaluate
     DIR/train_log.csv       one row per epoch, written by train
     DIR/README.md           model card
+    DIR/averaged_from.json  written by ``average``: the runs whose weights were averaged into DIR
 
 Loading never unpickles: only safetensors and JSON are read, and ``config.json`` is
 validated (types, ranges, unknown keys, a parameter budget) before any weight is allocated,
@@ -29,6 +30,7 @@ from .model import ViTRM, ViTRMConfig, num_parameters
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
+AVERAGED_FROM = "averaged_from.json"
 MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
 # Small weights can still ask for huge work per image: attention is quadratic in the tokens,
 # a trace keeps every attention map, and a CNN's first stage runs at full resolution.
@@ -313,3 +315,47 @@ def earlier_stages(path: str | os.PathLike) -> list[Path]:
         stages.append(Path(path) / f"stage{k}")
         k += 1
     return stages
+
+
+def averaged_runs(path: str | os.PathLike) -> list[Path]:
+    """The other runs of a last stage whose weights were averaged into this checkpoint, in order.
+
+    The run at the top level is the first; each other run trained side by side from the same
+    weights keeps its resolved config and log in ``stage{K}b/``, ``stage{K}c/``, ..., where K is
+    the last stage's number (1 for a run in one stage).
+    """
+    last = len(earlier_stages(path)) + 1
+    runs = []
+    for letter in "bcdefghijklmnopqrstuvwxyz":
+        candidate = Path(path) / f"stage{last}{letter}"
+        if not candidate.is_dir():
+            break
+        runs.append(candidate)
+    return runs
+
+
+def average(sources: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Write the uniform mean of several checkpoints' weights to ``out`` (a "model soup").
+
+    The mean of two networks is only a good network when they lie in one basin, which in practice
+    means runs warm-started from the same weights; that is the caller's to know. The sources must
+    share one architecture (their config.json may differ only in class names, which are taken from
+    the first). ``out/averaged_from.json`` records the sources; other files in ``out`` are kept.
+    """
+    if len(sources) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    models = [load(s) for s in sources]
+    first = _comparable(json.dumps(models[0].config.to_dict()))
+    for source, model in zip(sources[1:], models[1:]):
+        if _comparable(json.dumps(model.config.to_dict())) != first:
+            raise CheckpointError(f"{source}: its config.json differs from {sources[0]}'s; only checkpoints "
+                                  "of one architecture can be averaged")
+    states = [m.state_dict() for m in models]
+    # Integer buffers are counters (BatchNorm's num_batches_tracked), not weights: the first run's is kept.
+    mean = {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+    models[0].load_state_dict(mean)
+    save(models[0], out)
+    atomic_write_json(Path(out) / AVERAGED_FROM, {"method": "uniform mean of the weights",
+                                                 "sources": [str(s) for s in sources]})
+    return Path(out)
