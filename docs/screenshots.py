@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from streamlit_client import serve  # noqa: E402   (the server harness the browser tests use)
 
 DOCS = ROOT / "docs"
-IMAGE = "deer · deer_0000.jpg"   # airplane at steps 1-2, deer from step 3: recursion at work
+IMAGE = "deer · deer_0000.jpg"   # airplane at steps 1-3, deer at step 4: recursion at work
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
 
 

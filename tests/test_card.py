@@ -81,7 +81,7 @@ def test_a_card_for_averaged_runs_names_every_run_and_the_average_command(tmp_pa
     assert "7 in 2 stages" in card
     assert "stage 2b, side by side from the same weights, 2 epochs (lr 0.0003, n=1, RandAugment 1 op(s))" in card
     assert "The shipped weights are the uniform average of the 2 runs of stage 2" in card
-    assert "wall time 0.22 h" in card                     # 300 + 200 + 300 s
+    assert "wall time 0.22 h summed over the runs" in card          # 300 + 200 + 300 s
     assert ("python -m vitrm train configs/vitrm-cifar10-stage2b.yaml --out runs/vitrm-cifar10-stage2b "
             "--set init_from=runs/vitrm-cifar10-stage1") in card
     assert ("python -m vitrm average runs/vitrm-cifar10-stage2 runs/vitrm-cifar10-stage2b "

@@ -82,7 +82,9 @@ def render_card(path: Path, hardware: str) -> str:
                   f"{val} held out from the training set for validation (every choice, including the epoch, "
                   "was made on it; the test set was never used to choose anything), 10,000 test images.",
                   f"- Epochs: {epochs}.",
-                  f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h." if log else "- Not trained yet.",
+                  f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h"
+                  + (" summed over the runs, though the runs of the last stage trained at the same time."
+                     if siblings else ".") if log else "- Not trained yet.",
                   ""]
         evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
             2 * config.trained_steps if config.arch == "vitrm" else 1)
