@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import vitrm
-from vitrm.checkpoint import CONFIG, WEIGHTS, CheckpointError, earlier_stages
+from vitrm.checkpoint import CONFIG, WEIGHTS, CheckpointError, averaged_runs, earlier_stages
 
 REPO = Path(__file__).resolve().parents[1]
 PREDICTIONS = "predictions.csv"
@@ -118,18 +118,24 @@ def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
 
     A staged run keeps each earlier stage's log in ``stageK/`` (``vitrm.checkpoint.earlier_stages``);
     they are shown as one history, each stage's epochs numbered on from the one before, with a
-    ``stage`` column so the views can mark the restarts.
+    ``stage`` column so the views can mark the restarts. When the shipped weights average several
+    runs of the last stage (``vitrm.checkpoint.averaged_runs``), the others' logs follow over the
+    same epochs, told apart by a ``run`` column ("" for the main line, "5b", ... for the others).
     """
     log = _read_csv(path / TRAIN_LOG, problems)
     if log is None:
         return None
     logs = [_read_csv(stage / TRAIN_LOG, problems) for stage in earlier_stages(path)] + [log]
-    if len(logs) == 1 or any(part is None or part.empty for part in logs):
+    siblings = [_read_csv(run / TRAIN_LOG, problems) for run in averaged_runs(path)]
+    if (len(logs) == 1 and not siblings) or any(part is None or part.empty for part in logs + siblings):
         return log
     offset, parts = 0, []
     for number, part in enumerate(logs, start=1):
-        parts.append(part.assign(epoch=part["epoch"] + offset, stage=number))
+        parts.append(part.assign(epoch=part["epoch"] + offset, stage=number, run=""))
         offset += int(part["epoch"].max())
+    last_offset = offset - int(log["epoch"].max())
+    parts += [part.assign(epoch=part["epoch"] + last_offset, stage=len(logs), run=f"{len(logs)}{letter}")
+              for letter, part in zip("bcdefghijklmnopqrstuvwxyz", siblings)]
     return pd.concat(parts, ignore_index=True)
 
 

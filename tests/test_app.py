@@ -582,6 +582,28 @@ def test_a_run_trained_in_stages_shows_them_as_one_training_history(tmp_path):
     assert [s["x0"] for s in loss.to_dict()["layout"]["shapes"]] == [3.5, 5.5]
 
 
+def test_runs_averaged_into_the_checkpoint_are_drawn_over_the_last_stage(tmp_path):
+    from app.checkpoints import read_files
+    from app.views.analysis import train_log_figures
+    torch.manual_seed(0)
+    run_dir = tmp_path / "soup"
+    vitrm.save(ViTRM(TINY), run_dir)
+    row = dict.fromkeys(LOG_FIELDS, 0.5)
+    for folder, epochs in ((run_dir / "stage1", 3), (run_dir, 2), (run_dir / "stage2b", 2)):
+        folder.mkdir(exist_ok=True)
+        with open(folder / "train_log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows({**row, "epoch": e} for e in range(1, epochs + 1))
+    log = read_files(run_dir).train_log
+    assert log["epoch"].tolist() == [1, 2, 3, 4, 5, 4, 5]
+    assert log["run"].tolist() == ["", "", "", "", "", "2b", "2b"]
+    loss, acc = train_log_figures(log)
+    assert [s["x0"] for s in loss.to_dict()["layout"]["shapes"]] == [3.5]       # one warm start, not two
+    dashed = [t for t in acc.data if t.name.endswith("run 2b")]
+    assert dashed and all(list(t.x) == [4, 5] and t.line.dash == "dash" for t in dashed)
+
+
 def test_the_whole_odd_file_corpus_in_one_upload_gets_a_line_per_file_and_no_crash(app, lab):
     from oddfiles import odd_files
     corpus = odd_files()

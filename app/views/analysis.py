@@ -87,13 +87,21 @@ def tradeoff_figure(fixed_top1: list[float], sweep: pd.DataFrame | None, adaptiv
 def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
     loss_cols = [c for c in ("train_loss", "train_ce", "train_halt_bce") if c in log]
     acc_cols = [c for c in ("train_top1", "val_top1", "test_top1") if c in log and log[c].notna().any()]
-    loss = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in loss_cols])
-    acc = go.Figure([go.Scatter(x=log["epoch"], y=log[c], mode="lines+markers", name=c) for c in acc_cols])
+    runs = dict(tuple(log.groupby("run", sort=True))) if "run" in log else {"": log}
+    main = runs.pop("")
+
+    def lines(cols):
+        # Other runs averaged into the shipped weights share the main line's colours, dashed.
+        return ([go.Scatter(x=main["epoch"], y=main[c], mode="lines+markers", name=c) for c in cols]
+                + [go.Scatter(x=part["epoch"], y=part[c], mode="lines", line_dash="dash", name=f"{c}, run {name}")
+                   for name, part in runs.items() for c in cols if part[c].notna().any()])
+
+    loss, acc = go.Figure(lines(loss_cols)), go.Figure(lines(acc_cols))
     for fig in (loss, acc):
         fig.update_xaxes(title="epoch", tickformat="d")
-        for stage in sorted(log["stage"].unique())[1:] if "stage" in log else []:
+        for stage in sorted(main["stage"].unique())[1:] if "stage" in main else []:
             # A warm start: a new optimizer and schedule begin here, so a jump is expected.
-            fig.add_vline(x=log.loc[log["stage"] == stage, "epoch"].min() - 0.5, line_dash="dot",
+            fig.add_vline(x=main.loc[main["stage"] == stage, "epoch"].min() - 0.5, line_dash="dot",
                           annotation_text=f"stage {stage} (warm start)", annotation_position="top left")
     acc.update_yaxes(tickformat=".1%")
     return [figures.compact(loss, 320, "Training loss"), figures.compact(acc, 320, "Accuracy during training")]
@@ -147,5 +155,6 @@ def draw_train_log(log: pd.DataFrame) -> None:
         figures.show(loss)
     with right:
         figures.show(acc)
-    st.caption("One point per epoch, from train_log.csv (preceded by stage1/, stage2/, ... for a run trained in stages). "
+    st.caption("One point per epoch, from train_log.csv (preceded by stage1/, stage2/, ... for a run trained in stages; "
+               "dashed: other runs whose weights were averaged into the checkpoint). "
                "Validation accuracy that stops rising while training accuracy climbs is overfitting.")
