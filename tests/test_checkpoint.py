@@ -457,6 +457,16 @@ def test_average_writes_the_elementwise_mean_and_records_its_sources(tmp_path):
     assert recorded["sources"] == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
+def test_averaging_into_an_evaluated_checkpoint_drops_its_stale_metrics_and_keeps_the_rest(tmp_path):
+    for name, seed in (("a", 1), ("b", 2)):
+        vitrm.save(perturbed(ViTRM(tiny()), seed=seed), tmp_path / name)
+    for name in ("metrics.json", "predictions.csv", "train_log.csv"):
+        (tmp_path / "a" / name).write_text("of the old weights")
+    vitrm.checkpoint.average([tmp_path / "a", tmp_path / "b"], tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "averaged_from.json", "config.json", "model.safetensors", "train_log.csv"]
+
+
 def test_averaging_refuses_one_checkpoint_or_two_architectures_in_one_clear_line(tmp_path):
     vitrm.save(ViTRM(tiny()), tmp_path / "a")
     vitrm.save(ViTRM(tiny(dim=48)), tmp_path / "wider")

@@ -158,7 +158,8 @@ def _staged_commands(name: str, stages: list[tuple[dict, int]], averaged_with: i
     commands = []
     for k, (cfg, ran) in enumerate(stages, start=1):
         for letter in runs if k == last else [""]:
-            config = "configs/vitrm-cifar10.yaml" if (k, letter) == (1, "") else f"configs/vitrm-cifar10-stage{k}{letter}.yaml"
+            config = ("configs/vitrm-cifar10.yaml" if (k, letter) == (1, "")
+                      else f"configs/vitrm-cifar10-stage{k}{letter}.yaml")
             out = f"checkpoints/{name}" if k == last and not averaged_with else f"runs/{name}-stage{k}{letter}"
             warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
             stop = f" --stop-after {ran}" if k < last and ran < cfg["epochs"] else ""

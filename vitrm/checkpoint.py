@@ -340,7 +340,8 @@ def average(sources: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     The mean of two networks is only a good network when they lie in one basin, which in practice
     means runs warm-started from the same weights; that is the caller's to know. The sources must
     share one architecture (their config.json may differ only in class names, which are taken from
-    the first). ``out/averaged_from.json`` records the sources; other files in ``out`` are kept.
+    the first). ``out/averaged_from.json`` records the sources. Other files in ``out`` are kept,
+    except ``metrics.json`` and ``predictions.csv``, which described the weights replaced here.
     """
     if len(sources) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
@@ -356,6 +357,8 @@ def average(sources: list[str | os.PathLike], out: str | os.PathLike) -> Path:
             for k, v in states[0].items()}
     models[0].load_state_dict(mean)
     save(models[0], out)
+    for stale in (METRICS, "predictions.csv"):
+        (Path(out) / stale).unlink(missing_ok=True)
     atomic_write_json(Path(out) / AVERAGED_FROM, {"method": "uniform mean of the weights",
                                                  "sources": [str(s) for s in sources]})
     return Path(out)
