@@ -126,16 +126,16 @@ def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
     if log is None:
         return None
     logs = [_read_csv(stage / TRAIN_LOG, problems) for stage in earlier_stages(path)] + [log]
-    siblings = [_read_csv(run / TRAIN_LOG, problems) for run in averaged_runs(path)]
-    if (len(logs) == 1 and not siblings) or any(part is None or part.empty for part in logs + siblings):
+    siblings = {run.name.removeprefix("stage"): _read_csv(run / TRAIN_LOG, problems) for run in averaged_runs(path)}
+    if (len(logs) == 1 and not siblings) or any(part is None or part.empty for part in logs + list(siblings.values())):
         return log
     offset, parts = 0, []
     for number, part in enumerate(logs, start=1):
         parts.append(part.assign(epoch=part["epoch"] + offset, stage=number, run=""))
         offset += int(part["epoch"].max())
     last_offset = offset - int(log["epoch"].max())
-    parts += [part.assign(epoch=part["epoch"] + last_offset, stage=len(logs), run=f"{len(logs)}{letter}")
-              for letter, part in zip("bcdefghijklmnopqrstuvwxyz", siblings)]
+    parts += [part.assign(epoch=part["epoch"] + last_offset, stage=len(logs), run=run)
+              for run, part in siblings.items()]
     return pd.concat(parts, ignore_index=True)
 
 

@@ -562,19 +562,24 @@ def test_halting_step_and_the_notes_on_changed_predictions():
     assert derive.prediction_changes(probs, ["cat", "dog"]) == ["step 2: cat -> dog", "step 4: dog -> cat"]
 
 
+def write_logs(*runs: tuple[Path, int]) -> None:
+    """A train_log.csv of ``epochs`` rows in each folder."""
+    row = dict.fromkeys(LOG_FIELDS, 0.5)
+    for folder, epochs in runs:
+        folder.mkdir(exist_ok=True)
+        with open(folder / "train_log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows({**row, "epoch": e} for e in range(1, epochs + 1))
+
+
 def test_a_run_trained_in_stages_shows_them_as_one_training_history(tmp_path):
     from app.checkpoints import read_files
     from app.views.analysis import train_log_figures
     torch.manual_seed(0)
     run_dir = tmp_path / "warm"
     vitrm.save(ViTRM(TINY), run_dir)
-    row = dict.fromkeys(LOG_FIELDS, 0.5)
-    for folder, epochs in ((run_dir / "stage1", 3), (run_dir / "stage2", 2), (run_dir, 2)):
-        folder.mkdir(exist_ok=True)
-        with open(folder / "train_log.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows({**row, "epoch": e} for e in range(1, epochs + 1))
+    write_logs((run_dir / "stage1", 3), (run_dir / "stage2", 2), (run_dir, 2))
     log = read_files(run_dir).train_log
     assert log["epoch"].tolist() == [1, 2, 3, 4, 5, 6, 7]
     assert log["stage"].tolist() == [1, 1, 1, 2, 2, 3, 3]
@@ -588,13 +593,7 @@ def test_runs_averaged_into_the_checkpoint_are_drawn_over_the_last_stage(tmp_pat
     torch.manual_seed(0)
     run_dir = tmp_path / "soup"
     vitrm.save(ViTRM(TINY), run_dir)
-    row = dict.fromkeys(LOG_FIELDS, 0.5)
-    for folder, epochs in ((run_dir / "stage1", 3), (run_dir, 2), (run_dir / "stage2b", 2)):
-        folder.mkdir(exist_ok=True)
-        with open(folder / "train_log.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows({**row, "epoch": e} for e in range(1, epochs + 1))
+    write_logs((run_dir / "stage1", 3), (run_dir, 2), (run_dir / "stage2b", 2))
     log = read_files(run_dir).train_log
     assert log["epoch"].tolist() == [1, 2, 3, 4, 5, 4, 5]
     assert log["run"].tolist() == ["", "", "", "", "", "2b", "2b"]

@@ -54,13 +54,11 @@ def render_card(path: Path, hardware: str) -> str:
     lines.append("")
     if train_cfg:
         val = train_cfg["val_size"]
-        # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages).
-        earlier = [(json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
-                   for d in ckpt.earlier_stages(path) if (d / TRAIN_CONFIG).is_file()]
-        # Runs of the last stage averaged into the shipped weights keep theirs in stageKb/, ... (ckpt.average).
-        siblings = [(json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
-                    for d in ckpt.averaged_runs(path) if (d / TRAIN_CONFIG).is_file()]
-        wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for _, r in earlier + siblings] + [log] if rows)
+        # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages), and
+        # the other runs of its last stage averaged into the shipped weights in stageKb/, ... (ckpt.averaged_runs).
+        earlier = [(c, rows) for _, c, rows in _recorded_runs(ckpt.earlier_stages(path))]
+        siblings = _recorded_runs(ckpt.averaged_runs(path))
+        wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for *_, r in earlier + siblings] + [log] if rows)
         recipe = (f"batch {train_cfg['batch_size']}, AdamW lr {train_cfg['lr']}, cosine schedule, "
                   f"EMA {train_cfg['ema_decay']}, label smoothing {train_cfg['label_smoothing']}, "
                   f"augmentation {train_cfg['augment']}")
@@ -69,11 +67,11 @@ def render_card(path: Path, hardware: str) -> str:
             last = len(earlier) + 1
             parts = [f"stage {k}, {_stage_summary(cfg_k, rows_k)}" for k, (cfg_k, rows_k) in enumerate(earlier, 1)]
             parts.append(f"stage {last}, {_stage_summary(train_cfg, log)}")
-            parts += [f"stage {last}{letter}, side by side from the same weights, {_stage_summary(c, rows)}"
-                      for letter, (c, rows) in zip("bcdefghijklmnopqrstuvwxyz", siblings)]
+            parts += [f"stage {run.removeprefix('stage')}, side by side from the same weights, "
+                      f"{_stage_summary(c, rows)}" for run, c, rows in siblings]
             averaged = (f". The shipped weights are the uniform average of the {len(siblings) + 1} runs of stage "
                         f"{last}" if siblings else "")
-            epochs = (f"{sum(len(r) for _, r in earlier + siblings) + len(log)} in {last} stages, each after "
+            epochs = (f"{sum(len(r) for *_, r in earlier + siblings) + len(log)} in {last} stages, each after "
                       f"the first a warm start from the one before (its EMA weights; a new optimizer and "
                       f"schedule): " + "; ".join(parts) + averaged + f". The last stage's recipe: {recipe}")
         lines += ["## Training", "",
@@ -91,7 +89,7 @@ def render_card(path: Path, hardware: str) -> str:
         commands = [f"python -m vitrm train {_config_file_hint(train_cfg, name)}"]
         if earlier or siblings:
             commands = _staged_commands(name, [(c, len(rows)) for c, rows in earlier] + [(train_cfg, len(log))],
-                                        averaged_with=len(siblings))
+                                        averaged_with=[run for run, _, _ in siblings])
         lines += ["Reproduce (from the repository root):", "", "```", *commands,
                   f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
                   f"--max-steps {evaluated_steps}", "```", ""]
@@ -145,29 +143,34 @@ def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
     return f"{length} ({', '.join(bits)})"
 
 
-def _staged_commands(name: str, stages: list[tuple[dict, int]], averaged_with: int = 0) -> list[str]:
+def _staged_commands(name: str, stages: list[tuple[dict, int]], averaged_with: list[str] = ()) -> list[str]:
     """One command per stage, each warm-starting from the one before; the last writes the checkpoint.
 
     ``stages`` holds each stage's train config and the epochs it ran; an earlier stage cut
-    short of its schedule gets ``--stop-after``, which reproduces it exactly. With
-    ``averaged_with`` other runs of the last stage (configs ``...-stage{K}b.yaml``, ...), each
-    run writes to ``runs/`` and ``python -m vitrm average`` writes the checkpoint.
+    short of its schedule gets ``--stop-after``, which reproduces it exactly. ``averaged_with``
+    names the other runs of the last stage (``stage5b``, ...; config ``...-stage5b.yaml``): then
+    every run writes to ``runs/`` and ``python -m vitrm average`` writes the checkpoint.
     """
     last = len(stages)
-    runs = [""] + list("bcdefghijklmnopqrstuvwxyz"[:averaged_with])
     commands = []
     for k, (cfg, ran) in enumerate(stages, start=1):
-        for letter in runs if k == last else [""]:
-            config = ("configs/vitrm-cifar10.yaml" if (k, letter) == (1, "")
-                      else f"configs/vitrm-cifar10-stage{k}{letter}.yaml")
-            out = f"checkpoints/{name}" if k == last and not averaged_with else f"runs/{name}-stage{k}{letter}"
+        for run in [f"stage{k}", *averaged_with] if k == last else [f"stage{k}"]:
+            config = "configs/vitrm-cifar10.yaml" if run == "stage1" else f"configs/vitrm-cifar10-{run}.yaml"
+            out = f"checkpoints/{name}" if k == last and not averaged_with else f"runs/{name}-{run}"
             warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
             stop = f" --stop-after {ran}" if k < last and ran < cfg["epochs"] else ""
             commands.append(f"python -m vitrm train {config} --out {out}{warm}{stop}")
     if averaged_with:
-        commands.append("python -m vitrm average " + " ".join(f"runs/{name}-stage{last}{letter}" for letter in runs)
+        commands.append("python -m vitrm average " + " ".join(f"runs/{name}-{run}" for run in
+                                                              [f"stage{last}", *averaged_with])
                         + f" --out checkpoints/{name}")
     return commands
+
+
+def _recorded_runs(folders: list[Path]) -> list[tuple[str, dict, list[dict]]]:
+    """(folder name, resolved train config, log) of each folder that kept its run's record."""
+    return [(d.name, json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
+            for d in folders if (d / TRAIN_CONFIG).is_file()]
 
 
 def _config_file_hint(train_cfg: dict, name: str) -> str:

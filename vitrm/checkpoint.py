@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import string
 import tempfile
 from pathlib import Path
 
@@ -326,7 +327,7 @@ def averaged_runs(path: str | os.PathLike) -> list[Path]:
     """
     last = len(earlier_stages(path)) + 1
     runs = []
-    for letter in "bcdefghijklmnopqrstuvwxyz":
+    for letter in string.ascii_lowercase[1:]:
         candidate = Path(path) / f"stage{last}{letter}"
         if not candidate.is_dir():
             break

@@ -155,6 +155,6 @@ def draw_train_log(log: pd.DataFrame) -> None:
         figures.show(loss)
     with right:
         figures.show(acc)
-    st.caption("One point per epoch, from train_log.csv (preceded by stage1/, stage2/, ... for a run trained in stages; "
-               "dashed: other runs whose weights were averaged into the checkpoint). "
+    st.caption("One point per epoch, from train_log.csv (preceded by stage1/, stage2/, ... for a run trained in "
+               "stages; dashed: other runs whose weights were averaged into the checkpoint). "
                "Validation accuracy that stops rising while training accuracy climbs is overfitting.")
