@@ -358,6 +358,8 @@ MALICIOUS_CONFIGS = {
     "dropout of two": (dict(dropout=2), "dropout"),
     "patch larger than image": (dict(patch_size=64), "multiple of patch_size"),
     "conv stem without downsampling": (dict(tokenizer="conv", patch_size=1), "power of two"),
+    "more conv stages than downsampling": (dict(tokenizer="conv", patch_size=4, conv_stages=3), "conv_stages"),
+    "negative conv stages": (dict(tokenizer="conv", conv_stages=-1), "conv_stages"),
     "no latent updates": (dict(latent_updates=0), "latent_updates"),
     "unknown combine": (dict(combine="xor"), "combine"),
     "empty cnn": (dict(arch="cnn", cnn_widths=[]), "cnn_widths"),

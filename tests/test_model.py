@@ -18,7 +18,8 @@ def tiny(**overrides) -> ViTRMConfig:
 
 
 VARIANTS = [pytest.param(dict(combine=c, tokenizer=t), id=f"{c}-{t}")
-            for c in ("concat", "add") for t in ("patch", "conv")]
+            for c in ("concat", "add") for t in ("patch", "conv")] + [
+    pytest.param(dict(tokenizer="conv", patch_size=8, conv_stages=1), id="add-light-stem")]
 
 
 def model_and_images(seed=0, batch=B, **overrides):
@@ -168,10 +169,22 @@ def test_forward_uses_sdpa_and_only_the_trace_computes_weights(monkeypatch):
     (dict(tokenizer="conv", patch_size=1), "power of two"),
     (dict(tokenizer="conv", patch_size=6, image_size=36), "power of two"),
     (dict(tokenizer="pixels"), "tokenizer"),
+    (dict(tokenizer="conv", patch_size=4, conv_stages=3), "conv_stages"),
 ])
 def test_an_impossible_config_is_refused_at_construction(overrides, message):
     with pytest.raises(ValueError, match=message):
         ViTRM(tiny(**overrides))
+
+
+@pytest.mark.parametrize("stages, convs", [(0, 3), (3, 3), (2, 3), (1, 2)])
+def test_a_lighter_stem_has_fewer_conv_stages_and_a_patch_embedding_for_the_rest(stages, convs):
+    # conv_stages=0 is the full CCT stem (three 3x3 stages for patch 8), as every older checkpoint has;
+    # fewer stages end in one linear patch embedding (kernel = stride) to reach the same 4x4 grid.
+    model = ViTRM(tiny(tokenizer="conv", patch_size=8, conv_stages=stages))
+    conv = [m for m in model.tokenizer if isinstance(m, torch.nn.Conv2d)]
+    assert len(conv) == convs
+    assert [c.kernel_size for c in conv].count((3, 3)) == (stages or 3)
+    assert model.embed(torch.randn(2, 3, 32, 32)).shape == (2, 16, 32)
 
 
 def test_the_config_survives_a_dict_round_trip():

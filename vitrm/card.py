@@ -42,7 +42,10 @@ def render_card(path: Path, hardware: str) -> str:
     lines += [f"**Architecture:** {arch}  ", f"**Parameters:** {params:,}  "]
     if config.arch == "vitrm":
         lines += [f"**Block:** k={config.layers} layers, width {config.dim}, {config.heads} heads, MLP ratio "
-                  f"{config.mlp_ratio}; tokenizer `{config.tokenizer}` to a {config.grid}x{config.grid} grid "
+                  f"{config.mlp_ratio}; tokenizer `{config.tokenizer}`"
+                  + (f" ({config.conv_stages} conv stage{'s' * (config.conv_stages > 1)}, then a linear patch "
+                     f"embedding)" if config.tokenizer == "conv" and config.conv_stages else "")
+                  + f" to a {config.grid}x{config.grid} grid "
                   f"({config.num_tokens} tokens); combine `{config.combine}`  ",
                   f"**Recursion:** n={config.latent_updates} latent updates + 1 answer update per step, "
                   f"trained with N={config.trained_steps} steps; effective depth {config.effective_depth} layers  "]

@@ -72,7 +72,7 @@ def estimate_parameters(cfg: ViTRMConfig) -> int:
 _INT_RANGES = {
     "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
     "patch_size": (1, 256), "dim": (4, 4096), "heads": (1, 64), "layers": (1, 512),
-    "latent_updates": (0, 64), "trained_steps": (1, 1024),
+    "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8),
 }
 
 
@@ -135,6 +135,8 @@ def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
             raise bad(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
         if cfg.tokenizer == "conv" and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
             raise bad("the conv tokenizer needs patch_size to be a power of two, at least 2")
+        if cfg.tokenizer == "conv" and 2 ** cfg.conv_stages > cfg.patch_size:
+            raise bad(f"conv_stages={cfg.conv_stages} downsamples more than patch_size {cfg.patch_size}")
     if cfg.arch == "vitrm" and cfg.latent_updates < 1:
         raise bad("a ViTRM needs latent_updates of at least 1")
     estimate = estimate_parameters(cfg)

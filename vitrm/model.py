@@ -57,6 +57,7 @@ class ViTRMConfig:
     num_classes: int = 10
     tokenizer: str = "patch"          # "patch": Conv2d(kernel=stride=patch); "conv": CCT stem
     patch_size: int = 4               # for "conv": the stem's total downsampling
+    conv_stages: int = 0              # for "conv": conv-ReLU-pool stages; 0 = log2(patch_size), all of it
     dim: int = 64
     heads: int = 4
     mlp_ratio: float = 2.0
@@ -171,14 +172,23 @@ def make_tokenizer(cfg: ViTRMConfig) -> nn.Module:
         if cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1):
             raise ValueError(f"the conv tokenizer needs patch_size to be a power of two >= 2, got {cfg.patch_size}")
         # Compact-convolutional-transformer stem: conv-ReLU-maxpool stages, each halving the
-        # resolution, until the grid matches patch_size. No batch norm: a prediction must not
-        # depend on what else is in the batch.
-        stages = int(math.log2(cfg.patch_size))
-        widths = [cfg.in_channels] + [max(cfg.dim // 2 ** (stages - 1 - i), 16) for i in range(stages - 1)] + [cfg.dim]
+        # resolution. No batch norm: a prediction must not depend on what else is in the batch.
+        # With fewer stages than the downsampling needs (``conv_stages``), a linear patch
+        # embedding does the rest: a lighter stem leaves more of the work to the recursion.
+        full = int(math.log2(cfg.patch_size))
+        stages = cfg.conv_stages or full
+        if not 1 <= stages <= full:
+            raise ValueError(f"conv_stages must be between 1 and log2(patch_size) = {full}, got {cfg.conv_stages}")
+        widths = [cfg.in_channels] + [max(cfg.dim // 2 ** (full - 1 - i), 16) for i in range(stages)]
+        if stages == full:
+            widths[-1] = cfg.dim
         mods: list[nn.Module] = []
         for i in range(stages):
             mods += [nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=False), nn.ReLU(inplace=True),
                      nn.MaxPool2d(3, stride=2, padding=1)]
+        rest = cfg.patch_size // 2 ** stages
+        if rest > 1:
+            mods.append(nn.Conv2d(widths[-1], cfg.dim, kernel_size=rest, stride=rest))
         return nn.Sequential(*mods)
     raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}; expected 'patch' or 'conv'")
 

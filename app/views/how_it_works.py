@@ -9,6 +9,9 @@ from vitrm import ViTRMConfig
 
 
 def tokenizer_text(cfg: ViTRMConfig) -> str:
+    if cfg.tokenizer == "conv" and cfg.conv_stages:
+        return (f"{cfg.conv_stages} conv stage{'s' if cfg.conv_stages > 1 else ''} + linear patches, "
+                f"{cfg.image_size}→{cfg.grid} per side")
     if cfg.tokenizer == "conv":
         return f"convolutional stem, {cfg.image_size}→{cfg.grid} per side"
     return f"{cfg.patch_size}x{cfg.patch_size} patches, linear embedding"
