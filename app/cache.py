@@ -87,6 +87,18 @@ def model_facts(path: str, mtime: float) -> dict:
     return _facts(load_model(path, mtime))
 
 
+def trained_n_sweeps() -> list[list[vitrm.SweepPoint]]:
+    """The trained-N sweeps among the discovered checkpoints; recomputed when any of their files change."""
+    paths = checkpoints.discover()
+    stamps = tuple((str(p), max((f.stat().st_mtime for f in p.iterdir() if f.is_file()), default=0.0)) for p in paths)
+    return _sweeps(stamps)
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the trained-N sweep…")
+def _sweeps(stamps: tuple[tuple[str, float], ...]) -> list[list[vitrm.SweepPoint]]:
+    return vitrm.find_sweeps([path for path, _ in stamps])
+
+
 @st.cache_data(show_spinner=False)
 def default_model_facts() -> dict:
     """The same for an untrained ViTRM with the library's default config (shown before any training)."""

@@ -473,6 +473,28 @@ def test_metrics_without_the_per_image_table_are_used_and_the_table_is_offered(l
     assert any("need predictions.csv" in i.value for i in at.info)
 
 
+def test_accuracy_vs_trained_n_is_drawn_beside_test_time_steps_from_a_sweep_of_checkpoints(lab, tmp_path,
+                                                                                           monkeypatch):
+    import dataclasses
+    for n in (1, 2, 4):
+        torch.manual_seed(n)
+        vitrm.save(ViTRM(dataclasses.replace(TINY, trained_steps=n)), tmp_path / f"sweep-N{n}")
+        evaluate_checkpoint(tmp_path / f"sweep-N{n}", f"imagefolder:{lab.parent / 'data'}", cache_dir=None,
+                            progress=False)
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
+    at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    at.switch_page("screens/dataset.py")
+    run(at)
+    titles = [spec["layout"]["title"]["text"] for spec in plotly_specs(at)]
+    assert any(t.startswith("Accuracy vs test-time steps") for t in titles), titles
+    trained = next(s for s in plotly_specs(at) if s["layout"]["title"]["text"].startswith("Accuracy vs trained N"))
+    own_n = [json.loads((tmp_path / f"sweep-N{n}" / "metrics.json").read_text())["top1_by_step"][n - 1]
+             for n in (1, 2, 4)]
+    assert values(trained["data"][0]["x"]) == [1, 2, 4]
+    assert values(trained["data"][0]["y"]) == pytest.approx(own_n)
+    assert any("test-time steps runs one trained model" in c.value for c in at.caption)
+
+
 # --------------------------------------------------------------------------- checkpoints and the other pages
 
 def test_without_checkpoints_the_app_explains_how_to_train_one(tmp_path, monkeypatch):

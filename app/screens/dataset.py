@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import cache, checkpoints, session, summaries
-from app.views import analysis, galleries
+from app.views import analysis, galleries, trained_n
 
 SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", "Calibration", "Halting", "Galleries", "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
@@ -125,7 +125,11 @@ if section in ("Accuracy vs N", "Calibration"):
     baselines = {summaries.budget_label(c): c["top1_trained"] for c in [named[k].card for k in focus_keys] +
                  session.baseline_cards(set(named)) if c["arch"] != "vitrm" and "top1_trained" in c}
     if section == "Accuracy vs N":
-        analysis.draw_accuracy(curves, baselines, "; ".join(sorted(notes)))
+        test_time, trained = st.columns(2)
+        with test_time:
+            analysis.draw_accuracy(curves, baselines, "; ".join(sorted(notes)))
+        with trained:
+            trained_n.draw_trained_n(cache.trained_n_sweeps())
     elif ece:
         analysis.draw_ece(ece)
     else:

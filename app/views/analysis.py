@@ -30,7 +30,7 @@ def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.
         figures.level_line(fig, top1, f"{name} {top1:.1%}")
     fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 20 else None)
     fig.update_yaxes(title="top-1 accuracy", tickformat=".1%")
-    return figures.compact(fig, 380, "Accuracy vs number of recursion steps")
+    return figures.compact(fig, 380, "Accuracy vs test-time steps (each model run for 1, 2, … steps)")
 
 
 def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
@@ -110,6 +110,7 @@ def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
 # --------------------------------------------------------------------------- drawing
 
 def draw_accuracy(curves: dict[str, dict], baselines: dict[str, float], data_note: str) -> None:
+    st.markdown("**Accuracy vs test-time steps** — one model, stopped after 1, 2, … steps")
     figures.show(accuracy_figure(curves, baselines))
     st.caption("Each line is one recursive model asked to answer after 1, 2, ... steps; the diamond marks the "
                "step count it was trained with, and dashed lines are non-recursive baselines. A curve that keeps "

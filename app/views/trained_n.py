@@ -1,0 +1,54 @@
+"""Accuracy vs trained N: one model per N (the paper's claim), drawn beside one model's test-time steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import vitrm
+
+from . import figures
+
+
+def sweep_table(points: list[vitrm.SweepPoint]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "checkpoint": [p.path.name for p in points],
+        "trained N": [p.trained_steps for p in points],
+        "parameters": [p.parameters for p in points],
+        "MFLOPs / image": [round(p.flops_per_image / 1e6, 1) for p in points],
+        "test top-1 at N": [None if p.top1 is None else round(100 * p.top1, 2) for p in points],
+    })
+
+
+def trained_n_figure(points: list[vitrm.SweepPoint]) -> go.Figure:
+    measured = [p for p in points if p.top1 is not None]
+    fig = go.Figure(go.Scatter(
+        x=[p.trained_steps for p in measured], y=[p.top1 for p in measured], mode="lines+markers",
+        marker=dict(size=10, symbol="square"), name="one model per N",
+        customdata=[[p.path.name, p.flops_per_image / 1e6] for p in measured],
+        hovertemplate="trained and tested with N=%{x}: %{y:.2%}<br>%{customdata[0]}, "
+                      "%{customdata[1]:.1f} MFLOPs per image<extra></extra>"))
+    ns = [p.trained_steps for p in points]
+    # Powers of two are the usual sweep; a log axis spaces them evenly.
+    fig.update_xaxes(title="recursion steps N used in training and at test", type="log",
+                     tickvals=ns, ticktext=[str(n) for n in ns])
+    fig.update_yaxes(title="top-1 accuracy at its own N", tickformat=".1%")
+    return figures.compact(fig, 380, "Accuracy vs trained N (one model per N)")
+
+
+def draw_trained_n(sweeps: list[list[vitrm.SweepPoint]]) -> None:
+    """One chart and table per sweep found among the checkpoints; a hint when there is none."""
+    st.markdown("**Accuracy vs trained N** — separate models, one per N")
+    if not sweeps:
+        st.info("No trained-N sweep among the checkpoints: it needs two or more ViTRM checkpoints whose "
+                "config.json files differ only in trained_steps (for example checkpoints/sweep-N1 … sweep-N8).")
+        return
+    for points in sweeps:
+        figures.show(trained_n_figure(points))
+        st.dataframe(sweep_table(points), hide_index=True, width="stretch")
+        data = sorted({str(p.data) for p in points if p.data})
+        st.caption(vitrm.sweep.EXPLANATION + " Same parameters at every N; only the compute per image grows. "
+                   f"Test data: {', '.join(data) or 'not evaluated yet'} ({Path(points[0].path).parent.name}/).")

@@ -1,0 +1,94 @@
+"""The trained-N sweep: models that differ only in how many recursion steps they were trained with.
+
+Two different curves are both called "accuracy vs N", and they answer different questions:
+
+* **test-time steps**: one model, run for 1, 2, .. S steps (``metrics.json``'s ``top1_by_step``).
+  It shows how one model refines its answer; it is the scrubber's story.
+* **trained N**: one model per N, each trained and tested with its own N, same parameters, same
+  recipe and budget. It tests the paper's claim that recursion substitutes for depth.
+
+This module owns the second. A sweep is a set of ViTRM checkpoints whose ``config.json`` files
+are equal except for ``trained_steps``; ``find_sweeps`` groups them, ``flops_per_image`` gives
+the compute each N costs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .checkpoint import CheckpointError, load, read_config, read_metrics
+from .model import ViTRMConfig, num_parameters
+
+EXPLANATION = ("Accuracy vs trained N compares separate models, each trained and tested with its own number "
+               "of recursion steps N (same weights count, more compute per image as N grows); accuracy vs "
+               "test-time steps runs one trained model for more or fewer steps than it was trained with.")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    path: Path
+    trained_steps: int
+    parameters: int
+    flops_per_image: int            # forward pass at the trained N, one image
+    top1: float | None              # test top-1 at the trained N, from metrics.json; None if not evaluated
+    num_images: int | None
+    data: str | None
+
+
+def flops_per_image(model: torch.nn.Module, steps: int | None = None) -> int:
+    """FLOPs of one forward pass on one image (matmuls, convolutions, attention), counted by torch."""
+    cfg = model.config
+    image = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(image, steps) if cfg.arch == "vitrm" else model(image)
+    return int(counter.get_total_flops())
+
+
+def _family(config: ViTRMConfig) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in config.to_dict().items() if k != "trained_steps"))
+
+
+def _top1_at_trained(metrics: dict | None, steps: int) -> float | None:
+    by_step = (metrics or {}).get("top1_by_step")
+    if isinstance(by_step, list) and len(by_step) >= steps and isinstance(by_step[steps - 1], (int, float)):
+        return float(by_step[steps - 1])
+    return None
+
+
+def find_sweeps(paths: list[str | os.PathLike]) -> list[list[SweepPoint]]:
+    """Groups of at least two ViTRM checkpoints that differ only in ``trained_steps``, each sorted by N.
+
+    Directories that are not readable checkpoints are skipped, as are two checkpoints with the same
+    N in one family (the first by path is kept), so a stray copy cannot draw a zigzag.
+    """
+    families: dict[tuple, dict[int, Path]] = {}
+    for path in sorted(Path(p) for p in paths):
+        try:
+            config = read_config(path)
+        except CheckpointError:
+            continue
+        if config.arch == "vitrm":
+            families.setdefault(_family(config), {}).setdefault(config.trained_steps, path)
+    sweeps = []
+    for members in families.values():
+        if len(members) < 2:
+            continue
+        points = []
+        for steps, path in sorted(members.items()):
+            try:
+                model = load(path)
+                metrics = read_metrics(path)
+            except CheckpointError:
+                continue
+            points.append(SweepPoint(path=path, trained_steps=steps, parameters=num_parameters(model),
+                                     flops_per_image=flops_per_image(model, steps),
+                                     top1=_top1_at_trained(metrics, steps),
+                                     num_images=(metrics or {}).get("num_images"), data=(metrics or {}).get("data")))
+        if len(points) >= 2:
+            sweeps.append(points)
+    return sweeps
