@@ -2,6 +2,12 @@
 
     python bench/train_throughput.py            # about 1-2 minutes on 2 cores
     python bench/train_throughput.py --quick    # batch 8, one round: a smoke test (seconds)
+    python bench/train_throughput.py --levers   # what each CPU lever gives the refining recipe
+
+``--levers`` times the whole training step of ``configs/vitrm-cifar10-refine.yaml`` (augmentation
+of a uint8 batch, MixUp/CutMix, the recursion, backward, AdamW, EMA) with one change at a time:
+a larger batch, channels-last memory format, and the data path left out (the most that a loader
+overlapping with the step, ``workers: 1``, could save). Interleaved like the models above.
 
 One training step is what ``vitrm.train`` does per batch: deep-supervision forward over all
 N steps, the loss of every step (cross-entropy plus the halting BCE), backward, gradient
@@ -123,11 +129,14 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="timed steps per model (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="batch 8, 1 round: a smoke test")
+    parser.add_argument("--levers", action="store_true", help="time the refining recipe with one change at a time")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.rounds = 8, 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.levers:
+        return levers(args.batch, args.rounds, args.threads)
 
     trainers = {name: Trainer(cfg, args.batch) for name, cfg in candidates().items()}
     flops = {name: t.flops() for name, t in trainers.items()}
@@ -164,6 +173,75 @@ def main(argv=None):
     names = list(trainers)
     print(f"ratios: add / concat = {_ratio(times, names[1], names[0]):.2f}x the images/s;  "
           f"ViTRM (add) / ViT = {_ratio(times, names[2], names[0]):.2f}x")
+
+
+# --------------------------------------------------------------------------- --levers
+
+class RecipeStep:
+    """One full training step of a recipe, data path included, on a fixed uint8 batch."""
+
+    def __init__(self, train_cfg, batch: int, channels_last: bool = False, data_path: bool = True):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        from vitrm.data import batch_mix, image_transform, normalize
+        self.cfg, self.channels_last, self.data_path = train_cfg, channels_last, data_path
+        self.model = build_model(train_cfg.model).train()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, train_cfg)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay), use_buffers=True)
+        self.transform = image_transform(train_cfg.augment, train_cfg.model.image_size)
+        self.mix, self.normalize = batch_mix(train_cfg.augment, train_cfg.model.num_classes), normalize
+        size = train_cfg.model.image_size
+        self.images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+        self.labels = torch.randint(0, train_cfg.model.num_classes, (batch,))
+        self.ready = self.normalize(self.images, train_cfg.model.mean, train_cfg.model.std)
+
+    def step(self) -> float:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        if self.data_path:
+            images = torch.stack([self.transform(im) for im in self.images])
+            images = self.normalize(images, cfg.model.mean, cfg.model.std)
+            images, targets = self.mix(images, self.labels) if self.mix else (
+                images, torch.nn.functional.one_hot(self.labels, cfg.model.num_classes).float())
+        else:
+            images = self.ready
+            targets = torch.nn.functional.one_hot(self.labels, cfg.model.num_classes).float()
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits, halt = self.model(images, cfg.model.trained_steps, deep_supervision=True,
+                                  detach_between_steps=cfg.detach_between_steps)
+        loss, _, _ = supervision_loss(logits, halt, targets, targets.argmax(-1), cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.ema.update_parameters(self.model)
+        return (time.perf_counter() - t0) / len(self.labels)
+
+
+def levers(batch: int, rounds: int, threads: int) -> None:
+    from vitrm.train import load_train_config
+    cfg = load_train_config(str(Path(__file__).resolve().parents[1] / "configs" / "vitrm-cifar10-refine.yaml"))
+    variants = {f"as trained (batch {batch})": RecipeStep(cfg, batch),
+                f"batch {2 * batch}": RecipeStep(cfg, 2 * batch),
+                "channels-last": RecipeStep(cfg, batch, channels_last=True),
+                "no data path (ideal overlap)": RecipeStep(cfg, batch, data_path=False)}
+    for v in variants.values():
+        v.step()                                   # warm-up
+    per_image: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, v in variants.items():
+            per_image[name].append(v.step())
+    print(f"torch {torch.__version__}, {threads} threads; configs/vitrm-cifar10-refine.yaml "
+          f"({num_parameters(next(iter(variants.values())).model):,} parameters); "
+          f"median of {rounds} interleaved training steps per variant")
+    base = statistics.median(next(iter(per_image.values())))
+    print(f"{'variant':32s} {'img/s':>8s} {'x as trained':>13s}")
+    for name, values in per_image.items():
+        seconds = statistics.median(values)
+        print(f"{name:32s} {1 / seconds:>8.1f} {base / seconds:>13.2f}")
 
 
 def _ratio(times, slower: str, faster: str) -> float:
