@@ -5,6 +5,10 @@ of ``vitrm.data.train_val_split``), so a checkpoint is judged on images it never
 the test set stays untouched.
 
     .venv/bin/python bench/validation_curve.py runs/probe-linear checkpoints/vitrm-cifar10 --max-steps 8
+
+``--raw`` reads a run's raw weights (``train_state.safetensors``) instead of the EMA weights it
+ships: after one or two epochs an EMA of decay 0.999 is still mostly the initial weights, so a short
+probe is judged on its raw weights.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5000, help="the first N validation images")
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--raw", action="store_true", help="a run's raw weights, not its EMA weights")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,6 +48,11 @@ def main() -> None:
     print("checkpoint".ljust(40) + "".join(f"{s:>7}" for s in range(1, args.max_steps + 1)))
     for path in paths:
         model = vitrm.load(path)
+        if args.raw:
+            from safetensors.torch import load_file
+            state = load_file(str(Path(path) / "train_state.safetensors"))
+            model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+            model.eval()
         steps = args.max_steps if model.config.arch == "vitrm" else 1
         out = run_steps(model, val, steps, progress=False)
         top1 = (out.pred == val.labels[None]).float().mean(1) * 100
