@@ -4,13 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup app test bench bench-quick clean-venv
+.PHONY: setup app test lint bench bench-quick clean-venv
 
-# The venv is (re)built whenever it is missing or requirements.txt is newer than the last install.
-$(STAMP): requirements.txt
+# The venv is (re)built whenever it is missing or requirements.txt or pyproject.toml is newer than the
+# last install. The project itself is installed in editable mode, so `import vitrm` and `import app` work
+# from anywhere (the app, the tests' subprocesses, the benchmarks) without touching sys.path.
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -21,24 +24,27 @@ app: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
 # Speed benchmarks (README.md, "Performance" and "Many users at once"); each prints its tables.
-# About 10 minutes on 2 cores. Not speed, run on their own: bench/hostile_inputs.py (README,
-# "Reliability"), bench/comparison.py and bench/independent_evaluation.py (trained checkpoints).
+# About 10 minutes on 2 cores. Not speed, run on their own: python -m bench.hostile_inputs (README,
+# "Reliability"), python -m bench.comparison and python -m bench.independent_evaluation (trained checkpoints).
 bench: $(STAMP)
-	$(PY) bench/trace_latency.py
-	$(PY) bench/attribution_latency.py
-	$(PY) bench/app_latency.py
-	$(PY) bench/load.py
-	$(PY) bench/train_throughput.py
-	$(PY) bench/recipe_speed.py
+	$(PY) -m bench.trace_latency
+	$(PY) -m bench.attribution_latency
+	$(PY) -m bench.app_latency
+	$(PY) -m bench.load
+	$(PY) -m bench.train_throughput
+	$(PY) -m bench.recipe_speed
 
 # The same benchmarks at small sizes: checks that each runs, in about 2 minutes.
 bench-quick: $(STAMP)
-	$(PY) bench/trace_latency.py --quick
-	$(PY) bench/attribution_latency.py --quick
-	$(PY) bench/app_latency.py --quick
-	$(PY) bench/load.py --levels 1 --per-session 2 --no-cached
-	$(PY) bench/train_throughput.py --quick
+	$(PY) -m bench.trace_latency --quick
+	$(PY) -m bench.attribution_latency --quick
+	$(PY) -m bench.app_latency --quick
+	$(PY) -m bench.load --levels 1 --per-session 2 --no-cached
+	$(PY) -m bench.train_throughput --quick
 
 clean-venv:
 	rm -rf $(VENV)

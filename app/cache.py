@@ -220,7 +220,7 @@ class AttributionResult:
 @st.cache_data(max_entries=512, show_spinner=False)
 def run_attribution(path: str, mtime: float, image_key: str, method: str, step: int,
                     target: int | None, _pixels: np.ndarray) -> AttributionResult:
-    from vitrm.attribution import attribute     # captum loads on first use, not at cold start
+    from vitrm.attribution import attribute  # captum loads on first use, not at cold start
     model = load_model(path, mtime)
     steps = step if model.config.arch == "vitrm" else None
     result = attribute(model, _normalize(_pixels, model.config), steps=steps, method=method, target=target)

@@ -13,19 +13,13 @@ does the model work.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-# `streamlit run app/main.py` puts app/ on the path, not the repository root.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-import vitrm  # noqa: E402
-from app import checkpoints, session  # noqa: E402
-from vitrm.checkpoint import CheckpointError  # noqa: E402
+import vitrm
+from app import checkpoints, session
+from vitrm import CheckpointError
 
 # An emoji icon: Streamlit draws it inline, where a ":material/...:" favicon is fetched from fonts.gstatic.com
 # (the app must work offline, and an offline browser logs that fetch as an error).

@@ -1,7 +1,7 @@
 """App latency, measured with streamlit.testing.v1.AppTest on the flagship architecture.
 
-    .venv/bin/python bench/app_latency.py [--checkpoint DIR] [--uploads 10] [--cold-starts 3] [--no-browser]
-    .venv/bin/python bench/app_latency.py --quick     # 1 cold start, 3 uploads, no browser
+    .venv/bin/python -m bench.app_latency [--checkpoint DIR] [--uploads 10] [--cold-starts 3] [--no-browser]
+    .venv/bin/python -m bench.app_latency --quick     # 1 cold start, 3 uploads, no browser
 
 Reports, on this machine, in one run:
 
@@ -38,7 +38,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 APP = ROOT / "app" / "main.py"
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -1,7 +1,7 @@
 """Latency of each captum method on one image, measured side by side in one run on CPU.
 
-    .venv/bin/python bench/attribution_latency.py            # about 90 s on 2 cores
-    .venv/bin/python bench/attribution_latency.py --quick    # steps 1 and N, 2 repeats: about 15 s
+    .venv/bin/python -m bench.attribution_latency            # about 90 s on 2 cores
+    .venv/bin/python -m bench.attribution_latency --quick    # steps 1 and N, 2 repeats: about 15 s
 
 What is timed is ``vitrm.attribution.attribute(model, image, steps, method)``, the call the app
 makes when "Compute attributions" is pressed: a forward pass that picks the class predicted at
@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from bench.common import describe_model, environment, load_model, side_by_side, table, test_images
+from vitrm.attribution import METHODS, attribute
+from vitrm.data import normalize
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bench.common import describe_model, environment, load_model, side_by_side, table, test_images  # noqa: E402
-from vitrm.attribution import METHODS, attribute  # noqa: E402
-from vitrm.data import normalize  # noqa: E402
 
 
 def evaluated_images(model, image: torch.Tensor, steps: int, method: str) -> int:

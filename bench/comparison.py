@@ -1,7 +1,7 @@
 """The controlled comparison: ViTRM against the ViT of equal effective depth and the compact CNN.
 
-    .venv/bin/python bench/comparison.py                       # prints the table
-    .venv/bin/python bench/comparison.py --write checkpoints/README.md README.md
+    .venv/bin/python -m bench.comparison                       # prints the table
+    .venv/bin/python -m bench.comparison --write checkpoints/README.md README.md
 
 Every figure is read from the checkpoints' own files or measured here, in one run:
 
@@ -31,12 +31,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import vitrm
+from bench.common import side_by_side, training_step
+from vitrm.train import read_log
 
-import vitrm  # noqa: E402
-from bench.common import side_by_side, training_step  # noqa: E402
-from vitrm.train import read_log  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT = ["checkpoints/vitrm-cifar10-short", "checkpoints/vit-cifar10", "checkpoints/cnn-cifar10"]
 START, END = "<!-- comparison:start -->", "<!-- comparison:end -->"
@@ -91,14 +90,16 @@ def main() -> None:
         hours = "?" if r["train_hours"] is None else f"{r['train_hours']:.2f} h"
         lines.append(f"| `{n}` | {r['parameters']:,} | {r['effective depth']} | {r['epochs']} | {hours} | "
                      f"{train_steps[n]:.0f} ms ({train_steps[n] / train_steps[base]:.2f}x) | {top1} | "
-                     f"{big[n]:.0f} ms ({big[n] / big[base]:.2f}x) | {small[n]:.1f} ms ({small[n] / small[base]:.2f}x) |")
+                     f"{big[n]:.0f} ms ({big[n] / big[base]:.2f}x) | "
+                     f"{small[n]:.1f} ms ({small[n] / small[base]:.2f}x) |")
     data = {(r["data"], r["num_images"]) for r in rows}
     note = (f"Top-1 on {', '.join(f'{d} ({n:,} test images)' for d, n in data if d)} at each model's trained step "
             "count (CIFAR-10, JPEG q75 copy: not comparable with the lossless official test set). "
             f"Inference: median of {args.repeats} (batch 256) and {args.repeats * 5} (1 image) interleaved runs of "
-            f"`forward`; training step: median of {args.repeats} interleaved steps; one thread, {platform.machine()} CPU with {os.cpu_count()} cores, torch {torch.__version__}; "
+            f"`forward`; training step: median of {args.repeats} interleaved steps; one thread, "
+            f"{platform.machine()} CPU with {os.cpu_count()} cores, torch {torch.__version__}; "
             f"ratios are to `{base}`. Load average during the run: {os.getloadavg()[0]:.2f}. "
-            "Produced by `.venv/bin/python bench/comparison.py`.")
+            "Produced by `.venv/bin/python -m bench.comparison`.")
     text = "\n".join(lines) + "\n\n" + note + "\n"
     print(text)
     for file in args.write:

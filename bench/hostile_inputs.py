@@ -1,7 +1,7 @@
 """What hostile input costs: every odd file of the test corpus, a decompression bomb, and
 malicious checkpoint configs, each in a fresh process so that one measurement cannot hide another.
 
-    .venv/bin/python bench/hostile_inputs.py
+    .venv/bin/python -m bench.hostile_inputs
 
 Prints, per case: the outcome (the message a user sees), the wall time to reach it, and the
 process's peak resident memory (VmHWM, torch included) next to what it was before the case ran.
@@ -17,15 +17,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.oddfiles import odd_files
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from oddfiles import odd_files  # noqa: E402
 
 # Runs in a fresh interpreter: import torch and vitrm first, then measure only the case.
 HARNESS = textwrap.dedent("""
     import json, sys, time
-    sys.path[:0] = [{root!r}, {tests!r}]
-    from oddfiles import odd_files, peak_rss_mb, rss_mb
+    from tests.oddfiles import odd_files, peak_rss_mb, rss_mb
     import vitrm
     before = peak_rss_mb()
     start = time.perf_counter()
@@ -69,8 +68,8 @@ CONFIGS = {
 
 
 def run(body: str) -> dict:
-    code = HARNESS.format(root=str(ROOT), tests=str(ROOT / "tests"), body=textwrap.dedent(body).strip())
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    code = HARNESS.format(body=textwrap.dedent(body).strip())
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode:
         return {"outcome": f"CRASHED: {done.stderr.strip().splitlines()[-1]}", "seconds": float("nan"),
@@ -93,7 +92,7 @@ def main() -> None:
     table("vitrm.load on a checkpoint whose config.json was tampered with", configs)
     crashed = [n for n, r in images + configs if r["outcome"].startswith("CRASHED")]
     print(f"\n{len(crashed)} crashes" + (f": {crashed}" if crashed else ""))
-    print("Produced by `.venv/bin/python bench/hostile_inputs.py`; memory is VmHWM of a fresh process.")
+    print("Produced by `.venv/bin/python -m bench.hostile_inputs`; memory is VmHWM of a fresh process.")
 
 
 if __name__ == "__main__":

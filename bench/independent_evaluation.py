@@ -1,6 +1,6 @@
 """Check a checkpoint's recorded accuracy with nothing but the public API and torchvision.
 
-    .venv/bin/python bench/independent_evaluation.py checkpoints/vitrm-cifar10 ../shared/datasets/cifar10-jpeg/test
+    .venv/bin/python -m bench.independent_evaluation checkpoints/vitrm-cifar10 ../shared/datasets/cifar10-jpeg/test
 
 No vitrm.data and no vitrm.evaluate: the images are read by torchvision's ImageFolder as PIL
 images and go through ``model.preprocess`` and ``model(...)``, the path an outside user takes
@@ -11,15 +11,12 @@ in the checkpoint's metrics.json, and the difference.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torchvision.datasets import ImageFolder
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import vitrm  # noqa: E402
+import vitrm
 
 
 def main() -> None:

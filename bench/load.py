@@ -1,6 +1,6 @@
 """Many users at once: latency of a full analysis at 1, 5 and 20 concurrent sessions on one server.
 
-    python bench/load.py [--checkpoint DIR] [--levels 1 5 20] [--per-session 10 4 3] [--no-cached]
+    python -m bench.load [--checkpoint DIR] [--levels 1 5 20] [--per-session 10 4 3] [--no-cached]
 
 Starts one real `streamlit run app/main.py` server and drives it with websocket clients that
 speak the browser's protocol (tests/streamlit_client.py). One *full analysis* is one new
@@ -38,11 +38,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from tests.streamlit_client import open_page, serve
 
-from streamlit_client import open_page, serve  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FLAGSHIP = ROOT / "checkpoints" / "vitrm-cifar10"
 GALLERY = ROOT / "app" / "gallery"
@@ -135,7 +133,7 @@ def main() -> None:
     order = sorted(gallery, key=lambda f: (f.rsplit("_", 1)[1], f))
     warmup, rest = order[0], order[1:]
 
-    command = "python bench/load.py " + " ".join(sys.argv[1:])
+    command = "python -m bench.load " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         root, checkpoint, described = checkpoints_root(args.checkpoint, tmp)

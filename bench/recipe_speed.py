@@ -1,21 +1,18 @@
 """Training throughput of candidate flagship recipes, side by side in one run.
 
-    python bench/recipe_speed.py
+    python -m bench.recipe_speed
 
 Measures images/s of one deep-supervision training step (forward over all N steps, backward,
 AdamW) at batch 128 on random 32x32 data, for the configurations weighed in
 checkpoints/EXPERIMENTS.md, and prints each relative to the first.
 """
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vitrm import ViTRM, ViTRMConfig, num_parameters  # noqa: E402
+from vitrm import ViTRM, ViTRMConfig, num_parameters
 
 CANDIDATES = [
     dict(tokenizer="patch", patch_size=4, dim=64, combine="add", latent_updates=2, trained_steps=4),

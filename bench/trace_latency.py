@@ -1,7 +1,7 @@
 """What the app and evaluation pay for a trace, measured side by side in one run on CPU.
 
-    .venv/bin/python bench/trace_latency.py            # about 4 minutes on 2 cores
-    .venv/bin/python bench/trace_latency.py --quick    # a smaller version in under a minute
+    .venv/bin/python -m bench.trace_latency            # about 4 minutes on 2 cores
+    .venv/bin/python -m bench.trace_latency --quick    # a smaller version in under a minute
 
 Four tables:
 
@@ -35,13 +35,21 @@ from pathlib import Path
 
 import torch
 
+from bench.common import (
+    describe_model,
+    environment,
+    images_like,
+    load_model,
+    side_by_side,
+    table,
+    test_images,
+    training_step,
+)
+from tests.oddfiles import proc_status_mb  # the tests' memory probe, shared
+from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
+from vitrm.data import normalize
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from oddfiles import proc_status_mb  # noqa: E402   (the tests' memory probe, shared)
-from bench.common import (describe_model, environment, images_like, load_model, side_by_side,  # noqa: E402
-                          table, test_images, training_step)
-from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for  # noqa: E402
-from vitrm.data import normalize  # noqa: E402
 
 # repeats: timed calls per side at batch 1; big_repeats: at the big batch and for training steps.
 FULL = dict(steps=(1, 2, 4, 8, 16, 32), big_batch=256, repeats=15, big_repeats=3, eval_images=10_000,
@@ -65,13 +73,13 @@ def trace_latency(model: ViTRM, plan: dict, budget_bytes: float) -> None:
     one, big = images_like(cfg, 1), images_like(cfg, B)
     rows = []
     for steps in plan["steps"]:
-        small = side_by_side({"forward": lambda: model(one, steps), "trace": lambda: model.trace(one, steps)},
+        small = side_by_side({"forward": lambda s=steps: model(one, s), "trace": lambda s=steps: model.trace(one, s)},
                              plan["repeats"])
         # Batch 1 warmed everything up; a big-batch call is long enough not to need a warm-up.
-        big_fns = {"no maps": lambda: model.trace(big, steps, attention=False)}
+        big_fns = {"no maps": lambda s=steps: model.trace(big, s, attention=False)}
         need = attention_map_bytes(cfg, steps, B)
         if need <= budget_bytes:
-            big_fns["maps"] = lambda: model.trace(big, steps)
+            big_fns["maps"] = lambda s=steps: model.trace(big, s)
         large = side_by_side(big_fns, plan["big_repeats"], warm_up=False)
         rows.append({
             "steps": steps, "forward b=1 ms": f"{small['forward']:.1f}", "trace b=1 ms": f"{small['trace']:.1f}",
@@ -147,8 +155,8 @@ def worker(job: dict) -> dict:
 def peak_growth_mb(arch: str, cfg: ViTRMConfig, workload: str, batch: int, threads: int) -> float:
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
     job = dict(arch=arch, config=config, workload=workload, batch=batch, threads=threads)
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
-                          text=True, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-m", "bench.trace_latency", "--worker", json.dumps(job)],
+                          capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"worker {arch}/{workload} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_growth_mb"]

@@ -1,6 +1,6 @@
 """Take the README's screenshots of the app's main views with headless Chromium.
 
-    python docs/screenshots.py            (from the repository root; needs /usr/bin/chromium)
+    python -m docs.screenshots            (from the repository root; needs /usr/bin/chromium)
 
 Starts `streamlit run app/main.py` on the shipped checkpoints, picks a gallery image, and
 saves docs/app-*.png. Where a checkpoint has no metrics.json, the Dataset analysis shot shows
@@ -22,9 +22,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.streamlit_client import serve  # the server harness the browser tests use
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from streamlit_client import serve  # noqa: E402   (the server harness the browser tests use)
 
 DOCS = ROOT / "docs"
 IMAGE = "deer · deer_0000.jpg"   # airplane at steps 1-3, deer at step 4: recursion at work
@@ -74,7 +74,8 @@ def main() -> None:
         driver = browser(str(Path(scratch) / "profile"))
         try:
             driver.get(url)
-            WebDriverWait(driver, 120).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stMetric']")))
+            metric = (By.CSS_SELECTOR, "[data-testid='stMetric']")
+            WebDriverWait(driver, 120).until(EC.presence_of_element_located(metric))
             settle(driver)
             box = driver.find_element(By.CSS_SELECTOR, "[data-testid='stSelectbox'] input")
             box.click()
@@ -85,15 +86,16 @@ def main() -> None:
                 click(driver, view)
                 shoot(driver, name)
             click(driver, "Attribution")
-            compute = driver.find_element(By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute attributions')]]")
+            compute = driver.find_element(
+                By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute attributions')]]")
             compute.click()
             settle(driver, extra=8)
             shoot(driver, "attribution")
 
             click(driver, "Dataset analysis")
             # Only a visible offer: the recompute buttons of evaluated models sit in closed expanders.
-            offers = [b for b in driver.find_elements(By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute on')]]")
-                      if b.is_displayed()]
+            buttons = driver.find_elements(By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute on')]]")
+            offers = [b for b in buttons if b.is_displayed()]
             if offers:
                 offers[0].click()
                 settle(driver, extra=6)

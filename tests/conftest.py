@@ -1,11 +1,8 @@
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED_CIFAR10 = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 
 # Two cores: keep each test process from fighting itself (and a background training run).

@@ -638,7 +638,7 @@ def test_the_whole_odd_file_corpus_in_one_upload_gets_a_line_per_file_and_no_cra
     assert not at.exception
     table = at.table[0].value.set_index("file")
     assert len(table) == len(files)
-    for name, (data, valid) in corpus.items():
+    for name, (_data, valid) in corpus.items():
         if valid:
             assert table.loc[name, "prediction"] in TINY.class_names, name
         else:

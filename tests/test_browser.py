@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,11 +26,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from streamlit_client import serve
 
 import vitrm
 from vitrm import ViTRM, ViTRMConfig
-
-from streamlit_client import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -46,7 +46,8 @@ MODELS = {
 }
 
 
-def saved(tmp_path: Path, name: str = "ckpt", make=MODELS["vitrm-concat-patch"], seed: int = 0) -> tuple[Path, torch.nn.Module]:
+def saved(tmp_path: Path, name: str = "ckpt", make=MODELS["vitrm-concat-patch"],
+          seed: int = 0) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(seed)
     model = perturbed(make(), seed)
     return vitrm.save(model, tmp_path / name), model
@@ -172,7 +173,6 @@ def test_sigkill_at_a_random_moment_while_saving_leaves_a_loadable_checkpoint(tm
     path = tmp_path / "ckpt"
     child = textwrap.dedent(f"""
         import sys, torch
-        sys.path.insert(0, {str(ROOT)!r})
         import vitrm
         torch.set_num_threads(1)
         models = []
@@ -408,9 +408,7 @@ def test_a_trillion_parameter_config_fails_fast_and_allocates_nothing_big(tmp_pa
     path, _ = saved(tmp_path)
     code = textwrap.dedent(f"""
         import json, sys, tracemalloc
-        sys.path.insert(0, {str(ROOT)!r})
-        sys.path.insert(0, {str(ROOT / "tests")!r})
-        from oddfiles import peak_rss_mb, rss_mb
+        from tests.oddfiles import peak_rss_mb, rss_mb
         import vitrm
         from vitrm.checkpoint import estimate_parameters
         from vitrm import ViTRMConfig
@@ -434,7 +432,7 @@ def test_a_trillion_parameter_config_fails_fast_and_allocates_nothing_big(tmp_pa
         results["rss_growth_mb"] = peak_rss_mb() - rss_before
         print(json.dumps(results))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["out of range"][1] > 10**12 and "outside the allowed range" in results["out of range"][0]

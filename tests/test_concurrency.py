@@ -12,18 +12,17 @@ with a per-key lock; app/cache.py logs each load).
 from __future__ import annotations
 
 import threading
-from urllib.parse import urlencode
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 import pytest
 import torch
+from streamlit_client import ROOT, open_page, serve
 
 import vitrm
 from vitrm import ViTRM, ViTRMConfig
-
-from streamlit_client import ROOT, open_page, serve
 
 GALLERY = ROOT / "app" / "gallery"
 SESSIONS = 20

@@ -12,14 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fakedata import CIFAR10_CLASSES, write_imagefolder
 
 import vitrm
 from vitrm.__main__ import main
 from vitrm.data import load_split, normalize
-from vitrm.evaluate import MAX_STEPS, confusion_matrix, evenly_spaced, expected_calibration_error, \
-    halting_analysis
-
-from fakedata import CIFAR10_CLASSES, write_imagefolder
+from vitrm.evaluate import MAX_STEPS, confusion_matrix, evenly_spaced, expected_calibration_error, halting_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = tuple(CIFAR10_CLASSES[:3])

@@ -17,13 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fakedata import accept_fake_cifar, write_cifar10, write_cifar100, write_imagefolder
 from safetensors.torch import load_file
 
 import vitrm
 from vitrm.__main__ import main
 from vitrm.train import read_log
-
-from fakedata import accept_fake_cifar, write_cifar10, write_cifar100, write_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["model.dim=16", "model.heads=2", "model.layers=1", "model.trained_steps=2", "model.latent_updates=1"]
@@ -366,7 +365,9 @@ def test_a_cnns_ema_weights_get_batchnorm_statistics_of_their_own(tmp_path, fold
     # Averaged running statistics fit no weights; the saved EMA CNN must carry the statistics
     # that its own weights produce on the (un-augmented) training images.
     import copy
+
     from torch.optim.swa_utils import update_bn
+
     from vitrm.data import load_split, normalize, train_val_split
     out = tmp_path / "cnn"
     done = run_cli(train_args(folder, out, cache, 2, "model.arch=cnn", "model.trained_steps=1",

@@ -24,9 +24,9 @@ Choices, and why:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from .provenance import data_description as describe
-from .train import LOG, TRAIN_CONFIG, read_log
+from .train import TRAIN_CONFIG, read_log
 
 
 def _pct(x) -> str:

@@ -40,7 +40,7 @@ class Split:
     def __len__(self):
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor, name: str | None = None) -> "Split":
+    def subset(self, index: torch.Tensor, name: str | None = None) -> Split:
         return Split(self.images[index], self.labels[index], self.class_names, name or self.name)
 
 
@@ -59,7 +59,8 @@ def check_spec(spec: str, data_dir: str | os.PathLike = "data", download: bool =
         root = Path(path)
         for split in ("train", "test"):
             if not (root / split).is_dir():
-                raise DataError(f"{root / split}: not found; imagefolder:PATH needs PATH/train/<class>/ and PATH/test/<class>/")
+                raise DataError(f"{root / split}: not found; "
+                                "imagefolder:PATH needs PATH/train/<class>/ and PATH/test/<class>/")
     elif not download:
         folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[kind]
         if not (Path(data_dir) / folder).is_dir():

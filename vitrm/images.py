@@ -17,7 +17,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,7 +28,7 @@ MAX_PIXELS = 50_000_000           # about 7000x7000; larger files are refused un
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
-Source = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+Source = str | os.PathLike | bytes | bytearray | BinaryIO
 
 
 class InvalidImageError(ValueError):
@@ -107,7 +107,8 @@ def load_image(source: Source) -> Image.Image:
         if kind:
             raise InvalidImageError(f"{name}: this is {kind}, not an image. "
                                     "Use PNG, JPEG, WebP, BMP, TIFF or GIF.") from None
-        raise InvalidImageError(f"{name}: not a recognised image file. Use PNG, JPEG, WebP, BMP, TIFF or GIF.") from None
+        raise InvalidImageError(f"{name}: not a recognised image file. "
+                                "Use PNG, JPEG, WebP, BMP, TIFF or GIF.") from None
     except Image.DecompressionBombError:
         raise InvalidImageError(f"{name}: the image is too large to open safely") from None
     except Exception as e:  # noqa: BLE001
@@ -157,4 +158,5 @@ def to_model_input(image: Image.Image, size: int) -> torch.Tensor:
         left, top = (w - side) / 2, (h - side) / 2
         image = image.resize((size, size), Image.Resampling.BICUBIC,
                              box=(left, top, left + side, top + side), reducing_gap=3.0)
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).contiguous()
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3)
+    return pixels.permute(2, 0, 1).contiguous()

@@ -27,7 +27,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,8 +41,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .data import AugmentConfig, AugmentedImages, DataError, Split, batch_mix, check_spec, image_transform, \
-    load_split, normalize, train_val_split
+from .data import (
+    AugmentConfig,
+    AugmentedImages,
+    Split,
+    batch_mix,
+    check_spec,
+    image_transform,
+    load_split,
+    normalize,
+    train_val_split,
+)
 from .model import ViTRMConfig, num_parameters
 
 STATE_WEIGHTS = "train_state.safetensors"
@@ -443,7 +451,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     last_epoch = cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)
     if rank == 0 and progress:
         print(f"training {cfg.model.arch} with {num_parameters(model):,} parameters on {len(train_split):,} images "
-              f"({device}, {world} process{'es' if world > 1 else ''}); epochs {start_epoch + 1}..{last_epoch} of {cfg.epochs}")
+              f"({device}, {world} process{'es' if world > 1 else ''}); "
+              f"epochs {start_epoch + 1}..{last_epoch} of {cfg.epochs}")
     t_start = time.time()
     for epoch in range(start_epoch + 1, last_epoch + 1):
         # Reseeding from (seed, epoch) makes a resumed epoch identical to an uninterrupted one.

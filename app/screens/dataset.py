@@ -22,7 +22,8 @@ def computed(model: session.LoadedModel) -> cache.Evaluation | None:
 def saved(model: session.LoadedModel) -> cache.Evaluation | None:
     files = model.files
     return None if files.metrics is None else cache.Evaluation(
-        metrics=files.metrics, predictions=files.predictions, image_root=checkpoints.data_root(files.metrics.get("data")))
+        metrics=files.metrics, predictions=files.predictions,
+        image_root=checkpoints.data_root(files.metrics.get("data")))
 
 
 def evaluation(model: session.LoadedModel) -> cache.Evaluation | None:

@@ -86,7 +86,8 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
         run = cache.run_image(model.key, model.mtime, p.digest, model.max_steps, p.pixels[size])
         at = min(model.config.trained_steps, run.steps) - 1
         top = int(run.probs[at].argmax())
-        rows.append({"file": p.name, "prediction": run.class_names[top], "probability": f"{100 * run.probs[at, top]:.2f}%",
+        rows.append({"file": p.name, "prediction": run.class_names[top],
+                     "probability": f"{100 * run.probs[at, top]:.2f}%",
                      "message": f"classified at the trained N={at + 1}"})
     refused = sum(not p.ok for p in uploads)
     if refused:
