@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 import vitrm
-from vitrm.images import to_model_input
+from vitrm import analysis, to_model_input
 
 from . import checkpoints, derive
 
@@ -74,11 +74,7 @@ def checkpoint_files(path: str, mtime: float) -> checkpoints.CheckpointFiles:
 
 
 def _facts(model: torch.nn.Module) -> dict:
-    parts: dict[str, int] = {}
-    for name, p in model.named_parameters():
-        part = name.split(".")[0]
-        parts[part] = parts.get(part, 0) + p.numel()
-    return {"parameters": vitrm.num_parameters(model), "parameters_by_part": parts}
+    return {"parameters": vitrm.num_parameters(model), "parameters_by_part": analysis.parameters_by_part(model)}
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading the model…")
@@ -107,19 +103,6 @@ def default_model_facts() -> dict:
 
 def max_steps(config: vitrm.ViTRMConfig) -> int:
     return config.trained_steps * STEP_FACTOR if config.arch == "vitrm" else 1
-
-
-def _class_directions(model: torch.nn.Module) -> torch.Tensor | None:
-    """[C, D]: the direction in y space that raises each class's logit most.
-
-    The head reads LayerNorm(y) @ W.T; through the LayerNorm's gain g and its removal of
-    the mean, class c's direction in y is g * W_c with its mean removed (the scale that the
-    LayerNorm also divides by is left out: only directions are drawn).
-    """
-    if not isinstance(model, vitrm.ViTRM):
-        return None
-    d = model.head.weight.detach() * model.head_norm.weight.detach()
-    return d - d.mean(-1, keepdim=True)
 
 
 # --------------------------------------------------------------------------- images
@@ -184,9 +167,8 @@ class ImageRun:
 
 
 def _normalize(pixels: np.ndarray, config: vitrm.ViTRMConfig) -> torch.Tensor:
-    mean = torch.tensor(config.mean).view(1, -1, 1, 1)
-    std = torch.tensor(config.std).view(1, -1, 1, 1)
-    return (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255.0 - mean) / std
+    """One image's pixels [H, W, 3] uint8 -> the model's input batch of one."""
+    return vitrm.normalize(torch.from_numpy(pixels).permute(2, 0, 1)[None], config.mean, config.std)
 
 
 @st.cache_data(max_entries=128, show_spinner="Running the model through every step…")
@@ -198,7 +180,7 @@ def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.n
     seconds = time.perf_counter() - start
     z = trace.z[:, 0]
     grid = int(round(z.shape[1] ** 0.5))
-    y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], _class_directions(model))
+    y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], analysis.class_directions(model))
     return ImageRun(trace=trace, pixels=_pixels, class_names=tuple(config.class_names), grid=grid,
                     recursive=config.arch == "vitrm", z_norm=derive.z_norm_grid(z, grid),
                     z_change=derive.z_change_grid(z, trace.z_init[0], grid),
@@ -220,10 +202,10 @@ class AttributionResult:
 @st.cache_data(max_entries=512, show_spinner=False)
 def run_attribution(path: str, mtime: float, image_key: str, method: str, step: int,
                     target: int | None, _pixels: np.ndarray) -> AttributionResult:
-    from vitrm.attribution import attribute  # captum loads on first use, not at cold start
     model = load_model(path, mtime)
     steps = step if model.config.arch == "vitrm" else None
-    result = attribute(model, _normalize(_pixels, model.config), steps=steps, method=method, target=target)
+    # captum itself is imported on the first attribution, not at cold start.
+    result = vitrm.attribute(model, _normalize(_pixels, model.config), steps=steps, method=method, target=target)
     return AttributionResult(method=method, step=step, target=int(result.target[0]),
                              map=result.maps[0].numpy(), seconds=result.seconds)
 
@@ -283,18 +265,8 @@ def sample_source(files: checkpoints.CheckpointFiles) -> SampleSource | None:
     paths, labels = _listing(str(gallery), gallery=True)
     if set(labels) <= names:
         return SampleSource(root=gallery, description="the app's built-in gallery (CIFAR-10 test images)",
-                            spec="app gallery", size=len(paths))
+                            spec=analysis.GALLERY_SPEC, size=len(paths))
     return None
-
-
-def _concatenate(chunks: list):
-    """One StepOutputs from per-chunk ones (images along dim 1)."""
-    from vitrm import evaluate
-
-    def cat(field):
-        return torch.cat([getattr(c, field) for c in chunks], dim=1)
-    return evaluate.StepOutputs(cat("pred"), cat("conf"), cat("prob_true"), cat("top5"),
-                                None if chunks[0].halt is None else cat("halt"))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -303,15 +275,11 @@ def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _prog
 
     ``_progress(fraction, text)`` is called while decoding and while tracing, chunk by chunk.
     """
-    # Imported here: vitrm.evaluate brings in torchvision, which would add seconds to cold start.
-    from vitrm import evaluate
-    from vitrm.data import Split
-
     model = load_model(path, mtime)
     cfg = model.config
     report = _progress or (lambda fraction, text: None)
-    all_paths, all_labels = _listing(str(source.root), gallery=source.spec == "app gallery")
-    indices = evaluate.evenly_spaced(len(all_paths), k).tolist()
+    all_paths, all_labels = _listing(str(source.root), gallery=source.spec == analysis.GALLERY_SPEC)
+    indices = analysis.evenly_spaced(len(all_paths), k).tolist()
     paths = [all_paths[i] for i in indices]
     labels = [cfg.class_names.index(all_labels[i]) for i in indices]
     images = torch.empty(len(paths), cfg.in_channels, cfg.image_size, cfg.image_size, dtype=torch.uint8)
@@ -319,26 +287,19 @@ def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _prog
         images[i] = to_model_input(vitrm.load_image(source.root / p), cfg.image_size)
         if i % 20 == 0:
             report(0.3 * i / len(paths), f"Decoding images ({i}/{len(paths)})")
-    split = Split(images, torch.tensor(labels), tuple(cfg.class_names), "sample")
+    labels = torch.tensor(labels)
     steps = max_steps(cfg)
     start, chunks, chunk = time.perf_counter(), [], 50
-    for first in range(0, len(split), chunk):
-        part = split.subset(torch.arange(first, min(first + chunk, len(split))))
-        chunks.append(evaluate.run_steps(model, part, steps, progress=False))
-        done = min(first + chunk, len(split))
-        report(0.3 + 0.7 * done / len(split), f"Running {steps} steps ({done}/{len(split)} images)")
-    out = _concatenate(chunks)
+    for first in range(0, len(labels), chunk):
+        batch = slice(first, min(first + chunk, len(labels)))
+        trace = model.trace(vitrm.normalize(images[batch], cfg.mean, cfg.std), steps, attention=False)
+        chunks.append(analysis.step_outputs(trace, labels[batch]))
+        report(0.3 + 0.7 * batch.stop / len(labels), f"Running {steps} steps ({batch.stop}/{len(labels)} images)")
+    out = analysis.StepOutputs.concatenate(chunks)
     seconds = time.perf_counter() - start
-    index = torch.tensor(indices)
-    # The gallery, too, holds images of the JPEG copy.
-    note = "CIFAR-10, JPEG q75 copy" if source.root.name in ("cifar10-jpeg", "gallery") else ""
-    metrics = {"data": source.spec, "split": "test", "data_note": note, "num_images": len(split), "arch": cfg.arch,
-               "parameters": vitrm.num_parameters(model),
-               "trained_steps": cfg.trained_steps if cfg.arch == "vitrm" else 1, "max_steps": steps,
-               "class_names": list(cfg.class_names)}
-    metrics |= evaluate.step_metrics(out, split.labels, cfg.num_classes)
+    metrics = analysis.metrics_record(cfg, vitrm.num_parameters(model), source.spec, "test", out, labels)
     metrics |= {"seconds": round(seconds, 3), "device": "cpu"}
-    table = evaluate.predictions_table(out, split.labels, index, cfg.class_names, paths)
+    table = analysis.predictions_table(out, labels, torch.tensor(indices), cfg.class_names, paths)
     return Evaluation(metrics=metrics, predictions=table, image_root=source.root,
-                      computed_note=f"computed in this session on {len(split)} images from {source.description} "
+                      computed_note=f"computed in this session on {len(labels)} images from {source.description} "
                                     "(not saved; run python -m vitrm evaluate for the full test set)")

@@ -7,7 +7,7 @@ Allowed roots (a typed path must resolve, symlinks followed, to a directory insi
 * every directory in ``VITRM_CHECKPOINT_ROOTS`` (separated by ``os.pathsep``, ":" on Linux).
 
 A relative typed path is taken relative to the repository root. Only ``config.json``,
-``model.safetensors`` (through ``vitrm.load``), ``metrics.json``, ``predictions.csv``,
+``model.safetensors`` (through ``vitrm.load``), ``metrics.json``, ``predictions.csv.gz`` (or ``.csv``),
 ``train_log.csv`` and ``train_config.json`` are ever read.
 """
 
@@ -21,10 +21,16 @@ from pathlib import Path
 import pandas as pd
 
 import vitrm
-from vitrm.checkpoint import CONFIG, WEIGHTS, CheckpointError, averaged_runs, earlier_stages
+from vitrm import (
+    CONFIG_FILE as CONFIG,
+    WEIGHTS_FILE as WEIGHTS,
+    CheckpointError,
+    averaged_runs,
+    earlier_stages,
+    predictions_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-PREDICTIONS = "predictions.csv"
 TRAIN_LOG = "train_log.csv"
 TRAIN_CONFIG = "train_config.json"
 
@@ -78,7 +84,7 @@ def weights_mtime(path: Path) -> float:
 def files_mtime(path: Path) -> float:
     """Latest change to any file the app reads from the directory."""
     times = [0.0]
-    for name in (CONFIG, WEIGHTS, "metrics.json", PREDICTIONS, TRAIN_LOG, TRAIN_CONFIG):
+    for name in (CONFIG, WEIGHTS, "metrics.json", "predictions.csv.gz", "predictions.csv", TRAIN_LOG, TRAIN_CONFIG):
         try:
             times.append((path / name).stat().st_mtime)
         except OSError:
@@ -155,7 +161,7 @@ def read_files(path: Path) -> CheckpointFiles:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             problems.append(f"{TRAIN_CONFIG}: not valid JSON ({e})")
     return CheckpointFiles(path=path, config=config, metrics=metrics,
-                           predictions=_read_csv(path / PREDICTIONS, problems),
+                           predictions=_read_csv(predictions_file(path) or path / "predictions.csv.gz", problems),
                            train_log=_training_history(path, problems),
                            train_config=train_config, problems=problems)
 

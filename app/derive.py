@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vitrm import AttentionMaps, Trace
+from vitrm import AttentionMaps, Trace, analysis
 
-HALT_THRESHOLD = 0.5
+HALT_THRESHOLD = analysis.HALT_THRESHOLD
 
 
 # --------------------------------------------------------------------------- predictions
@@ -24,12 +24,7 @@ def prediction_changes(probs: np.ndarray, class_names) -> list[str]:
             for s in range(1, len(top)) if top[s] != top[s - 1]]
 
 
-def halting_step(halt: np.ndarray | None, threshold: float = HALT_THRESHOLD) -> int | None:
-    """First step (1-based) whose halting probability reaches the threshold; None if none does."""
-    if halt is None:
-        return None
-    reached = np.flatnonzero(halt >= threshold)
-    return int(reached[0]) + 1 if len(reached) else None
+halting_step = analysis.halting_step     # the first step that reaches the threshold, None if none does
 
 
 def per_step_table(trace: Trace, b: int, class_names) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 import vitrm
-from vitrm.checkpoint import CheckpointError
+from vitrm import CheckpointError
 
 from . import cache, checkpoints, summaries
 

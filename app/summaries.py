@@ -9,12 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vitrm.provenance import data_description
+from vitrm import ARCH_NAMES, data_description
 
 from .checkpoints import CheckpointFiles
-
-ARCH_NAMES = {"vitrm": "ViTRM (one shared block, applied recursively)",
-              "vit": "ViT baseline (unshared layers)", "cnn": "compact ResNet-style CNN baseline"}
 
 
 def training_data(files: CheckpointFiles) -> str:
@@ -74,26 +71,6 @@ def comparison_table(cards: list[dict]) -> pd.DataFrame:
 
 def step_count(predictions: pd.DataFrame) -> int:
     return sum(1 for c in predictions.columns if c.startswith("pred_"))
-
-
-def halting_tradeoff(predictions: pd.DataFrame, thresholds=np.linspace(0.05, 0.95, 19)) -> pd.DataFrame:
-    """Accuracy and mean steps when each image stops at its first step with halt >= threshold.
-
-    The same rule as metrics.json's adaptive halting, swept over thresholds; images that
-    never reach the threshold run every evaluated step.
-    """
-    steps = step_count(predictions)
-    halt = predictions[[f"halt_{s}" for s in range(1, steps + 1)]].to_numpy(dtype=float)
-    preds = predictions[[f"pred_{s}" for s in range(1, steps + 1)]].to_numpy()
-    labels = predictions["label"].to_numpy()
-    rows = []
-    for t in thresholds:
-        reached = halt >= t
-        stop = np.where(reached.any(1), reached.argmax(1), steps - 1)
-        chosen = preds[np.arange(len(preds)), stop]
-        rows.append({"threshold": float(t), "mean_steps": float(stop.mean() + 1),
-                     "top1": float((chosen == labels).mean())})
-    return pd.DataFrame(rows)
 
 
 def gallery_rows(predictions: pd.DataFrame, kind: str, n: int) -> pd.DataFrame:

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from bench.common import describe_model, environment, load_model, side_by_side, table, test_images
+from vitrm.analysis import normalize
 from vitrm.attribution import METHODS, attribute
-from vitrm.data import normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 

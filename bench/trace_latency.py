@@ -47,7 +47,7 @@ from bench.common import (
 )
 from tests.oddfiles import proc_status_mb  # the tests' memory probe, shared
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
-from vitrm.data import normalize
+from vitrm.analysis import normalize
 
 ROOT = Path(__file__).resolve().parents[1]
 

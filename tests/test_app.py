@@ -2,7 +2,7 @@
 
 The checkpoints root is pointed at a temporary directory (``VITRM_CHECKPOINTS``) holding:
 
-* ``vitrm-tiny``: a fresh tiny ViTRM with metrics.json and predictions.csv written by
+* ``vitrm-tiny``: a fresh tiny ViTRM with metrics.json and predictions.csv.gz written by
   ``vitrm.evaluate`` on a small image folder of real CIFAR-10 test images, plus a train log;
 * ``vit-tiny``: its ViT baseline, evaluated the same way;
 * ``vitrm-concat-no-metrics``: a ViTRM with combine="concat" and nothing beside its weights.
@@ -28,7 +28,8 @@ from streamlit.testing.v1 import AppTest
 
 import vitrm
 from vitrm import ViT, ViTRM, ViTRMConfig, vit_config_for
-from vitrm.evaluate import evaluate_checkpoint, evenly_spaced
+from vitrm.analysis import evenly_spaced
+from vitrm.evaluate import evaluate_checkpoint
 from vitrm.train import LOG_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,7 +354,7 @@ def test_a_gallery_click_opens_the_image_in_the_scrubber(app, lab):
     run(at)
     at.radio(key="gallery_kind").set_value("misclassified")
     run(at)
-    predictions = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    predictions = vitrm.read_predictions(lab / "vitrm-tiny")
     first = predictions[predictions["pred_2"] != predictions["label"]].iloc[0]
     next(b for b in at.button if b.label == "Open in scrubber").click()
     run(at)
@@ -376,7 +377,7 @@ def test_a_gallery_click_opens_the_image_with_that_model_in_focus_at_the_gallery
     at.slider(key=f"analysis_n::{lab / 'vitrm-tiny'}").set_value(n)
     at.radio(key="gallery_kind").set_value("misclassified")
     run(at)
-    predictions = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    predictions = vitrm.read_predictions(lab / "vitrm-tiny")
     first = predictions[predictions[f"pred_{n}"] != predictions["label"]].iloc[0]
     next(b for b in at.button if b.label == "Open in scrubber").click()
     run(at)
@@ -458,19 +459,19 @@ def test_missing_metrics_are_said_and_can_be_computed_on_k_images(app, lab):
 
 def test_metrics_without_the_per_image_table_are_used_and_the_table_is_offered(lab, tmp_path, monkeypatch):
     shutil.copytree(lab / "vitrm-tiny", tmp_path / "vitrm-metrics-only")
-    (tmp_path / "vitrm-metrics-only" / "predictions.csv").unlink()
+    vitrm.predictions_file(tmp_path / "vitrm-metrics-only").unlink()
     monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
     at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
     at.switch_page("screens/dataset.py")
     run(at)
-    assert any("has no predictions.csv" in w.value for w in at.warning)
+    assert any("has no predictions.csv.gz" in w.value for w in at.warning)
     assert any(b.label.startswith("Compute on") for b in at.button)
     measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
     curve = next(t for t in plotly_specs(at)[0]["data"] if t.get("name", "").split(" (")[0] == "vitrm-metrics-only")
     assert values(curve["y"]) == pytest.approx(measured["top1_by_step"])
     at.radio(key="analysis_view").set_value("Galleries")
     run(at)
-    assert any("need predictions.csv" in i.value for i in at.info)
+    assert any("need predictions.csv.gz" in i.value for i in at.info)
 
 
 def test_accuracy_vs_trained_n_is_drawn_beside_test_time_steps_from_a_sweep_of_checkpoints(lab, tmp_path,

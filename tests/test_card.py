@@ -29,14 +29,20 @@ def write_stage(folder: Path, ran: int, wall_per_epoch: float, **settings) -> No
                          for e in range(1, ran + 1))
 
 
-def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_path):
+def command(*args: str) -> list[str]:
+    return ["python", "-m", "vitrm", *args]
+
+
+def test_a_card_for_a_run_in_three_stages_sums_them_and_prints_each_recorded_command(tmp_path):
     torch.manual_seed(0)
     run = tmp_path / "vitrm-cifar10"
     vitrm.save(ViTRM(TINY), run)
-    write_stage(run / "stage1", 3, 100.0, lr=0.002)
-    write_stage(run / "stage2", 2, 100.0, lr=0.001, epochs=5)          # cut short after 2 of 5
+    write_stage(run / "stage1", 3, 100.0, lr=0.002, command=command("train", "configs/a.yaml", "--out", "runs/one"))
+    write_stage(run / "stage2", 2, 100.0, lr=0.001, epochs=5,          # cut short after 2 of 5
+                command=command("train", "configs/b.yaml", "--set", "init_from=runs/one", "--stop-after", "2"))
     write_stage(run, 4, 450.0, lr=0.001, detach_between_steps=False, step_weighting="linear",
-                augment={**TrainConfig().augment.__dict__, "mixup_alpha": 0.2, "cutmix_alpha": 1.0})
+                augment={**TrainConfig().augment.__dict__, "mixup_alpha": 0.2, "cutmix_alpha": 1.0},
+                command=command("train", "my config.yaml", "--set", "init_from=runs/two"))
     (run / "NOTES.md").write_text("Written by hand.")
 
     card = render_card(run, "a test machine")
@@ -46,20 +52,30 @@ def test_a_card_for_a_run_in_three_stages_sums_them_and_chains_the_commands(tmp_
     assert "stage 3, 4 epochs (lr 0.001, n=1, no detach between steps, linear step weights" in card
     assert "MixUp alpha 0.2 or CutMix alpha 1.0 on every batch)" in card
     assert "wall time 0.64 h" in card                     # 300 + 200 + 1800 s
-    assert ("python -m vitrm train configs/vitrm-cifar10-stage3.yaml --out checkpoints/vitrm-cifar10 "
-            "--set init_from=runs/vitrm-cifar10-stage2") in card
-    assert card.index("configs/vitrm-cifar10.yaml --out runs/vitrm-cifar10-stage1") < card.index("stage2.yaml")
-    assert ("configs/vitrm-cifar10-stage2.yaml --out runs/vitrm-cifar10-stage2 "
-            "--set init_from=runs/vitrm-cifar10-stage1 --stop-after 2") in card
+    block = card.split("```\n")[1].splitlines()
+    assert block[:3] == ["python -m vitrm train configs/a.yaml --out runs/one",
+                         "python -m vitrm train configs/b.yaml --set init_from=runs/one --stop-after 2",
+                         "python -m vitrm train 'my config.yaml' --set init_from=runs/two"]   # as typed, quoted
+    assert block[3].startswith("python -m vitrm evaluate --checkpoint checkpoints/vitrm-cifar10")
     assert "stage 2, 2 of 5 scheduled epochs" in card
     assert card.rstrip().endswith("Written by hand.")
+
+
+def test_a_run_without_a_recorded_command_says_so_rather_than_guessing(tmp_path):
+    torch.manual_seed(0)
+    run = tmp_path / "vitrm-cifar10"
+    vitrm.save(ViTRM(TINY), run)
+    write_stage(run, 2, 60.0)
+    card = render_card(run, "a test machine")
+    assert "# vitrm-cifar10: no command recorded" in card
+    assert "python -m vitrm train" not in card
 
 
 def test_an_unfinished_single_stage_run_says_how_to_continue(tmp_path):
     torch.manual_seed(0)
     run = tmp_path / "vitrm-cifar10"
     vitrm.save(ViTRM(TINY), run)
-    write_stage(run, 2, 60.0)
+    write_stage(run, 2, 60.0, command=command("train", "configs/x.yaml"))
     (run / "train_config.json").write_text(json.dumps({**json.loads((run / "train_config.json").read_text()),
                                                         "epochs": 5}))
     card = render_card(run, "a test machine")
@@ -71,10 +87,12 @@ def test_a_card_for_averaged_runs_names_every_run_and_the_average_command(tmp_pa
     torch.manual_seed(0)
     run = tmp_path / "vitrm-cifar10"
     vitrm.save(ViTRM(TINY), run)
-    write_stage(run / "stage1", 3, 100.0, lr=0.002)
-    write_stage(run, 2, 100.0, lr=0.0003)
-    write_stage(run / "stage2b", 2, 150.0, lr=0.0003, augment={**TrainConfig().augment.__dict__, "randaugment_ops": 1})
-    (run / "averaged_from.json").write_text(json.dumps({"sources": ["runs/x", "runs/y"]}))
+    write_stage(run / "stage1", 3, 100.0, lr=0.002, command=command("train", "s1.yaml"))
+    write_stage(run, 2, 100.0, lr=0.0003, command=command("train", "s2.yaml"))
+    write_stage(run / "stage2b", 2, 150.0, lr=0.0003, augment={**TrainConfig().augment.__dict__, "randaugment_ops": 1},
+                command=command("train", "s2b.yaml"))
+    (run / "averaged_from.json").write_text(json.dumps({
+        "sources": ["runs/x", "runs/y"], "command": command("average", "runs/x", "runs/y", "--out", "here")}))
 
     card = render_card(run, "a test machine")
 
@@ -82,8 +100,15 @@ def test_a_card_for_averaged_runs_names_every_run_and_the_average_command(tmp_pa
     assert "stage 2b, side by side from the same weights, 2 epochs (lr 0.0003, n=1, RandAugment 1 op(s))" in card
     assert "The shipped weights are the uniform average of the 2 runs of stage 2" in card
     assert "wall time 0.22 h summed over the runs" in card          # 300 + 200 + 300 s
-    assert ("python -m vitrm train configs/vitrm-cifar10-stage2b.yaml --out runs/vitrm-cifar10-stage2b "
-            "--set init_from=runs/vitrm-cifar10-stage1") in card
-    assert ("python -m vitrm average runs/vitrm-cifar10-stage2 runs/vitrm-cifar10-stage2b "
-            "--out checkpoints/vitrm-cifar10") in card
-    assert "--out checkpoints/vitrm-cifar10 --set" not in card   # no training run writes the checkpoint itself
+    assert card.split("```\n")[1].splitlines()[:4] == [
+        "python -m vitrm train s1.yaml", "python -m vitrm train s2.yaml", "python -m vitrm train s2b.yaml",
+        "python -m vitrm average runs/x runs/y --out here"]
+
+
+def test_the_shipped_cards_are_what_the_card_command_writes():
+    # Every shipped model card is regenerated from its files, byte for byte (hardware as recorded on it).
+    import re
+    for readme in sorted((Path(__file__).resolve().parents[1] / "checkpoints").glob("*/README.md")):
+        text = readme.read_text()
+        hardware = re.search(r"- Hardware: (.*); wall time", text).group(1)
+        assert render_card(readme.parent, hardware) == text, readme.parent.name

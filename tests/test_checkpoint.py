@@ -460,7 +460,7 @@ def test_average_writes_the_elementwise_mean_and_records_its_sources(tmp_path):
 def test_averaging_into_an_evaluated_checkpoint_drops_its_stale_metrics_and_keeps_the_rest(tmp_path):
     for name, seed in (("a", 1), ("b", 2)):
         vitrm.save(perturbed(ViTRM(tiny()), seed=seed), tmp_path / name)
-    for name in ("metrics.json", "predictions.csv", "train_log.csv"):
+    for name in ("metrics.json", "predictions.csv.gz", "predictions.csv", "train_log.csv"):
         (tmp_path / "a" / name).write_text("of the old weights")
     vitrm.checkpoint.average([tmp_path / "a", tmp_path / "b"], tmp_path / "a")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [

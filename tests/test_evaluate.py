@@ -16,8 +16,9 @@ from fakedata import CIFAR10_CLASSES, write_imagefolder
 
 import vitrm
 from vitrm.__main__ import main
-from vitrm.data import load_split, normalize
-from vitrm.evaluate import MAX_STEPS, confusion_matrix, evenly_spaced, expected_calibration_error, halting_analysis
+from vitrm.analysis import confusion_matrix, evenly_spaced, expected_calibration_error, halting_analysis, normalize
+from vitrm.data import load_split
+from vitrm.evaluate import MAX_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = tuple(CIFAR10_CLASSES[:3])
@@ -98,7 +99,7 @@ def test_evaluate_writes_metrics_and_a_table_that_agree_with_each_other_and_the_
     assert "top1" in result.stdout and "mean halt prob" in result.stdout   # the printed summary
 
     m = json.loads((ckpt / "metrics.json").read_text())
-    table = pd.read_csv(ckpt / "predictions.csv", keep_default_na=False)
+    table = pd.read_csv(ckpt / "predictions.csv.gz", keep_default_na=False)
     n, S, C = 21, 3, 3
     expected_keys = {"data", "split", "data_note", "num_images", "arch", "parameters", "trained_steps", "max_steps",
                      "class_names", "top1_by_step", "top5_by_step", "per_class_by_step", "confusion_by_step",
@@ -167,7 +168,7 @@ def test_max_steps_defaults_to_twice_the_trained_count(tmp_path, folder, cache, 
     m = vitrm.read_metrics(ckpt)
     assert m["max_steps"] == 4 and len(m["top1_by_step"]) == 4
     assert m["num_images"] == 5
-    assert pd.read_csv(ckpt / "predictions.csv")["index"].tolist() == evenly_spaced(21, 5).tolist()
+    assert pd.read_csv(ckpt / "predictions.csv.gz")["index"].tolist() == evenly_spaced(21, 5).tolist()
 
 
 @pytest.mark.parametrize("arch, extra", [("vit", dict(layers=2, trained_steps=1, latent_updates=0)),
@@ -179,7 +180,7 @@ def test_a_baseline_has_one_step_and_no_halting(tmp_path, folder, cache, capsys,
     assert (m["arch"], m["max_steps"], m["trained_steps"]) == (arch, 1, 1)
     assert len(m["top1_by_step"]) == len(m["confusion_by_step"]) == 1
     assert m["halting"] is None
-    table = pd.read_csv(ckpt / "predictions.csv")
+    table = pd.read_csv(ckpt / "predictions.csv.gz")
     assert table["halt_step"].isna().all() and table["halt_1"].isna().all()
     assert m["top1_by_step"][0] == (table["pred_1"] == table["label"]).mean()
     assert "mean halt prob" not in capsys.readouterr().out
@@ -225,7 +226,7 @@ def test_absurd_evaluate_flags_exit_with_one_line(tmp_path, folder, cache, capsy
     ckpt = save_tiny(tmp_path / "ckpt")
     err = assert_one_clear_line(evaluate(ckpt, folder, cache, *flags), capsys)
     assert flags[0] in err
-    assert not (ckpt / "metrics.json").exists() and not (ckpt / "predictions.csv").exists()
+    assert not (ckpt / "metrics.json").exists() and vitrm.predictions_file(ckpt) is None
 
 
 def test_a_baseline_refuses_more_than_one_step(tmp_path, folder, cache, capsys):

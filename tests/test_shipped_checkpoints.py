@@ -1,13 +1,15 @@
 """Every checkpoint we ship reproduces, on a fixed 1,000-image subset of the test set, the
 per-step accuracy it recorded there at evaluation time (within 1 point)."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 import vitrm
-from vitrm.data import load_split, normalize
+from vitrm.analysis import normalize
+from vitrm.data import load_split
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 SHIPPED = sorted(p for p in CHECKPOINTS.glob("*") if (p / "metrics.json").is_file())
@@ -15,9 +17,10 @@ SHIPPED = sorted(p for p in CHECKPOINTS.glob("*") if (p / "metrics.json").is_fil
 
 def test_every_shipped_checkpoint_has_the_files_a_user_needs():
     for path in SHIPPED:
-        for name in ("model.safetensors", "config.json", "metrics.json", "predictions.csv",
+        for name in ("model.safetensors", "config.json", "metrics.json", "predictions.csv.gz",
                      "train_log.csv", "README.md"):
             assert (path / name).is_file(), f"{path.name} lacks {name}"
+        assert not (path / "predictions.csv").exists(), "the per-image table is shipped compressed, once"
 
 
 def test_checkpoints_stay_small():
@@ -48,3 +51,18 @@ def test_per_step_accuracy_on_the_fixed_subset_matches_the_record(path, test_sub
     measured = (correct / len(test_subset)).tolist()
     for step, (got, want) in enumerate(zip(measured, recorded["top1_by_step"]), start=1):
         assert abs(got - want) <= 0.01, f"{path.name} step {step}: measured {got:.4f}, recorded {want:.4f}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_the_compressed_per_image_table_agrees_with_the_recorded_metrics(path):
+    table, metrics = vitrm.read_predictions(path), vitrm.read_metrics(path)
+    assert len(table) == metrics["num_images"]
+    for step, top1 in enumerate(metrics["top1_by_step"], start=1):
+        assert (table[f"pred_{step}"] == table["label"]).mean() == pytest.approx(top1, abs=1e-12), step
+
+
+def test_resume_state_is_shipped_only_for_an_unfinished_run():
+    # A finished run's optimizer moments are dead weight in the repository; an unfinished one needs them.
+    for state in CHECKPOINTS.rglob("train_state.json"):
+        scheduled = json.loads((state.parent / "train_config.json").read_text())["epochs"]
+        assert json.loads(state.read_text())["epoch"] < scheduled, f"{state.parent} finished: drop its resume state"

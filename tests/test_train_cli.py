@@ -112,9 +112,14 @@ def test_stop_after_cuts_a_run_short_on_its_own_schedule_and_resume_finishes_it(
     assert [int(r["epoch"]) for r in read_log(staged)] == [1]
     assert read_log(staged)[0]["lr"] == read_log(whole)[0]["lr"], "the schedule is still planned for 3 epochs"
 
+    started = [*train_args(folder, staged, cache, 3), "--stop-after", "1"]
+    assert json.loads((staged / "train_config.json").read_text())["command"] == ["python", "-m", "vitrm", *started]
+
     assert run_cli(["train", "--out", str(staged), "--resume", "--quiet"]).returncode == 0
     a, b = load_file(whole / "model.safetensors"), load_file(staged / "model.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a)
+    # The record names the command that started the run; resuming it does not rewrite it.
+    assert json.loads((staged / "train_config.json").read_text())["command"] == ["python", "-m", "vitrm", *started]
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -261,7 +266,7 @@ def test_fake_cifar_trains_and_evaluates_through_the_cli(tmp_path, monkeypatch, 
 
     assert main(["evaluate", "--checkpoint", str(out), "--data", name, "--data-dir", str(data_dir), "--quiet"]) == 0
     m = vitrm.read_metrics(out)
-    table = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    table = pd.read_csv(out / "predictions.csv.gz", keep_default_na=False)
     n_test = {"cifar10": 30, "cifar100": 100}[name]
     assert m["num_images"] == len(table) == n_test and len(m["class_names"]) == classes
     assert (table["path"] == "").all()                       # torchvision CIFAR has no files per image
@@ -368,7 +373,8 @@ def test_a_cnns_ema_weights_get_batchnorm_statistics_of_their_own(tmp_path, fold
 
     from torch.optim.swa_utils import update_bn
 
-    from vitrm.data import load_split, normalize, train_val_split
+    from vitrm.analysis import normalize
+    from vitrm.data import load_split, train_val_split
     out = tmp_path / "cnn"
     done = run_cli(train_args(folder, out, cache, 2, "model.arch=cnn", "model.trained_steps=1",
                               "model.cnn_widths=[8,16]", "ema_decay=0.9"))

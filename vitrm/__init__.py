@@ -5,17 +5,49 @@
     image = vitrm.load_image("cat.jpg")
     trace = model.trace(model.preprocess(image), steps=8)
     trace.probs[:, 0]          # class probabilities after each of the 8 steps
+
+Everything in ``__all__`` is the public API (the app uses nothing else). ``vitrm.analysis``
+holds the rules that evaluation and the app share: the halting rule, per-step statistics,
+metrics assembly, class directions and normalization.
 """
 
+from . import analysis
+from .analysis import normalize
+from .attribution import METHODS as ATTRIBUTION_METHODS, Attribution, attribute
 from .baselines import CompactCNN, ViT, vit_config_for
-from .checkpoint import CheckpointError, build_model, load, read_config, read_metrics, save
-from .images import MAX_PIXELS, InvalidImageError, load_image
+from .checkpoint import (
+    CONFIG as CONFIG_FILE,
+    WEIGHTS as WEIGHTS_FILE,
+    CheckpointError,
+    averaged_runs,
+    build_model,
+    earlier_stages,
+    load,
+    predictions_file,
+    read_config,
+    read_metrics,
+    read_predictions,
+    save,
+)
+from .errors import UserError
+from .images import MAX_PIXELS, InvalidImageError, load_image, to_model_input
 from .model import AttentionMaps, Trace, ViTRM, ViTRMConfig, num_parameters
-from .sweep import SweepPoint, find_sweeps, flops_per_image
+from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
+from .sweep import EXPLANATION as SWEEP_EXPLANATION, SweepPoint, find_sweeps, flops_per_image
 
 __all__ = [
-    "ViTRM", "ViTRMConfig", "Trace", "AttentionMaps", "ViT", "CompactCNN", "vit_config_for",
-    "build_model", "load", "save", "read_config", "read_metrics", "CheckpointError",
-    "load_image", "InvalidImageError", "MAX_PIXELS", "num_parameters",
-    "SweepPoint", "find_sweeps", "flops_per_image",
+    # the model and its trace
+    "ViTRM", "ViTRMConfig", "Trace", "AttentionMaps", "ViT", "CompactCNN", "vit_config_for", "num_parameters",
+    # checkpoints
+    "build_model", "load", "save", "read_config", "read_metrics", "read_predictions", "predictions_file",
+    "earlier_stages", "averaged_runs", "CONFIG_FILE", "WEIGHTS_FILE",
+    # images and their preparation
+    "load_image", "to_model_input", "normalize", "MAX_PIXELS",
+    # analysis, attribution, and the trained-N sweep
+    "analysis", "attribute", "Attribution", "ATTRIBUTION_METHODS",
+    "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION",
+    # naming data and architectures for people
+    "data_description", "data_note", "ARCH_NAMES", "GALLERY_SPEC",
+    # errors a user can fix
+    "UserError", "CheckpointError", "InvalidImageError",
 ]

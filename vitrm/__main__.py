@@ -1,7 +1,8 @@
 """Command line: ``python -m vitrm train | evaluate | predict | average``.
 
-Errors a user can cause (a wrong path, a bad config, an absurd value) print one line and
-exit with status 2; ``--debug`` shows the full traceback instead. ``predict`` goes on past an
+Errors a user can cause (a wrong path, a bad config, an absurd value: ``vitrm.errors.UserError``)
+print one line and exit with status 2; ``--debug`` shows the full traceback instead. Any other
+exception is a bug and keeps its traceback. ``predict`` goes on past an
 unreadable image (one line for it on stderr) and exits with status 1 at the end.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from .errors import UsageError, is_user_error
 
 
 def _train(args) -> None:
@@ -20,10 +23,10 @@ def _train(args) -> None:
             overrides.append(f"{key}={value}")
     cfg = load_train_config(args.config, overrides)
     if args.resume and args.out is None and args.config is None:
-        raise ValueError("--resume needs --out (the run directory) or the run's config")
+        raise UsageError("--resume needs --out (the run directory) or the run's config")
     if args.stop_after is not None and args.stop_after < 1:
-        raise ValueError(f"--stop-after must be at least 1, got {args.stop_after}")
-    train(cfg, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after)
+        raise UsageError(f"--stop-after must be at least 1, got {args.stop_after}")
+    train(cfg, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after, command=args.command_line)
 
 
 def _evaluate(args) -> None:
@@ -39,7 +42,7 @@ def _predict(args) -> int:
 
 def _average(args) -> None:
     from .checkpoint import average
-    out = average(args.checkpoints, args.out)
+    out = average(args.checkpoints, args.out, command=args.command_line)
     print(f"wrote the mean of {len(args.checkpoints)} checkpoints' weights to {out}")
 
 
@@ -93,21 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
+    # The command as typed, recorded with what it produces (train_config.json, averaged_from.json).
+    args.command_line = ["python", "-m", "vitrm", *argv]
     try:
         status = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the one place that turns errors into a clean exit
-        if args.debug:
+    except Exception as e:
+        # The one place that turns the user's errors into a clean exit; a bug keeps its traceback.
+        if args.debug or not is_user_error(e):
             raise
-        from .errors import is_user_error
-        if is_user_error(e):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return status or 0
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .provenance import data_description as describe
+from .provenance import ARCH_NAMES, data_description as describe
 from .train import TRAIN_CONFIG, read_log
 
 
@@ -30,101 +31,122 @@ def data_description(spec: str) -> str:
 def render_card(path: Path, hardware: str) -> str:
     path = Path(path)
     config = ckpt.read_config(path)
-    model = ckpt.load(path)
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in ckpt.load(path).parameters())
     train_cfg = json.loads((path / TRAIN_CONFIG).read_text()) if (path / TRAIN_CONFIG).is_file() else None
-    log = read_log(path)
     metrics = ckpt.read_metrics(path)
-    name = path.name
-    lines = [f"# {name}", ""]
-    arch = {"vitrm": "ViTRM (one shared block applied recursively)", "vit": "ViT baseline (unshared layers)",
-            "cnn": "compact ResNet-style CNN baseline"}[config.arch]
-    lines += [f"**Architecture:** {arch}  ", f"**Parameters:** {params:,}  "]
-    if config.arch == "vitrm":
-        lines += [f"**Block:** k={config.layers} layers, width {config.dim}, {config.heads} heads, MLP ratio "
-                  f"{config.mlp_ratio}; tokenizer `{config.tokenizer}`"
-                  + (f" ({config.conv_stages} conv stage{'s' * (config.conv_stages > 1)}, then a linear patch "
-                     f"embedding)" if config.tokenizer == "conv" and config.conv_stages else "")
-                  + f" to a {config.grid}x{config.grid} grid "
-                  f"({config.num_tokens} tokens); combine `{config.combine}`  ",
-                  f"**Recursion:** n={config.latent_updates} latent updates + 1 answer update per step, "
-                  f"trained with N={config.trained_steps} steps; effective depth {config.effective_depth} layers  "]
-    elif config.arch == "vit":
-        lines += [f"**Layers:** {config.layers} unshared, width {config.dim}, {config.heads} heads, tokenizer "
-                  f"`{config.tokenizer}` ({config.num_tokens} tokens)  "]
-    else:
-        lines += [f"**Widths:** {list(config.cnn_widths)}  "]
-    lines.append("")
+    lines = [f"# {path.name}", "", *_architecture_lines(config, params), ""]
     if train_cfg:
-        val = train_cfg["val_size"]
-        # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages), and
-        # the other runs of its last stage averaged into the shipped weights in stageKb/, ... (ckpt.averaged_runs).
-        earlier = [(c, rows) for _, c, rows in _recorded_runs(ckpt.earlier_stages(path))]
-        siblings = _recorded_runs(ckpt.averaged_runs(path))
-        wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for *_, r in earlier + siblings] + [log] if rows)
-        recipe = (f"batch {train_cfg['batch_size']}, AdamW lr {train_cfg['lr']}, cosine schedule, "
-                  f"EMA {train_cfg['ema_decay']}, label smoothing {train_cfg['label_smoothing']}, "
-                  f"augmentation {train_cfg['augment']}")
-        epochs = f"{len(log)} of {train_cfg['epochs']} scheduled; {recipe}"
-        if earlier or siblings:
-            last = len(earlier) + 1
-            parts = [f"stage {k}, {_stage_summary(cfg_k, rows_k)}" for k, (cfg_k, rows_k) in enumerate(earlier, 1)]
-            parts.append(f"stage {last}, {_stage_summary(train_cfg, log)}")
-            parts += [f"stage {run.removeprefix('stage')}, side by side from the same weights, "
-                      f"{_stage_summary(c, rows)}" for run, c, rows in siblings]
-            averaged = (f". The shipped weights are the uniform average of the {len(siblings) + 1} runs of stage "
-                        f"{last}" if siblings else "")
-            epochs = (f"{sum(len(r) for *_, r in earlier + siblings) + len(log)} in {last} stages, each after "
-                      f"the first a warm start from the one before (its EMA weights; a new optimizer and "
-                      f"schedule): " + "; ".join(parts) + averaged + f". The last stage's recipe: {recipe}")
-        lines += ["## Training", "",
-                  f"- Data: {data_description(train_cfg['data'])}.",
-                  f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
-                  f"{val} held out from the training set for validation (every choice, including the epoch, "
-                  "was made on it; the test set was never used to choose anything), 10,000 test images.",
-                  f"- Epochs: {epochs}.",
-                  f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h"
-                  + (" summed over the runs, though the runs of the last stage trained at the same time."
-                     if siblings else ".") if log else "- Not trained yet.",
-                  ""]
-        evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
-            2 * config.trained_steps if config.arch == "vitrm" else 1)
-        commands = [f"python -m vitrm train {_config_file_hint(train_cfg, name)}"]
-        if earlier or siblings:
-            commands = _staged_commands(name, [(c, len(rows)) for c, rows in earlier] + [(train_cfg, len(log))],
-                                        averaged_with=[run for run, _, _ in siblings])
-        lines += ["Reproduce (from the repository root):", "", "```", *commands,
-                  f"python -m vitrm evaluate --checkpoint checkpoints/{name} --data {train_cfg['data']} "
-                  f"--max-steps {evaluated_steps}", "```", ""]
-        if log and len(log) < train_cfg["epochs"]:
-            lines += ["The run is not finished: continue it with the same command plus `--resume`.", ""]
-    if metrics:
-        top1 = metrics["top1_by_step"]
-        trained = min(config.trained_steps, len(top1))
-        best = max(range(len(top1)), key=lambda i: top1[i])
-        lines += ["## Measured on the test set", "",
-                  f"Data: {data_description(metrics['data'])}, {metrics['num_images']:,} test images.", "",
-                  f"- Top-1 at the trained step count (N={trained}): **{_pct(top1[trained - 1])}**",
-                  f"- Top-5 at N={trained}: {_pct(metrics['top5_by_step'][trained - 1])}",
-                  f"- Peak top-1 over N=1..{len(top1)}: {_pct(top1[best])} at N={best + 1}",
-                  f"- ECE at N={trained}: {metrics['ece_by_step'][trained - 1]:.4f}", ""]
-        if len(top1) > 1:
-            lines += ["| N | " + " | ".join(str(i + 1) for i in range(len(top1))) + " |",
-                      "|---|" + "---|" * len(top1),
-                      "| top-1 | " + " | ".join(f"{100 * a:.1f}" for a in top1) + " |", ""]
-        if metrics.get("halting"):
-            h = metrics["halting"]
-            lines += [f"Adaptive halting ({h['rule']}): top-1 {_pct(h['adaptive_top1'])} with "
-                      f"{h['adaptive_mean_steps']:.2f} steps on average.", ""]
-        lines += [f"Figures from `python -m vitrm evaluate` ({metrics.get('evaluated_at', '')}), stored in "
-                  "`metrics.json`; the per-image table is `predictions.csv`.", ""]
-    else:
-        lines += ["Not evaluated yet: run `python -m vitrm evaluate` (see above).", ""]
+        lines += _training_lines(path, config, train_cfg, metrics, hardware)
+    lines += _measured_lines(config, metrics)
     notes = path / "NOTES.md"
     if notes.is_file():
         # What the files cannot say (how the shipped weights relate to the run), written by hand.
         lines += ["## Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
+
+
+def _architecture_lines(config, params: int) -> list[str]:
+    lines = [f"**Architecture:** {ARCH_NAMES[config.arch]}  ", f"**Parameters:** {params:,}  "]
+    if config.arch == "vitrm":
+        return lines + [
+            f"**Block:** k={config.layers} layers, width {config.dim}, {config.heads} heads, MLP ratio "
+            f"{config.mlp_ratio}; tokenizer `{config.tokenizer}`"
+            + (f" ({config.conv_stages} conv stage{'s' * (config.conv_stages > 1)}, then a linear patch "
+               f"embedding)" if config.tokenizer == "conv" and config.conv_stages else "")
+            + f" to a {config.grid}x{config.grid} grid "
+            f"({config.num_tokens} tokens); combine `{config.combine}`  ",
+            f"**Recursion:** n={config.latent_updates} latent updates + 1 answer update per step, "
+            f"trained with N={config.trained_steps} steps; effective depth {config.effective_depth} layers  "]
+    if config.arch == "vit":
+        return lines + [f"**Layers:** {config.layers} unshared, width {config.dim}, {config.heads} heads, "
+                        f"tokenizer `{config.tokenizer}` ({config.num_tokens} tokens)  "]
+    return lines + [f"**Widths:** {list(config.cnn_widths)}  "]
+
+
+def _training_lines(path: Path, config, train_cfg: dict, metrics: dict | None, hardware: str) -> list[str]:
+    log = read_log(path)
+    val = train_cfg["val_size"]
+    # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages), and
+    # the other runs of its last stage averaged into the shipped weights in stageKb/, ... (ckpt.averaged_runs).
+    earlier = _recorded_runs(ckpt.earlier_stages(path))
+    siblings = _recorded_runs(ckpt.averaged_runs(path))
+    wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for *_, r in earlier + siblings] + [log] if rows)
+    hardware_line = (f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h"
+                     + (" summed over the runs, though the runs of the last stage trained at the same time."
+                        if siblings else ".") if log else "- Not trained yet.")
+    evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
+        2 * config.trained_steps if config.arch == "vitrm" else 1)
+    lines = ["## Training", "",
+             f"- Data: {data_description(train_cfg['data'])}.",
+             f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "
+             f"{val} held out from the training set for validation (every choice, including the epoch, "
+             "was made on it; the test set was never used to choose anything), 10,000 test images.",
+             f"- Epochs: {_epochs_text(train_cfg, log, earlier, siblings)}.",
+             hardware_line, "",
+             "Reproduce (from the repository root):", "", "```",
+             *_commands(path, train_cfg, earlier, siblings),
+             f"python -m vitrm evaluate --checkpoint checkpoints/{path.name} --data {train_cfg['data']} "
+             f"--max-steps {evaluated_steps}", "```", ""]
+    if log and len(log) < train_cfg["epochs"]:
+        lines += ["The run is not finished: continue it with the same command plus `--resume`.", ""]
+    return lines
+
+
+def _epochs_text(train_cfg: dict, log: list[dict], earlier: list, siblings: list) -> str:
+    recipe = (f"batch {train_cfg['batch_size']}, AdamW lr {train_cfg['lr']}, cosine schedule, "
+              f"EMA {train_cfg['ema_decay']}, label smoothing {train_cfg['label_smoothing']}, "
+              f"augmentation {train_cfg['augment']}")
+    if not (earlier or siblings):
+        return f"{len(log)} of {train_cfg['epochs']} scheduled; {recipe}"
+    last = len(earlier) + 1
+    parts = [f"stage {k}, {_stage_summary(cfg_k, rows_k)}" for k, (_, cfg_k, rows_k) in enumerate(earlier, 1)]
+    parts.append(f"stage {last}, {_stage_summary(train_cfg, log)}")
+    parts += [f"stage {run.removeprefix('stage')}, side by side from the same weights, "
+              f"{_stage_summary(c, rows)}" for run, c, rows in siblings]
+    averaged = (f". The shipped weights are the uniform average of the {len(siblings) + 1} runs of stage "
+                f"{last}" if siblings else "")
+    return (f"{sum(len(r) for *_, r in earlier + siblings) + len(log)} in {last} stages, each after "
+            f"the first a warm start from the one before (its EMA weights; a new optimizer and "
+            f"schedule): " + "; ".join(parts) + averaged + f". The last stage's recipe: {recipe}")
+
+
+def _commands(path: Path, train_cfg: dict, earlier: list, siblings: list) -> list[str]:
+    """The commands each run recorded, in the order they ran; then the average's, if the weights are one."""
+    runs = [(f"{path.name}/{run}", cfg) for run, cfg, _ in earlier] + [(path.name, train_cfg)]
+    runs += [(f"{path.name}/{run}", cfg) for run, cfg, _ in siblings]
+    commands = [shlex.join(cfg["command"]) if cfg.get("command") else
+                f"# {where}: no command recorded (the run predates the record); its config: {where}/{TRAIN_CONFIG}"
+                for where, cfg in runs]
+    averaged = path / ckpt.AVERAGED_FROM
+    if averaged.is_file():
+        record = json.loads(averaged.read_text())
+        commands.append(shlex.join(record["command"]) if record.get("command") else
+                        f"# {path.name}: the average of {', '.join(record.get('sources', []))}; no command recorded")
+    return commands
+
+
+def _measured_lines(config, metrics: dict | None) -> list[str]:
+    if not metrics:
+        return ["Not evaluated yet: run `python -m vitrm evaluate` (see above).", ""]
+    top1 = metrics["top1_by_step"]
+    trained = min(config.trained_steps, len(top1))
+    best = max(range(len(top1)), key=lambda i: top1[i])
+    lines = ["## Measured on the test set", "",
+             f"Data: {data_description(metrics['data'])}, {metrics['num_images']:,} test images.", "",
+             f"- Top-1 at the trained step count (N={trained}): **{_pct(top1[trained - 1])}**",
+             f"- Top-5 at N={trained}: {_pct(metrics['top5_by_step'][trained - 1])}",
+             f"- Peak top-1 over N=1..{len(top1)}: {_pct(top1[best])} at N={best + 1}",
+             f"- ECE at N={trained}: {metrics['ece_by_step'][trained - 1]:.4f}", ""]
+    if len(top1) > 1:
+        lines += ["| N | " + " | ".join(str(i + 1) for i in range(len(top1))) + " |",
+                  "|---|" + "---|" * len(top1),
+                  "| top-1 | " + " | ".join(f"{100 * a:.1f}" for a in top1) + " |", ""]
+    if metrics.get("halting"):
+        h = metrics["halting"]
+        lines += [f"Adaptive halting ({h['rule']}): top-1 {_pct(h['adaptive_top1'])} with "
+                  f"{h['adaptive_mean_steps']:.2f} steps on average.", ""]
+    return lines + [f"Figures from `python -m vitrm evaluate` ({metrics.get('evaluated_at', '')}), stored in "
+                    "`metrics.json`; the per-image table is `predictions.csv.gz`.", ""]
 
 
 def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
@@ -146,48 +168,10 @@ def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
     return f"{length} ({', '.join(bits)})"
 
 
-def _staged_commands(name: str, stages: list[tuple[dict, int]], averaged_with: list[str] = ()) -> list[str]:
-    """One command per stage, each warm-starting from the one before; the last writes the checkpoint.
-
-    ``stages`` holds each stage's train config and the epochs it ran; an earlier stage cut
-    short of its schedule gets ``--stop-after``, which reproduces it exactly. ``averaged_with``
-    names the other runs of the last stage (``stage5b``, ...; config ``...-stage5b.yaml``): then
-    every run writes to ``runs/`` and ``python -m vitrm average`` writes the checkpoint.
-    """
-    last = len(stages)
-    commands = []
-    for k, (cfg, ran) in enumerate(stages, start=1):
-        for run in [f"stage{k}", *averaged_with] if k == last else [f"stage{k}"]:
-            config = "configs/vitrm-cifar10.yaml" if run == "stage1" else f"configs/vitrm-cifar10-{run}.yaml"
-            out = f"checkpoints/{name}" if k == last and not averaged_with else f"runs/{name}-{run}"
-            warm = f" --set init_from=runs/{name}-stage{k - 1}" if k > 1 else ""
-            stop = f" --stop-after {ran}" if k < last and ran < cfg["epochs"] else ""
-            commands.append(f"python -m vitrm train {config} --out {out}{warm}{stop}")
-    if averaged_with:
-        commands.append("python -m vitrm average " + " ".join(f"runs/{name}-{run}" for run in
-                                                              [f"stage{last}", *averaged_with])
-                        + f" --out checkpoints/{name}")
-    return commands
-
-
 def _recorded_runs(folders: list[Path]) -> list[tuple[str, dict, list[dict]]]:
     """(folder name, resolved train config, log) of each folder that kept its run's record."""
     return [(d.name, json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
             for d in folders if (d / TRAIN_CONFIG).is_file()]
-
-
-def _config_file_hint(train_cfg: dict, name: str) -> str:
-    model = train_cfg["model"]
-    if name.startswith("vitrm-cifar10") and name != "vitrm-cifar10":
-        return f"configs/compare.yaml --out checkpoints/{name}"
-    if model["arch"] == "vit":
-        return (f"configs/compare.yaml --out checkpoints/{name} --set model.arch=vit --set model.layers="
-                f"{model['layers']} --set model.trained_steps=1 --set model.latent_updates=0")
-    if model["arch"] == "cnn":
-        return f"configs/compare.yaml --out checkpoints/{name} --set model.arch=cnn --set model.trained_steps=1"
-    if train_cfg.get("init_from"):
-        return "configs/vitrm-cifar10-stage2.yaml"
-    return "configs/vitrm-cifar10.yaml"
 
 
 def main(argv=None):

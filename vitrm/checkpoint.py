@@ -3,7 +3,8 @@
     DIR/model.safetensors   weights (EMA weights when training used EMA)
     DIR/config.json         ViTRMConfig: architecture, class names, normalization, trained steps
     DIR/metrics.json        written by ``python -m vitrm evaluate``
-    DIR/predictions.csv     per-image table, written by evaluate
+    DIR/predictions.csv.gz  per-image table (gzip of a CSV), written by evaluate; older
+                            checkpoints hold it uncompressed as predictions.csv
     DIR/train_log.csv       one row per epoch, written by train
     DIR/README.md           model card
     DIR/averaged_from.json  written by ``average``: the runs whose weights were averaged into DIR
@@ -15,6 +16,8 @@ so a hostile checkpoint can neither run code nor exhaust memory.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import math
 import os
@@ -26,11 +29,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .errors import UserError
 from .model import ViTRM, ViTRMConfig, num_parameters
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv.gz"
+PREDICTIONS_CSV = "predictions.csv"     # the uncompressed name, still read
 AVERAGED_FROM = "averaged_from.json"
 MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
 # Small weights can still ask for huge work per image: attention is quadratic in the tokens,
@@ -41,7 +47,7 @@ MAX_CONFIG_BYTES = 16 * 2**20     # config.json is read whole; a larger one is n
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint cannot be used. The message names the file and what is wrong."""
 
 
@@ -306,6 +312,35 @@ def read_metrics(path: str | os.PathLike) -> dict | None:
         raise CheckpointError(f"{file}: not valid JSON ({e})") from None
 
 
+def predictions_file(path: str | os.PathLike) -> Path | None:
+    """The per-image table of a checkpoint directory (predictions.csv.gz, else predictions.csv), or None."""
+    for name in (PREDICTIONS, PREDICTIONS_CSV):
+        if (Path(path) / name).is_file():
+            return Path(path) / name
+    return None
+
+
+def read_predictions(path: str | os.PathLike):
+    """The per-image table written by ``python -m vitrm evaluate`` as a pandas DataFrame, or None."""
+    import pandas as pd
+    file = predictions_file(path)
+    return None if file is None else pd.read_csv(file)
+
+
+def write_predictions(path: str | os.PathLike, table) -> Path:
+    """Write the per-image table as predictions.csv.gz, byte-for-byte reproducible, replacing any older table.
+
+    The CSV inside is exactly what the uncompressed format held (floats to 6 significant digits);
+    the gzip header carries no time stamp, so the same table always gives the same file.
+    """
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, float_format="%.6g")
+    file = Path(path) / PREDICTIONS
+    atomic_write_bytes(file, gzip.compress(buf.getvalue().encode(), compresslevel=9, mtime=0))
+    (Path(path) / PREDICTIONS_CSV).unlink(missing_ok=True)
+    return file
+
+
 def earlier_stages(path: str | os.PathLike) -> list[Path]:
     """The directories of a staged run's earlier stages, in order: ``stage1/``, ``stage2/``, ...
 
@@ -337,14 +372,15 @@ def averaged_runs(path: str | os.PathLike) -> list[Path]:
     return runs
 
 
-def average(sources: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+def average(sources: list[str | os.PathLike], out: str | os.PathLike, command: list[str] | None = None) -> Path:
     """Write the uniform mean of several checkpoints' weights to ``out`` (a "model soup").
 
     The mean of two networks is only a good network when they lie in one basin, which in practice
     means runs warm-started from the same weights; that is the caller's to know. The sources must
     share one architecture (their config.json may differ only in class names, which are taken from
     the first). ``out/averaged_from.json`` records the sources. Other files in ``out`` are kept,
-    except ``metrics.json`` and ``predictions.csv``, which described the weights replaced here.
+    except ``metrics.json`` and the per-image table, which described the weights replaced here.
+    ``command``, the argv that asked for the average, is recorded beside the sources.
     """
     if len(sources) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
@@ -360,8 +396,9 @@ def average(sources: list[str | os.PathLike], out: str | os.PathLike) -> Path:
             for k, v in states[0].items()}
     models[0].load_state_dict(mean)
     save(models[0], out)
-    for stale in (METRICS, "predictions.csv"):
+    for stale in (METRICS, PREDICTIONS, PREDICTIONS_CSV):
         (Path(out) / stale).unlink(missing_ok=True)
     atomic_write_json(Path(out) / AVERAGED_FROM, {"method": "uniform mean of the weights",
-                                                 "sources": [str(s) for s in sources]})
+                                                 "sources": [str(s) for s in sources]}
+                      | ({"command": list(command)} if command else {}))
     return Path(out)

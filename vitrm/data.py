@@ -23,10 +23,12 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from .errors import UserError
+
 DEFAULT_CACHE = Path(os.environ.get("VITRM_CACHE", Path.home() / ".cache" / "vitrm"))
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data spec or directory cannot be used; the message says why."""
 
 
@@ -177,13 +179,3 @@ class AugmentedImages(Dataset):
         image = self.split.images[i]
         return (self.transform(image) if self.transform else image), self.split.labels[i]
 
-
-def normalize(images_uint8: torch.Tensor, mean, std) -> torch.Tensor:
-    mean = torch.tensor(mean, device=images_uint8.device).view(1, -1, 1, 1)
-    std = torch.tensor(std, device=images_uint8.device).view(1, -1, 1, 1)
-    return (images_uint8.float() / 255.0 - mean) / std
-
-
-def channel_stats(split: Split) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = split.images.float() / 255.0
-    return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())

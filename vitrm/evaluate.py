@@ -24,11 +24,9 @@ A non-recursive baseline (ViT, CNN) counts as one step and has no halting head.
 from __future__ import annotations
 
 import datetime
-import io
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -38,50 +36,32 @@ from torchvision.datasets.folder import find_classes
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .data import DEFAULT_CACHE, DataError, Split, check_spec, load_split, normalize, parse_spec
+from .analysis import StepOutputs, evenly_spaced, metrics_record, normalize, predictions_table, step_outputs
+from .data import DEFAULT_CACHE, DataError, Split, check_spec, load_split, parse_spec
+from .errors import UsageError
 from .images import InvalidImageError, load_image
 from .model import num_parameters
 
-PREDICTIONS = "predictions.csv"
+PREDICTIONS = ckpt.PREDICTIONS
 MAX_STEPS = 256                  # beyond this a run is a typo, not an experiment
-ECE_BINS = 15
-HALT_THRESHOLD = 0.5
-HALT_RULE = "stop at the first step whose halting probability >= threshold, else at max_steps"
-SUBSET_STRIDE = 10
-SUBSET_RULE = "every 10th image of the split (indices 0, 10, 20, ...)"
 
 
 # --------------------------------------------------------------------------- running the model
-
-@dataclass
-class StepOutputs:
-    """What the model said about each image at each step; every tensor is [S, N]."""
-
-    pred: torch.Tensor           # int64 argmax class
-    conf: torch.Tensor           # softmax probability of the predicted class
-    prob_true: torch.Tensor      # softmax probability of the true class
-    top5: torch.Tensor           # bool: true class among the 5 most probable
-    halt: torch.Tensor | None    # halting probability; None for baselines
-
-    @property
-    def steps(self) -> int:
-        return self.pred.shape[0]
-
 
 def is_recursive(model) -> bool:
     return model.config.arch == "vitrm"
 
 
 def resolve_steps(model, requested: int | None, flag: str = "--max-steps", default: int | None = None) -> int:
-    """The step count to run, or a ValueError naming the flag."""
+    """The step count to run, or a UsageError naming the flag."""
     if not is_recursive(model):
         if requested not in (None, 1):
-            raise ValueError(f"{flag} {requested}: a {model.config.arch} baseline is not recursive, "
+            raise UsageError(f"{flag} {requested}: a {model.config.arch} baseline is not recursive, "
                              "so it has exactly one step")
         return 1
     steps = default if requested is None else requested
     if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"{flag} must be between 1 and {MAX_STEPS}, got {steps}")
+        raise UsageError(f"{flag} must be between 1 and {MAX_STEPS}, got {steps}")
     return steps
 
 
@@ -91,115 +71,13 @@ def run_steps(model, split: Split, steps: int, batch_size: int = 500, device: st
     """Trace every image of ``split`` through ``steps`` steps, keeping per-image summaries only."""
     model.eval()
     cfg = model.config
-    n, S = len(split), steps
-    pred = torch.empty(S, n, dtype=torch.int64)
-    conf, prob_true = torch.empty(S, n), torch.empty(S, n)
-    top5 = torch.empty(S, n, dtype=torch.bool)
-    halt = torch.empty(S, n) if is_recursive(model) else None
-    k = min(5, cfg.num_classes)
-    for start in tqdm(range(0, n, batch_size), desc="evaluating", unit="batch", disable=not progress,
+    parts = []
+    for start in tqdm(range(0, len(split), batch_size), desc="evaluating", unit="batch", disable=not progress,
                       dynamic_ncols=True, mininterval=1.0):
-        end = min(start + batch_size, n)
+        end = min(start + batch_size, len(split))
         images = normalize(split.images[start:end].to(device), cfg.mean, cfg.std)
-        trace = model.trace(images, steps, attention=False)
-        logits, probs = trace.logits.float().cpu(), trace.probs.float().cpu()     # [S, B, C]
-        labels = split.labels[start:end].view(1, -1, 1).expand(S, -1, 1)
-        # argmax of the logits, as everywhere else, so a tie cannot make the table disagree.
-        pred[:, start:end] = logits.argmax(-1)
-        conf[:, start:end] = probs.gather(-1, pred[:, start:end, None]).squeeze(-1)
-        prob_true[:, start:end] = probs.gather(-1, labels).squeeze(-1)
-        top5[:, start:end] = (logits.topk(k, dim=-1).indices == labels).any(-1)
-        if halt is not None:
-            halt[:, start:end] = trace.halt.float().cpu()
-    return StepOutputs(pred, conf, prob_true, top5, halt)
-
-
-# --------------------------------------------------------------------------- metrics
-
-def expected_calibration_error(conf: torch.Tensor, correct: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """Sum over equal-width confidence bins (lo, hi] of |bin share| x |accuracy - mean confidence|."""
-    index = (conf * bins).ceil().long().clamp(1, bins) - 1
-    gap = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            gap += members.double().mean().item() * abs(correct[members].double().mean().item()
-                                                        - conf[members].double().mean().item())
-    return gap
-
-
-def confusion_matrix(labels: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """[C, C] counts, rows = true class, columns = predicted class."""
-    return torch.bincount(labels * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
-
-
-def halt_steps(halt: torch.Tensor, threshold: float = HALT_THRESHOLD) -> torch.Tensor:
-    """[N] 1-based step each image halts at under ``HALT_RULE``, from halting probabilities [S, N]."""
-    S, n = halt.shape
-    reached = halt >= threshold
-    return torch.where(reached.any(0), reached.int().argmax(0), torch.full((n,), S - 1)) + 1
-
-
-def halting_analysis(halt: torch.Tensor, correct: torch.Tensor, threshold: float = HALT_THRESHOLD) -> dict:
-    """Where the halting head would stop each image, and what that buys against fixed N.
-
-    ``halt`` and ``correct`` are [S, N]; an image that never reaches the threshold runs all S steps.
-    """
-    S, n = halt.shape
-    stop = halt_steps(halt, threshold)
-    chosen_correct = correct[stop - 1, torch.arange(n)]
-    return {"threshold": threshold, "rule": HALT_RULE,
-            "halt_step_histogram": torch.bincount(stop - 1, minlength=S).tolist(),
-            "adaptive_top1": chosen_correct.double().mean().item(),
-            "adaptive_mean_steps": stop.double().mean().item(),
-            "fixed_top1": correct.double().mean(1).tolist(),
-            "mean_halt_prob_by_step": halt.double().mean(1).tolist()}
-
-
-def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int) -> dict:
-    """Every per-step figure of metrics.json, from the per-image outputs of at least one image."""
-    correct = out.pred == labels
-    confusion = [confusion_matrix(labels, out.pred[s], num_classes) for s in range(out.steps)]
-    per_class = []
-    for m in confusion:
-        totals = m.sum(1)
-        # A class with no image in the split has no accuracy: null, never a made-up 0.
-        per_class.append([m[c, c].item() / totals[c].item() if totals[c] else None for c in range(num_classes)])
-    # Means in float64, so top1 is exactly (correct images) / (images), as recomputed from the table.
-    return {"top1_by_step": correct.double().mean(1).tolist(),
-            "top5_by_step": out.top5.double().mean(1).tolist(),
-            "per_class_by_step": per_class,
-            "confusion_by_step": [m.tolist() for m in confusion],
-            "ece_by_step": [expected_calibration_error(out.conf[s], correct[s]) for s in range(out.steps)],
-            "halting": None if out.halt is None else halting_analysis(out.halt, correct)}
-
-
-def subset_metrics(out: StepOutputs, labels: torch.Tensor, indices: torch.Tensor) -> dict:
-    """Top-1 per step on the evaluated images whose split index is a multiple of 10."""
-    keep = indices % SUBSET_STRIDE == 0
-    correct = (out.pred[:, keep] == labels[keep]).double()
-    return {"rule": SUBSET_RULE, "num_images": int(keep.sum()),
-            "top1_by_step": (correct.mean(1) if keep.any() else torch.zeros(out.steps)).tolist()}
-
-
-def predictions_table(out: StepOutputs, labels: torch.Tensor, indices: torch.Tensor, class_names,
-                      paths: list[str] | None) -> pd.DataFrame:
-    """The per-image table (predictions.csv): identity and label, then four columns per step."""
-    n = len(labels)
-    columns: dict[str, object] = {
-        "index": indices.numpy(),
-        "path": paths if paths is not None else [""] * n,
-        "label": labels.numpy(),
-        "label_name": [class_names[i] for i in labels.tolist()],
-        "halt_step": (pd.Series(halt_steps(out.halt).numpy()) if out.halt is not None
-                      else pd.Series([None] * n, dtype="Int64")),
-    }
-    for s in range(out.steps):
-        columns[f"pred_{s + 1}"] = out.pred[s].numpy()
-        columns[f"conf_{s + 1}"] = out.conf[s].numpy()
-        columns[f"prob_true_{s + 1}"] = out.prob_true[s].numpy()
-        columns[f"halt_{s + 1}"] = out.halt[s].numpy() if out.halt is not None else [None] * n
-    return pd.DataFrame(columns)
+        parts.append(step_outputs(model.trace(images, steps, attention=False), split.labels[start:end]))
+    return StepOutputs.concatenate(parts)
 
 
 def summary_table(metrics: dict) -> pd.DataFrame:
@@ -212,11 +90,6 @@ def summary_table(metrics: dict) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- the evaluate command
-
-def _data_note(spec: str) -> str:
-    kind, path = parse_spec(spec)
-    return "CIFAR-10, JPEG q75 copy" if kind == "imagefolder" and Path(path).resolve().name == "cifar10-jpeg" else ""
-
 
 def _imagefolder_paths(root: str, split: str, expected: int) -> list[str]:
     """File paths relative to the imagefolder root, in the order ``load_split`` reads them."""
@@ -235,16 +108,6 @@ def _check_classes(data: str, names, cfg) -> None:
                         f"{show(cfg.class_names)}; labels would not line up")
 
 
-def evenly_spaced(n: int, limit: int | None) -> torch.Tensor:
-    """Indices of ``limit`` images spread over a split of ``n`` (all when limit is None).
-
-    Spread, not the first ``limit``, because ImageFolder orders files by class.
-    """
-    if limit is None or limit >= n:
-        return torch.arange(n)
-    return torch.arange(0, n, max(1, n // limit))[:limit]
-
-
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "test", data_dir="data",
                         max_steps: int | None = None, limit: int | None = None, batch_size: int = 500,
                         cache_dir=DEFAULT_CACHE, progress: bool = True) -> dict:
@@ -254,9 +117,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
     before the first byte is written.
     """
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"--limit must be at least 1, got {limit}")
     path = Path(checkpoint)
     model = ckpt.load(path)
     cfg = model.config
@@ -284,19 +147,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
     out = run_steps(model, part, steps, batch_size, device, progress)
     seconds = time.perf_counter() - t0
 
-    metrics = {"data": data, "split": split, "data_note": _data_note(data), "num_images": len(part),
-               "arch": cfg.arch, "parameters": num_parameters(model),
-               "trained_steps": cfg.trained_steps if is_recursive(model) else 1, "max_steps": steps,
-               "class_names": list(cfg.class_names)}
-    metrics |= step_metrics(out, part.labels, cfg.num_classes)
-    metrics["subset"] = subset_metrics(out, part.labels, indices)
+    metrics = metrics_record(cfg, num_parameters(model), data, split, out, part.labels, indices)
     metrics |= {"seconds": round(seconds, 3), "images_per_second": round(len(part) / max(seconds, 1e-9), 1),
                 "evaluated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "device": device.type}
-    table = predictions_table(out, part.labels, indices, cfg.class_names, paths)
-    buf = io.StringIO()
-    table.to_csv(buf, index=False, float_format="%.6g")
-    ckpt.atomic_write_bytes(path / PREDICTIONS, buf.getvalue().encode())
+    ckpt.write_predictions(path, predictions_table(out, part.labels, indices, cfg.class_names, paths))
     ckpt.atomic_write_json(path / ckpt.METRICS, metrics)
     return metrics
 
@@ -334,7 +189,7 @@ def predict_cli(args) -> bool:
     cfg = model.config
     steps = resolve_steps(model, args.steps, flag="--steps", default=cfg.trained_steps)
     if not 1 <= args.top_k <= cfg.num_classes:
-        raise ValueError(f"--top-k must be between 1 and {cfg.num_classes} (the number of classes), got {args.top_k}")
+        raise UsageError(f"--top-k must be between 1 and {cfg.num_classes} (the number of classes), got {args.top_k}")
     all_read = True
     for name in args.images:
         try:

@@ -22,6 +22,8 @@ from typing import BinaryIO
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
+
 MAX_PIXELS = 50_000_000           # about 7000x7000; larger files are refused unread
 # Pillow's JPEG opener also returns the MPO files that phones write, so "MPO" needs no entry
 # (and naming it makes Image.open raise KeyError: MPO has no opener of its own).
@@ -31,7 +33,7 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 Source = str | os.PathLike | bytes | bytearray | BinaryIO
 
 
-class InvalidImageError(ValueError):
+class InvalidImageError(UserError, ValueError):
     """The input is not an image this tool can read. ``str(e)`` is safe to show a user."""
 
 

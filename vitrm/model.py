@@ -262,15 +262,14 @@ class Preprocessing:
         Each image is converted to RGB, its shorter side resized to ``image_size`` (bicubic,
         antialiased), and the centre square cropped. A 32x32 input passes through unchanged.
         """
+        from .analysis import normalize
         from .images import to_model_input  # images.py owns the PIL details
         if not isinstance(images, (list, tuple)):
             images = [images]
         if not images:
             raise ValueError("preprocess needs at least one image")
         batch = torch.stack([to_model_input(im, self.config.image_size) for im in images])
-        mean = torch.tensor(self.config.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.config.std).view(1, -1, 1, 1)
-        return (batch.float() / 255.0 - mean) / std
+        return normalize(batch, self.config.mean, self.config.std)
 
 
 class ViTRM(nn.Module, Preprocessing):

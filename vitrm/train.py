@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from .analysis import normalize
 from .data import (
     AugmentConfig,
     AugmentedImages,
@@ -49,20 +50,22 @@ from .data import (
     check_spec,
     image_transform,
     load_split,
-    normalize,
     train_val_split,
 )
+from .errors import UserError
 from .model import ViTRMConfig, num_parameters
 
 STATE_WEIGHTS = "train_state.safetensors"
 STATE_JSON = "train_state.json"
 TRAIN_CONFIG = "train_config.json"
 LOG = "train_log.csv"
+# Keys of train_config.json beside the config itself: the argv that started the run, and a note on it.
+RECORD_KEYS = ("command", "command_note")
 LOG_FIELDS = ["epoch", "train_loss", "train_ce", "train_halt_bce", "train_top1", "val_top1", "test_top1",
               "lr", "epoch_seconds", "wall_seconds", "images_per_second"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A training config is malformed; the message names the key."""
 
 
@@ -388,24 +391,84 @@ def _check_init_from(cfg: TrainConfig) -> None:
         raise ConfigError(f"init_from {cfg.init_from}: its architecture differs in {differ}")
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
-    """Train (or resume) a run into ``cfg.out`` and return that directory.
+@dataclass
+class Run:
+    """Everything one training process holds between epochs (built by ``setup``)."""
 
-    ``stop_after`` ends the run after that epoch without touching the schedule, which is
-    still planned for ``cfg.epochs``: the weights are exactly those an uninterrupted run has
-    at that epoch, and ``--resume`` continues it. A stage cut short is reproducible this way.
+    cfg: TrainConfig
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    model: torch.nn.Module                # the raw model; ``ddp`` wraps it when there are several processes
+    ddp: torch.nn.Module
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: DistributedSampler
+    loader: DataLoader
+    mix: object | None                    # MixUp/CutMix on whole batches, or None
+    train_split: Split
+    val_split: Split | None
+    test_split: Split | None
+    start_epoch: int = 0                  # the last finished epoch (0 for a new run)
+    wall_before: float = 0.0              # wall seconds of the epochs before this process started
+    log_rows: list[dict] = field(default_factory=list)
+
+
+def setup(cfg: TrainConfig, resume: bool = False, command: list[str] | None = None) -> Run:
+    """Check the config, load the data, build model, EMA, optimizer, schedule and loader; restore a run.
+
+    A new run records its resolved config, and ``command`` (the argv that started it), in
+    train_config.json; ``resume`` reads that file back, so a run always continues as it began.
     """
     if resume:
         saved = Path(cfg.out) / TRAIN_CONFIG
         if saved.is_file():
-            cfg = _from_dict(TrainConfig, json.loads(saved.read_text()), "")
+            cfg = config_from_record(json.loads(saved.read_text()))
     out = prepare_output(cfg, resume)
     rank, world, device = _dist_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % world:
         raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    train_split, val_split, test_split = _load_splits(cfg)
 
+    torch.manual_seed(cfg.seed)
+    model = ckpt.build_model(cfg.model).to(device)
+    if cfg.init_from and not resume:
+        _warm_start(model, cfg)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay > 0 else None)
+    optimizer = make_optimizer(model, cfg)
+    sampler = DistributedSampler(AugmentedImages(train_split), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(AugmentedImages(train_split, image_transform(cfg.augment, cfg.model.image_size)),
+                        batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    run = Run(cfg=cfg, out=out, rank=rank, world=world, device=device, model=model, ddp=model, ema=ema,
+              optimizer=optimizer,
+              scheduler=make_scheduler(optimizer, cfg, len(loader)), sampler=sampler, loader=loader,
+              mix=batch_mix(cfg.augment, cfg.model.num_classes), train_split=train_split,
+              val_split=val_split, test_split=test_split)
+    if resume:
+        run.start_epoch, run.wall_before = _load_state(out, model, ema, optimizer, run.scheduler)
+        run.log_rows = [r for r in read_log(out) if int(r["epoch"]) <= run.start_epoch]
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_json(out / TRAIN_CONFIG, cfg.to_dict() | ({"command": list(command)} if command else {}))
+    if world > 1:
+        run.ddp = DistributedDataParallel(model)
+    return run
+
+
+def config_from_record(record: dict) -> TrainConfig:
+    """The TrainConfig a run recorded in its train_config.json (the recorded command aside)."""
+    return _from_dict(TrainConfig, {k: v for k, v in record.items() if k not in RECORD_KEYS}, "")
+
+
+def _load_splits(cfg: TrainConfig) -> tuple[Split, Split | None, Split | None]:
+    """(train, validation, test); the model config takes the data's class names."""
     train_split = load_split(cfg.data, "train", cfg.data_dir, cfg.model.image_size, cfg.cache_dir, cfg.download)
     test_split = load_split(cfg.data, "test", cfg.data_dir, cfg.model.image_size, cfg.cache_dir, cfg.download) \
         if cfg.eval_test else None
@@ -417,108 +480,130 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     train_split, val_split = train_val_split(train_split, cfg.val_size)
     if len(train_split) < cfg.batch_size:
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(train_split)} training images")
+    return train_split, val_split, test_split
 
-    torch.manual_seed(cfg.seed)
-    model = ckpt.build_model(cfg.model).to(device)
-    if cfg.init_from and not resume:
-        # A warm start: weights from the checkpoint (its EMA weights), fresh optimizer and schedule.
-        try:
-            model.load_state_dict(ckpt.load(cfg.init_from).state_dict())
-        except RuntimeError as e:
-            raise ConfigError(f"init_from {cfg.init_from}: its weights do not fit this model "
-                              f"({str(e).splitlines()[-1].strip()})") from None
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay > 0 else None)
-    optimizer = make_optimizer(model, cfg)
 
-    sampler = DistributedSampler(AugmentedImages(train_split), num_replicas=world, rank=rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(AugmentedImages(train_split, image_transform(cfg.augment, cfg.model.image_size)),
-                        batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
-    scheduler = make_scheduler(optimizer, cfg, len(loader))
-    mix = batch_mix(cfg.augment, cfg.model.num_classes)
+def _warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Weights from ``init_from`` (its EMA weights); the optimizer and schedule start fresh."""
+    try:
+        model.load_state_dict(ckpt.load(cfg.init_from).state_dict())
+    except RuntimeError as e:
+        raise ConfigError(f"init_from {cfg.init_from}: its weights do not fit this model "
+                          f"({str(e).splitlines()[-1].strip()})") from None
 
-    start_epoch, wall_before, log_rows = 0, 0.0, []
-    if resume:
-        start_epoch, wall_before = _load_state(out, model, ema, optimizer, scheduler)
-        log_rows = [r for r in read_log(out) if int(r["epoch"]) <= start_epoch]
-    elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_json(out / TRAIN_CONFIG, cfg.to_dict())
-    ddp = DistributedDataParallel(model) if world > 1 else model
 
-    last_epoch = cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)
-    if rank == 0 and progress:
-        print(f"training {cfg.model.arch} with {num_parameters(model):,} parameters on {len(train_split):,} images "
-              f"({device}, {world} process{'es' if world > 1 else ''}); "
-              f"epochs {start_epoch + 1}..{last_epoch} of {cfg.epochs}")
-    t_start = time.time()
-    for epoch in range(start_epoch + 1, last_epoch + 1):
-        # Reseeding from (seed, epoch) makes a resumed epoch identical to an uninterrupted one.
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + rank)
-        sampler.set_epoch(epoch)
-        ddp.train()
-        t0 = time.time()
-        sums = {"loss": 0.0, "ce": 0.0, "bce": 0.0, "correct": 0, "seen": 0}
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (progress and rank == 0),
-                   unit="batch", dynamic_ncols=True, mininterval=2.0)
-        for images, labels in bar:
-            images, labels = images.to(device, non_blocking=True), labels.to(device)
-            targets = F.one_hot(labels, cfg.model.num_classes).float()
-            # Normalize first: MixUp and CutMix cannot blend uint8 in place, and both are affine in
-            # the pixels, so mixing the normalized batch is the same as normalizing the mixed one.
-            images = normalize(images, cfg.model.mean, cfg.model.std)
-            if mix is not None:
-                images, targets = mix(images, labels)
-            hard = targets.argmax(-1)
-            with _autocast(device, cfg):
-                logits, halt = ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
+def train_one_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
+    """One pass over the training split with deep supervision; returns the epoch's sums over images.
+
+    Randomness is reseeded from (seed, epoch), so a resumed epoch is identical to an uninterrupted one.
+    """
+    cfg, device = run.cfg, run.device
+    torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + run.rank)
+    run.sampler.set_epoch(epoch)
+    run.ddp.train()
+    t0 = time.time()
+    sums = {"loss": 0.0, "ce": 0.0, "bce": 0.0, "correct": 0, "seen": 0}
+    bar = tqdm(run.loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (progress and run.rank == 0),
+               unit="batch", dynamic_ncols=True, mininterval=2.0)
+    for images, labels in bar:
+        images, labels = images.to(device, non_blocking=True), labels.to(device)
+        targets = F.one_hot(labels, cfg.model.num_classes).float()
+        # Normalize first: MixUp and CutMix cannot blend uint8 in place, and both are affine in
+        # the pixels, so mixing the normalized batch is the same as normalizing the mixed one.
+        images = normalize(images, cfg.model.mean, cfg.model.std)
+        if run.mix is not None:
+            images, targets = run.mix(images, labels)
+        hard = targets.argmax(-1)
+        with _autocast(device, cfg):
+            logits, halt = run.ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
                                    deep_supervision=True, no_grad_steps=cfg.no_grad_steps,
                                    detach_between_steps=cfg.detach_between_steps)
-            logits = logits.float()
-            loss, ce, bce = supervision_loss(logits, None if halt is None else halt.float(), targets, hard, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            n = len(labels)
-            sums["loss"] += loss.item() * n; sums["ce"] += ce.item() * n; sums["bce"] += bce.item() * n
-            sums["correct"] += (logits[-1].argmax(-1) == hard).sum().item(); sums["seen"] += n
-            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}",
-                            img_s=f"{sums['seen'] * world / (time.time() - t0):.0f}", refresh=False)
-        bar.close()
-        epoch_seconds = time.time() - t0
-        if world > 1:
-            # Each rank summed its own shard; the log reports the whole global batch.
-            totals = torch.tensor(list(sums.values()), dtype=torch.float64, device=device)
-            dist.all_reduce(totals)
-            sums = dict(zip(sums, totals.tolist()))
-        if rank == 0:
-            if ema is not None:
-                refresh_batchnorm(ema, train_split, cfg, device)
-            eval_model = ema.module if ema is not None else model
-            row = {"epoch": epoch,
-                   "train_loss": sums["loss"] / sums["seen"], "train_ce": sums["ce"] / sums["seen"],
-                   "train_halt_bce": sums["bce"] / sums["seen"], "train_top1": sums["correct"] / sums["seen"],
-                   "val_top1": accuracy(eval_model, val_split, cfg, device) if val_split else "",
-                   "test_top1": accuracy(eval_model, test_split, cfg, device) if test_split else "",
-                   "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(epoch_seconds, 2),
-                   "wall_seconds": round(wall_before + time.time() - t_start, 2),
-                   "images_per_second": round(sums["seen"] / epoch_seconds, 1)}
-            log_rows.append(row)
-            _save_state(out, model, ema, optimizer, scheduler, epoch, row["wall_seconds"], log_rows)
+        logits = logits.float()
+        loss, ce, bce = supervision_loss(logits, None if halt is None else halt.float(), targets, hard, cfg)
+        _optimizer_step(run, loss)
+        n = len(labels)
+        sums["loss"] += loss.item() * n; sums["ce"] += ce.item() * n; sums["bce"] += bce.item() * n
+        sums["correct"] += (logits[-1].argmax(-1) == hard).sum().item(); sums["seen"] += n
+        bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}",
+                        img_s=f"{sums['seen'] * run.world / (time.time() - t0):.0f}", refresh=False)
+    bar.close()
+    sums["seconds"] = time.time() - t0
+    if run.world > 1:
+        # Each rank summed its own shard; the log reports the whole global batch.
+        totals = torch.tensor([sums[k] for k in ("loss", "ce", "bce", "correct", "seen")],
+                              dtype=torch.float64, device=device)
+        dist.all_reduce(totals)
+        sums |= dict(zip(("loss", "ce", "bce", "correct", "seen"), totals.tolist()))
+    return sums
+
+
+def _optimizer_step(run: Run, loss: torch.Tensor) -> None:
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+
+
+def evaluate_epoch(run: Run, epoch: int, sums: dict, t_start: float) -> dict:
+    """The epoch's log row: training figures from ``sums``, validation (and test) top-1 of the weights people use."""
+    cfg = run.cfg
+    if run.ema is not None:
+        refresh_batchnorm(run.ema, run.train_split, cfg, run.device)
+    eval_model = run.ema.module if run.ema is not None else run.model
+    seen = sums["seen"]
+    return {"epoch": epoch,
+            "train_loss": sums["loss"] / seen, "train_ce": sums["ce"] / seen,
+            "train_halt_bce": sums["bce"] / seen, "train_top1": sums["correct"] / seen,
+            "val_top1": accuracy(eval_model, run.val_split, cfg, run.device) if run.val_split else "",
+            "test_top1": accuracy(eval_model, run.test_split, cfg, run.device) if run.test_split else "",
+            "lr": run.optimizer.param_groups[0]["lr"], "epoch_seconds": round(sums["seconds"], 2),
+            "wall_seconds": round(run.wall_before + time.time() - t_start, 2),
+            "images_per_second": round(seen / sums["seconds"], 1)}
+
+
+def save_epoch(run: Run, epoch: int, row: dict) -> None:
+    """Append the row to the log and write the checkpoint and the resume state, each file atomically."""
+    run.log_rows.append(row)
+    _save_state(run.out, run.model, run.ema, run.optimizer, run.scheduler, epoch, row["wall_seconds"], run.log_rows)
+
+
+def _print_row(row: dict, seconds: float) -> None:
+    def shown(v):
+        return v if v == "" else round(v, 4)
+    print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f} train {row['train_top1']:.4f} "
+          f"val {shown(row['val_top1'])} test {shown(row['test_top1'])} ({seconds:.0f} s)", flush=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          command: list[str] | None = None) -> Path:
+    """Train (or resume) a run into ``cfg.out`` and return that directory.
+
+    ``stop_after`` ends the run after that epoch without touching the schedule, which is
+    still planned for ``cfg.epochs``: the weights are exactly those an uninterrupted run has
+    at that epoch, and ``--resume`` continues it. A stage cut short is reproducible this way.
+    ``command`` is the argv that started the run, recorded in train_config.json.
+    """
+    run = setup(cfg, resume, command)
+    cfg = run.cfg
+    last_epoch = cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)
+    if run.rank == 0 and progress:
+        print(f"training {cfg.model.arch} with {num_parameters(run.model):,} parameters on "
+              f"{len(run.train_split):,} images ({run.device}, {run.world} process{'es' if run.world > 1 else ''}); "
+              f"epochs {run.start_epoch + 1}..{last_epoch} of {cfg.epochs}")
+    t_start = time.time()
+    for epoch in range(run.start_epoch + 1, last_epoch + 1):
+        sums = train_one_epoch(run, epoch, progress)
+        if run.rank == 0:
+            row = evaluate_epoch(run, epoch, sums, t_start)
+            save_epoch(run, epoch, row)
             if progress:
-                print(f"epoch {epoch}: loss {row['train_loss']:.4f} train {row['train_top1']:.4f} "
-                      f"val {row['val_top1'] if row['val_top1'] == '' else round(row['val_top1'], 4)} "
-                      f"test {row['test_top1'] if row['test_top1'] == '' else round(row['test_top1'], 4)} "
-                      f"({epoch_seconds:.0f} s)", flush=True)
-        if world > 1:
+                _print_row(row, sums["seconds"])
+        if run.world > 1:
             dist.barrier()
-    if world > 1:
+    if run.world > 1:
         dist.destroy_process_group()
-    return out
+    return run.out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import vitrm
 from app import cache, checkpoints, session, summaries
 from app.views import analysis, galleries, trained_n
 
@@ -52,7 +53,7 @@ def compute_controls(model: session.LoadedModel) -> None:
 
 
 def offer_to_compute(model: session.LoadedModel) -> None:
-    missing = "predictions.csv" if model.files.metrics is not None else "metrics.json or predictions.csv"
+    missing = "predictions.csv.gz" if model.files.metrics is not None else "metrics.json or predictions.csv.gz"
     st.warning(f"{model.name} has no {missing} yet. Run "
                f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
                "compute them here on a sample (kept in this session only; nothing is written).")
@@ -155,11 +156,11 @@ elif section == "Halting":
     if not metrics.get("halting"):
         st.info(f"{model.name} has no halting head (a non-recursive baseline).")
     else:
-        sweep = summaries.halting_tradeoff(ev.predictions) if ev.predictions is not None else None
+        sweep = vitrm.analysis.halting_tradeoff(ev.predictions) if ev.predictions is not None else None
         analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
 elif section == "Galleries":
     if ev.predictions is None:
-        st.info("The galleries need predictions.csv beside metrics.json (written by python -m vitrm evaluate).")
+        st.info("The galleries need predictions.csv.gz beside metrics.json (written by python -m vitrm evaluate).")
         st.stop()
     if ev.image_root is None:
         st.warning("The images themselves were not found (the data directory named in metrics.json is absent), "

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import cache, derive, inputs, session, summaries
 from app.views import attention, attribution, input_view, model_card, scrubber, state
-from vitrm.attribution import METHODS
+from vitrm import ATTRIBUTION_METHODS as METHODS
 
 PLAY_INTERVAL = 0.8      # seconds per step while playing
 ROW_STEPS = 8            # the attribution row shows at most this many steps

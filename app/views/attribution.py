@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from vitrm.attribution import METHODS
+from vitrm import ATTRIBUTION_METHODS as METHODS
 
 from . import figures
 

@@ -56,19 +56,10 @@ def diagram(cfg: ViTRMConfig, parameters: int) -> str:
 }}"""
 
 
-# Top-level module names, in words; a name not listed is shown as it is.
-PARTS = {"tokenizer": "tokenizer", "pos": "tokenizer", "block": "shared block f", "blocks": "transformer layers",
-         "y_init": "initial states y0, z0", "z_init": "initial states y0, z0", "type_embed": "initial states y0, z0",
-         "cls": "class token", "head": "heads", "head_norm": "heads", "halt_head": "heads", "fc": "heads",
-         "stem": "convolutions", "stages": "convolutions"}
-
-
 def facts_table(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int]) -> pd.DataFrame:
-    grouped: dict[str, int] = {}
-    for part, n in by_part.items():
-        grouped[PARTS.get(part, part)] = grouped.get(PARTS.get(part, part), 0) + n
+    """``by_part``: parameter counts per part in words (``vitrm.analysis.parameters_by_part``)."""
     rows = [("parameters", f"{parameters:,}")]
-    rows += [(f"  in the {part}", f"{n:,}") for part, n in sorted(grouped.items(), key=lambda kv: -kv[1])]
+    rows += [(f"  in the {part}", f"{n:,}") for part, n in sorted(by_part.items(), key=lambda kv: -kv[1])]
     if cfg.arch == "vitrm":
         calls = cfg.block_calls_per_step
         rows += [("block calls per step", f"{calls} (n={cfg.latent_updates} latent + 1 answer)"),

@@ -50,5 +50,5 @@ def draw_trained_n(sweeps: list[list[vitrm.SweepPoint]]) -> None:
         figures.show(trained_n_figure(points))
         st.dataframe(sweep_table(points), hide_index=True, width="stretch")
         data = sorted({str(p.data) for p in points if p.data})
-        st.caption(vitrm.sweep.EXPLANATION + " Same parameters at every N; only the compute per image grows. "
+        st.caption(vitrm.SWEEP_EXPLANATION + " Same parameters at every N; only the compute per image grows. "
                    f"Test data: {', '.join(data) or 'not evaluated yet'} ({Path(points[0].path).parent.name}/).")
