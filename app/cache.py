@@ -265,7 +265,7 @@ def sample_source(files: checkpoints.CheckpointFiles) -> SampleSource | None:
     paths, labels = _listing(str(gallery), gallery=True)
     if set(labels) <= names:
         return SampleSource(root=gallery, description="the app's built-in gallery (CIFAR-10 test images)",
-                            spec=analysis.GALLERY_SPEC, size=len(paths))
+                            spec=vitrm.GALLERY_SPEC, size=len(paths))
     return None
 
 
@@ -278,7 +278,7 @@ def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _prog
     model = load_model(path, mtime)
     cfg = model.config
     report = _progress or (lambda fraction, text: None)
-    all_paths, all_labels = _listing(str(source.root), gallery=source.spec == analysis.GALLERY_SPEC)
+    all_paths, all_labels = _listing(str(source.root), gallery=source.spec == vitrm.GALLERY_SPEC)
     indices = analysis.evenly_spaced(len(all_paths), k).tolist()
     paths = [all_paths[i] for i in indices]
     labels = [cfg.class_names.index(all_labels[i]) for i in indices]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import math
 import os
 import string
 import tempfile
@@ -29,6 +28,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .config import (  # noqa: F401 - the limits are part of the checkpoint format's contract
+    MAX_ACTIVATION_BYTES,
+    MAX_PARAMETERS,
+    MAX_TOKENS,
+    ConfigError,
+    estimate_activation_bytes,
+    estimate_parameters,
+    parse_model_config,
+)
 from .errors import UserError
 from .model import ViTRM, ViTRMConfig, num_parameters
 
@@ -38,11 +46,6 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv.gz"
 PREDICTIONS_CSV = "predictions.csv"     # the uncompressed name, still read
 AVERAGED_FROM = "averaged_from.json"
-MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
-# Small weights can still ask for huge work per image: attention is quadratic in the tokens,
-# a trace keeps every attention map, and a CNN's first stage runs at full resolution.
-MAX_TOKENS = 4096
-MAX_ACTIVATION_BYTES = 2**30      # per image: one step's attention maps, or one CNN feature map
 MAX_CONFIG_BYTES = 16 * 2**20     # config.json is read whole; a larger one is not a config
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
@@ -61,113 +64,14 @@ def build_model(config: ViTRMConfig) -> torch.nn.Module:
     return archs[config.arch](config)
 
 
-def estimate_parameters(cfg: ViTRMConfig) -> int:
-    """Parameter count from the config alone, to refuse huge models before allocating them."""
-    if cfg.arch == "cnn":
-        w = (cfg.in_channels,) + tuple(cfg.cnn_widths)
-        return sum(9 * a * b * 2 + b * b for a, b in zip(w[:-1], w[1:])) + w[-1] * cfg.num_classes
-    d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
-    per_layer = 4 * d * d + 2 * d * hidden + 10 * d
-    tokens = cfg.num_tokens * d * (3 if cfg.arch == "vitrm" else 1)
-    stem = cfg.in_channels * d * cfg.patch_size ** 2 + 9 * d * d
-    return cfg.layers * per_layer + tokens + stem + d * (cfg.num_classes + 2)
-
-
 # --------------------------------------------------------------------------- config validation
 
-_INT_RANGES = {
-    "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
-    "patch_size": (1, 256), "dim": (4, 4096), "heads": (1, 64), "layers": (1, 512),
-    "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8),
-}
-
-
 def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
-    """Validate untrusted JSON and build a ViTRMConfig, or raise CheckpointError."""
-    def bad(msg):
-        return CheckpointError(f"{source}: {msg}")
-
-    if not isinstance(raw, dict):
-        raise bad(f"expected a JSON object, got {type(raw).__name__}")
-    unknown = set(raw) - ViTRMConfig.field_names()
-    if unknown:
-        raise bad(f"unknown keys {sorted(unknown)}")
-    for key, (lo, hi) in _INT_RANGES.items():
-        if key in raw:
-            v = raw[key]
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise bad(f"{key} must be an integer, got {v!r}")
-            if not lo <= v <= hi:
-                raise bad(f"{key}={v} is outside the allowed range {lo}..{hi}")
-    for key in ("arch", "tokenizer", "combine"):
-        if key in raw and not isinstance(raw[key], str):
-            raise bad(f"{key} must be a string, got {raw[key]!r}")
-    for key in ("mlp_ratio", "dropout"):
-        if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool)):
-            raise bad(f"{key} must be a number, got {raw[key]!r}")
-    if not 0 < float(raw.get("mlp_ratio", 2.0)) <= 16:
-        raise bad("mlp_ratio must be in (0, 16]")
-    if not 0 <= float(raw.get("dropout", 0.0)) < 1:
-        raise bad("dropout must be in [0, 1)")
-    for key, typ in (("class_names", str), ("mean", (int, float)), ("std", (int, float)), ("cnn_widths", int)):
-        if key in raw:
-            v = raw[key]
-            if not isinstance(v, list) or not all(isinstance(e, typ) and not isinstance(e, bool) for e in v):
-                raise bad(f"{key} must be a list of {getattr(typ, '__name__', 'numbers')}")
-            if len(v) > 100_000:
-                raise bad(f"{key} is too long")
-    if "cnn_widths" in raw and not (raw["cnn_widths"] and all(1 <= w <= 4096 for w in raw["cnn_widths"])):
-        raise bad("cnn_widths must be a non-empty list of widths between 1 and 4096")
-    for key in ("mean", "std"):
-        if key in raw and not all(math.isfinite(v) for v in raw[key]):
-            raise bad(f"{key} values must be finite numbers")
-    cfg = ViTRMConfig(**raw)
-    if cfg.arch not in ("vitrm", "vit", "cnn"):
-        raise bad(f"unknown architecture {cfg.arch!r}; expected one of ['cnn', 'vit', 'vitrm']")
-    if cfg.tokenizer not in ("patch", "conv"):
-        raise bad(f"unknown tokenizer {cfg.tokenizer!r}")
-    if cfg.combine not in ("concat", "add"):
-        raise bad(f"unknown combine {cfg.combine!r}")
-    if len(cfg.class_names) != cfg.num_classes:
-        raise bad(f"class_names has {len(cfg.class_names)} names but num_classes is {cfg.num_classes}")
-    if len(cfg.mean) != cfg.in_channels or len(cfg.std) != cfg.in_channels:
-        raise bad(f"mean and std need {cfg.in_channels} values each")
-    if any(s <= 0 for s in cfg.std):
-        raise bad("std values must be positive")
-    if cfg.arch != "cnn":
-        if cfg.image_size % cfg.patch_size:
-            raise bad(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
-        if cfg.dim % cfg.heads:
-            raise bad(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
-        if cfg.tokenizer == "conv" and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
-            raise bad("the conv tokenizer needs patch_size to be a power of two, at least 2")
-        if cfg.tokenizer == "conv" and 2 ** cfg.conv_stages > cfg.patch_size:
-            raise bad(f"conv_stages={cfg.conv_stages} downsamples more than patch_size {cfg.patch_size}")
-    if cfg.arch == "vitrm" and cfg.latent_updates < 1:
-        raise bad("a ViTRM needs latent_updates of at least 1")
-    estimate = estimate_parameters(cfg)
-    if estimate > MAX_PARAMETERS:
-        raise bad(f"the config asks for about {estimate:,} parameters, over the limit of {MAX_PARAMETERS:,}")
-    if cfg.arch != "cnn" and cfg.num_tokens > MAX_TOKENS:
-        raise bad(f"{cfg.num_tokens:,} tokens per image ({cfg.image_size}/{cfg.patch_size} squared), "
-                  f"over the limit of {MAX_TOKENS:,}")
-    activation = estimate_activation_bytes(cfg)
-    if activation > MAX_ACTIVATION_BYTES:
-        raise bad(f"one image would need about {activation / 2**30:.1f} GiB of activations per step, "
-                  f"over the limit of {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB")
-    return cfg
-
-
-def estimate_activation_bytes(cfg: ViTRMConfig) -> int:
-    """Largest per-image float32 tensors the config implies: the attention maps a trace keeps for
-    one step (ViTRM), one layer's attention weights (ViT), or the full-resolution stage (CNN)."""
-    if cfg.arch == "cnn":
-        return 4 * cfg.image_size ** 2 * max(cfg.cnn_widths)
-    T = cfg.num_tokens
-    if cfg.arch == "vit":
-        return 4 * cfg.heads * (T + 1) ** 2
-    latent_len = 2 * T + 1 if cfg.combine == "concat" else T + 1
-    return 4 * cfg.layers * cfg.heads * (cfg.latent_updates * latent_len ** 2 + (T + 1) ** 2)
+    """Untrusted JSON -> a ViTRMConfig that passes every rule of ``vitrm.config``, or CheckpointError."""
+    try:
+        return parse_model_config(raw)
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from None
 
 
 def read_config(path: str | os.PathLike) -> ViTRMConfig:

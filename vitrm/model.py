@@ -169,16 +169,12 @@ def make_tokenizer(cfg: ViTRMConfig) -> nn.Module:
     if cfg.tokenizer == "patch":
         return nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
     if cfg.tokenizer == "conv":
-        if cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1):
-            raise ValueError(f"the conv tokenizer needs patch_size to be a power of two >= 2, got {cfg.patch_size}")
         # Compact-convolutional-transformer stem: conv-ReLU-maxpool stages, each halving the
         # resolution. No batch norm: a prediction must not depend on what else is in the batch.
         # With fewer stages than the downsampling needs (``conv_stages``), a linear patch
         # embedding does the rest: a lighter stem leaves more of the work to the recursion.
         full = int(math.log2(cfg.patch_size))
         stages = cfg.conv_stages or full
-        if not 1 <= stages <= full:
-            raise ValueError(f"conv_stages must be between 1 and log2(patch_size) = {full}, got {cfg.conv_stages}")
         widths = [cfg.in_channels] + [max(cfg.dim // 2 ** (full - 1 - i), 16) for i in range(stages)]
         if stages == full:
             widths[-1] = cfg.dim
@@ -275,12 +271,8 @@ class Preprocessing:
 class ViTRM(nn.Module, Preprocessing):
     def __init__(self, config: ViTRMConfig):
         super().__init__()
-        if config.combine not in ("concat", "add"):
-            raise ValueError(f"unknown combine {config.combine!r}; expected 'concat' or 'add'")
-        if config.dim % config.heads:
-            raise ValueError(f"dim {config.dim} is not divisible by heads {config.heads}")
-        if config.latent_updates < 1:
-            raise ValueError(f"latent_updates must be at least 1, got {config.latent_updates}")
+        from .config import check_model
+        check_model(config)          # raises ConfigError (a ValueError) naming the broken rule
         self.config = config
         T, D = config.num_tokens, config.dim
         self.tokenizer = make_tokenizer(config)

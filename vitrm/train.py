@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .analysis import normalize
+from .config import ConfigError, check_budget, check_model, parse_dataclass
 from .data import (
     AugmentConfig,
     AugmentedImages,
@@ -52,7 +53,6 @@ from .data import (
     load_split,
     train_val_split,
 )
-from .errors import UserError
 from .model import ViTRMConfig, num_parameters
 
 STATE_WEIGHTS = "train_state.safetensors"
@@ -63,10 +63,6 @@ LOG = "train_log.csv"
 RECORD_KEYS = ("command", "command_note")
 LOG_FIELDS = ["epoch", "train_loss", "train_ce", "train_halt_bce", "train_top1", "val_top1", "test_top1",
               "lr", "epoch_seconds", "wall_seconds", "images_per_second"]
-
-
-class ConfigError(UserError, ValueError):
-    """A training config is malformed; the message names the key."""
 
 
 @dataclass
@@ -104,46 +100,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _from_dict(cls, raw: dict, where: str):
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
-    kwargs = {}
-    for key, value in raw.items():
-        default = getattr(cls(), key)
-        name = f"{where}.{key}" if where else key
-        if dataclasses.is_dataclass(default):
-            kwargs[key] = _from_dict(type(default), value, name)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{name} must be true or false, got {value!r}")
-            kwargs[key] = value
-        elif isinstance(default, int):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-            kwargs[key] = value
-        elif isinstance(default, float):
-            if isinstance(value, str):
-                # YAML 1.1 reads "1e-3" (no dot) as a string; people write learning rates that way.
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"{name} must be a number, got {value!r}")
-            kwargs[key] = float(value)
-        elif isinstance(default, str):
-            if not isinstance(value, str):
-                raise ConfigError(f"{name} must be a string, got {value!r}")
-            kwargs[key] = value
-        else:
-            kwargs[key] = value
-    return cls(**kwargs)
-
-
 def _set_dotted(raw: dict, dotted: str, value) -> None:
     keys = dotted.split(".")
     node = raw
@@ -155,29 +111,53 @@ def _set_dotted(raw: dict, dotted: str, value) -> None:
 
 
 def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML or JSON config and apply ``KEY=VALUE`` overrides (values parsed as YAML)."""
+    """Read a YAML or JSON config and apply ``KEY=VALUE`` overrides (values parsed as YAML).
+
+    A config may name another as its ``base:`` (a path relative to it): the base is read first and
+    the file's own keys override it, nested sections key by key. A run's train_config.json is a
+    config too (its recorded command aside), so a run can be repeated from its record.
+    """
     import yaml
-    raw: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            text = p.read_text(encoding="utf-8")
-            raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-        except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(f"{p}: cannot parse ({str(e).splitlines()[0]})") from None
-        raw = raw or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = _read_config_file(Path(path)) if path else {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
-    cfg = _from_dict(TrainConfig, raw, "")
+    cfg = parse_dataclass(TrainConfig, raw)
     validate(cfg)
     return cfg
+
+
+def _read_config_file(p: Path, seen: tuple[Path, ...] = ()) -> dict:
+    import yaml
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    if p.resolve() in seen:
+        raise ConfigError(f"{p}: a config cannot be its own base")
+    try:
+        text = p.read_text(encoding="utf-8")
+        raw = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: cannot parse ({str(e).splitlines()[0]})") from None
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = {k: v for k, v in raw.items() if k not in RECORD_KEYS}
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{p}: base must be the path of another config, got {base!r}")
+    return _merged(_read_config_file(p.parent / base, seen + (p.resolve(),)), raw)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """``override`` over ``base``; where both hold a section (a mapping), merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -198,11 +178,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.val_size < 0 or cfg.threads < 0 or cfg.workers < 0:
         raise ConfigError("val_size, threads and workers must not be negative")
     try:
-        ckpt.config_from_dict(cfg.model.to_dict() | {"class_names": list(cfg.model.class_names),
-                                                      "mean": list(cfg.model.mean), "std": list(cfg.model.std),
-                                                      "cnn_widths": list(cfg.model.cnn_widths)}, "model")
-    except ckpt.CheckpointError as e:
-        raise ConfigError(str(e)) from None
+        check_model(cfg.model)
+        check_budget(cfg.model)
+    except ConfigError as e:
+        raise ConfigError(f"model: {e}") from None
 
 
 # --------------------------------------------------------------------------- distributed
@@ -464,7 +443,7 @@ def setup(cfg: TrainConfig, resume: bool = False, command: list[str] | None = No
 
 def config_from_record(record: dict) -> TrainConfig:
     """The TrainConfig a run recorded in its train_config.json (the recorded command aside)."""
-    return _from_dict(TrainConfig, {k: v for k, v in record.items() if k not in RECORD_KEYS}, "")
+    return parse_dataclass(TrainConfig, {k: v for k, v in record.items() if k not in RECORD_KEYS})
 
 
 def _load_splits(cfg: TrainConfig) -> tuple[Split, Split | None, Split | None]:

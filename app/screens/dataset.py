@@ -75,52 +75,42 @@ def offer_to_recompute(model: session.LoadedModel) -> None:
                   on_click=_forget_computed, args=((model.key, model.mtime),))
 
 
-if st.session_state.pop("goto_explore", False):
-    st.switch_page("screens/explore.py")
+def gather(models: list[session.LoadedModel]) -> dict[str, cache.Evaluation]:
+    """Each model's evaluation, with an offer to compute (or recompute) it; problems with its files said."""
+    evaluations = {}
+    for m in models:
+        ev = evaluation(m)
+        if ev is None or ev.predictions is None:
+            offer_to_compute(m)
+        else:
+            offer_to_recompute(m)
+        if ev is not None:
+            evaluations[m.key] = ev
+            if ev.computed_note:
+                st.info(f"{m.name}: {ev.computed_note}")
+    for m in models:
+        for problem in m.files.problems:
+            st.error(f"{m.name}: {problem}")
+    return evaluations
 
-models = session.require_models()
-st.header("Dataset analysis")
-evaluations = {}
-for m in models:
-    ev = evaluation(m)
-    if ev is None or ev.predictions is None:
-        offer_to_compute(m)
-    else:
-        offer_to_recompute(m)
-    if ev is not None:
-        evaluations[m.key] = ev
-        if ev.computed_note:
-            st.info(f"{m.name}: {ev.computed_note}")
-for m in models:
-    for problem in m.files.problems:
-        st.error(f"{m.name}: {problem}")
-if not evaluations and not any(m.files.train_log is not None for m in models):
-    st.stop()
 
-section = st.radio("Section", SECTIONS, key="analysis_view", horizontal=True, label_visibility="collapsed")
-named = {m.key: m for m in models}
-focus_keys = [k for k in named if k in evaluations]
-
-if section == "Training log":
+def training_logs(models: list[session.LoadedModel]) -> None:
     logged = [m for m in models if m.files.train_log is not None and not m.files.train_log.empty]
     if not logged:
         st.info("No train_log.csv beside the loaded checkpoints.")
     for m in logged:
         st.subheader(m.name)
         analysis.draw_train_log(m.files.train_log)
-    st.stop()
 
-if not focus_keys:
-    st.info("Compute or load metrics first (see above).")
-    st.stop()
 
-if section in ("Accuracy vs N", "Calibration"):
-    curves, ece, notes = {}, {}, set()
+def curves(section: str, named: dict, evaluations: dict, focus_keys: list[str]) -> None:
+    """Accuracy vs N (with the baselines beside it) or calibration vs N, one curve per recursive model."""
+    top1, ece, notes = {}, {}, set()
     for key in focus_keys:
         m, metrics = named[key], evaluations[key].metrics
         if m.recursive:
-            curves[summaries.budget_label(m.card)] = {"top1": metrics["top1_by_step"],
-                                                      "trained": m.config.trained_steps}
+            top1[summaries.budget_label(m.card)] = {"top1": metrics["top1_by_step"],
+                                                    "trained": m.config.trained_steps}
             ece[m.name] = metrics["ece_by_step"]
         notes.add(f"{metrics.get('num_images', '?')} images of {metrics.get('data', '?')}"
                   + (f" ({metrics['data_note']})" if metrics.get("data_note") else ""))
@@ -129,39 +119,41 @@ if section in ("Accuracy vs N", "Calibration"):
     if section == "Accuracy vs N":
         test_time, trained = st.columns(2)
         with test_time:
-            analysis.draw_accuracy(curves, baselines, "; ".join(sorted(notes)))
+            analysis.draw_accuracy(top1, baselines, "; ".join(sorted(notes)))
         with trained:
             trained_n.draw_trained_n(cache.trained_n_sweeps())
     elif ece:
         analysis.draw_ece(ece)
     else:
         st.info("Calibration vs N needs a recursive model.")
-    st.stop()
 
-key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
-    "Model", focus_keys, horizontal=True, key="analysis_model", format_func=lambda k: Path(k).name)
-model, ev = named[key], evaluations[key]
-metrics, steps = ev.metrics, len(ev.metrics["top1_by_step"])
-class_names = metrics.get("class_names") or list(model.config.class_names)
-n = 1
-if steps > 1 and section in ("Confusion matrix", "Galleries"):
-    st.session_state.setdefault(f"analysis_n::{key}", min(model.config.trained_steps, steps))
-    n = st.slider("N (steps)", 1, steps, key=f"analysis_n::{key}")
 
-if section == "Per class":
-    analysis.draw_per_class(metrics["per_class_by_step"], class_names)
-elif section == "Confusion matrix":
-    analysis.draw_confusion(metrics["confusion_by_step"][n - 1], class_names, n)
-elif section == "Halting":
-    if not metrics.get("halting"):
-        st.info(f"{model.name} has no halting head (a non-recursive baseline).")
-    else:
-        sweep = vitrm.analysis.halting_tradeoff(ev.predictions) if ev.predictions is not None else None
-        analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
-elif section == "Galleries":
+def one_model(section: str, model: session.LoadedModel, ev: cache.Evaluation) -> None:
+    """The sections drawn for one model at a time: per class, confusion, halting, galleries."""
+    metrics, steps = ev.metrics, len(ev.metrics["top1_by_step"])
+    class_names = metrics.get("class_names") or list(model.config.class_names)
+    n = 1
+    if steps > 1 and section in ("Confusion matrix", "Galleries"):
+        st.session_state.setdefault(f"analysis_n::{model.key}", min(model.config.trained_steps, steps))
+        n = st.slider("N (steps)", 1, steps, key=f"analysis_n::{model.key}")
+    if section == "Per class":
+        analysis.draw_per_class(metrics["per_class_by_step"], class_names)
+    elif section == "Confusion matrix":
+        analysis.draw_confusion(metrics["confusion_by_step"][n - 1], class_names, n)
+    elif section == "Halting":
+        if not metrics.get("halting"):
+            st.info(f"{model.name} has no halting head (a non-recursive baseline).")
+        else:
+            sweep = vitrm.analysis.halting_tradeoff(ev.predictions) if ev.predictions is not None else None
+            analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
+    elif section == "Galleries":
+        galleries_section(model, ev, n, class_names)
+
+
+def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, class_names) -> None:
     if ev.predictions is None:
         st.info("The galleries need predictions.csv.gz beside metrics.json (written by python -m vitrm evaluate).")
-        st.stop()
+        return
     if ev.image_root is None:
         st.warning("The images themselves were not found (the data directory named in metrics.json is absent), "
                    "so only their predictions can be listed.")
@@ -173,3 +165,29 @@ elif section == "Galleries":
         load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
         on_open=lambda p, label: session.open_dataset_image(str(root / p), label, model, n),
         key=f"gallery::{kind}")
+
+
+def page() -> None:
+    models = session.require_models()
+    st.header("Dataset analysis")
+    evaluations = gather(models)
+    if not evaluations and not any(m.files.train_log is not None for m in models):
+        return
+    section = st.radio("Section", SECTIONS, key="analysis_view", horizontal=True, label_visibility="collapsed")
+    named = {m.key: m for m in models}
+    focus_keys = [k for k in named if k in evaluations]
+    if section == "Training log":
+        training_logs(models)
+    elif not focus_keys:
+        st.info("Compute or load metrics first (see above).")
+    elif section in ("Accuracy vs N", "Calibration"):
+        curves(section, named, evaluations, focus_keys)
+    else:
+        key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
+            "Model", focus_keys, horizontal=True, key="analysis_model", format_func=lambda k: Path(k).name)
+        one_model(section, named[key], evaluations[key])
+
+
+if st.session_state.pop("goto_explore", False):
+    st.switch_page("screens/explore.py")
+page()

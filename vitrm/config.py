@@ -1,0 +1,222 @@
+"""Every rule about a config, in one place: the schema, the per-architecture rules, the budget.
+
+``ViTRMConfig`` (``vitrm.model``) is the one model config, saved as ``config.json``; its ``arch``
+field says which architecture it builds, and each architecture reads only its own fields:
+
+    vitrm   image_size, in_channels, num_classes, tokenizer, patch_size, conv_stages (conv tokenizer),
+            dim, heads, mlp_ratio, layers (k), latent_updates (n), combine, trained_steps (N), dropout
+    vit     the same but latent_updates and combine; trained_steps is 1
+    cnn     image_size, in_channels, num_classes, cnn_widths; trained_steps is 1
+    all     class_names, mean, std
+
+Three callers, one set of rules:
+
+* ``vitrm.load`` (``checkpoint.config_from_dict``) parses untrusted ``config.json``:
+  ``parse_model_config`` checks types, ranges and unknown keys, then ``check_model`` and
+  ``check_budget``, before a single weight is allocated;
+* training configs and the command line (``vitrm.train.load_train_config``, ``--set``) parse
+  with ``parse_dataclass``, which hands the ``model`` section to ``parse_model_config``;
+* ``ViTRM(config)`` calls ``check_model`` on a config built in code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .errors import UserError
+
+ARCHITECTURES = ("vitrm", "vit", "cnn")
+TOKENIZERS = ("patch", "conv")
+COMBINES = ("concat", "add")
+
+MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
+# Small weights can still ask for huge work per image: attention is quadratic in the tokens,
+# a trace keeps every attention map, and a CNN's first stage runs at full resolution.
+MAX_TOKENS = 4096
+MAX_ACTIVATION_BYTES = 2**30      # per image: one step's attention maps, or one CNN feature map
+
+INT_RANGES = {
+    "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
+    "patch_size": (1, 256), "dim": (4, 4096), "heads": (1, 64), "layers": (1, 512),
+    "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8),
+}
+LIST_TYPES = {"class_names": str, "mean": (int, float), "std": (int, float), "cnn_widths": int}
+
+
+class ConfigError(UserError, ValueError):
+    """A config is malformed; the message names the key."""
+
+
+# --------------------------------------------------------------------------- the model config
+
+def parse_model_config(raw: object):
+    """Untrusted data (JSON, YAML) -> a ViTRMConfig that passes every rule, or ConfigError."""
+    from .model import ViTRMConfig
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
+    unknown = set(raw) - ViTRMConfig.field_names()
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}")
+    _check_types(raw)
+    cfg = ViTRMConfig(**raw)
+    check_model(cfg)
+    check_budget(cfg)
+    return cfg
+
+
+def _check_types(raw: dict) -> None:
+    for key, (lo, hi) in INT_RANGES.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"{key} must be an integer, got {v!r}")
+            if not lo <= v <= hi:
+                raise ConfigError(f"{key}={v} is outside the allowed range {lo}..{hi}")
+    for key in ("arch", "tokenizer", "combine"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{key} must be a string, got {raw[key]!r}")
+    for key in ("mlp_ratio", "dropout"):
+        if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool)):
+            raise ConfigError(f"{key} must be a number, got {raw[key]!r}")
+    for key, typ in LIST_TYPES.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, (list, tuple)) or not all(isinstance(e, typ) and not isinstance(e, bool)
+                                                          for e in v):
+                raise ConfigError(f"{key} must be a list of {getattr(typ, '__name__', 'numbers')}")
+            if len(v) > 100_000:
+                raise ConfigError(f"{key} is too long")
+
+
+def check_model(cfg) -> None:
+    """The rules a config must meet to build its architecture; ConfigError names the first broken one."""
+    if not 0 < float(cfg.mlp_ratio) <= 16:
+        raise ConfigError("mlp_ratio must be in (0, 16]")
+    if not 0 <= float(cfg.dropout) < 1:
+        raise ConfigError("dropout must be in [0, 1)")
+    if not (cfg.cnn_widths and all(1 <= w <= 4096 for w in cfg.cnn_widths)):
+        raise ConfigError("cnn_widths must be a non-empty list of widths between 1 and 4096")
+    if not all(math.isfinite(v) for v in (*cfg.mean, *cfg.std)):
+        raise ConfigError("mean and std values must be finite numbers")
+    if cfg.arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {cfg.arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    if cfg.tokenizer not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenizer {cfg.tokenizer!r}; expected 'patch' or 'conv'")
+    if cfg.combine not in COMBINES:
+        raise ConfigError(f"unknown combine {cfg.combine!r}; expected 'concat' or 'add'")
+    if len(cfg.class_names) != cfg.num_classes:
+        raise ConfigError(f"class_names has {len(cfg.class_names)} names but num_classes is {cfg.num_classes}")
+    if len(cfg.mean) != cfg.in_channels or len(cfg.std) != cfg.in_channels:
+        raise ConfigError(f"mean and std need {cfg.in_channels} values each")
+    if any(s <= 0 for s in cfg.std):
+        raise ConfigError("std values must be positive")
+    if cfg.arch != "cnn":
+        if cfg.image_size % cfg.patch_size:
+            raise ConfigError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+        if cfg.dim % cfg.heads:
+            raise ConfigError(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
+        if cfg.tokenizer == "conv" and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
+            raise ConfigError("the conv tokenizer needs patch_size to be a power of two, at least 2")
+        if cfg.tokenizer == "conv" and not (0 <= cfg.conv_stages and 2 ** cfg.conv_stages <= cfg.patch_size):
+            raise ConfigError(f"conv_stages={cfg.conv_stages} must be between 0 (the full stem) and "
+                              f"log2(patch_size) = {cfg.patch_size.bit_length() - 1}")
+    if cfg.arch == "vitrm" and cfg.latent_updates < 1:
+        raise ConfigError(f"a ViTRM needs latent_updates of at least 1, got {cfg.latent_updates}")
+
+
+def check_budget(cfg) -> None:
+    """Refuse a config whose model or per-image work would be absurd, before anything is allocated."""
+    estimate = estimate_parameters(cfg)
+    if estimate > MAX_PARAMETERS:
+        raise ConfigError(f"the config asks for about {estimate:,} parameters, over the limit of {MAX_PARAMETERS:,}")
+    if cfg.arch != "cnn" and cfg.num_tokens > MAX_TOKENS:
+        raise ConfigError(f"{cfg.num_tokens:,} tokens per image ({cfg.image_size}/{cfg.patch_size} squared), "
+                          f"over the limit of {MAX_TOKENS:,}")
+    activation = estimate_activation_bytes(cfg)
+    if activation > MAX_ACTIVATION_BYTES:
+        raise ConfigError(f"one image would need about {activation / 2**30:.1f} GiB of activations per step, "
+                          f"over the limit of {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB")
+
+
+def estimate_parameters(cfg) -> int:
+    """Parameter count from the config alone, to refuse huge models before allocating them."""
+    if cfg.arch == "cnn":
+        w = (cfg.in_channels,) + tuple(cfg.cnn_widths)
+        return sum(9 * a * b * 2 + b * b for a, b in zip(w[:-1], w[1:])) + w[-1] * cfg.num_classes
+    d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+    per_layer = 4 * d * d + 2 * d * hidden + 10 * d
+    tokens = cfg.num_tokens * d * (3 if cfg.arch == "vitrm" else 1)
+    stem = cfg.in_channels * d * cfg.patch_size ** 2 + 9 * d * d
+    return cfg.layers * per_layer + tokens + stem + d * (cfg.num_classes + 2)
+
+
+def estimate_activation_bytes(cfg) -> int:
+    """Largest per-image float32 tensors the config implies: the attention maps a trace keeps for
+    one step (ViTRM), one layer's attention weights (ViT), or the full-resolution stage (CNN)."""
+    if cfg.arch == "cnn":
+        return 4 * cfg.image_size ** 2 * max(cfg.cnn_widths)
+    T = cfg.num_tokens
+    if cfg.arch == "vit":
+        return 4 * cfg.heads * (T + 1) ** 2
+    latent_len = 2 * T + 1 if cfg.combine == "concat" else T + 1
+    return 4 * cfg.layers * cfg.heads * (cfg.latent_updates * latent_len ** 2 + (T + 1) ** 2)
+
+
+# --------------------------------------------------------------------------- other configs
+
+def parse_dataclass(cls, raw: object, where: str = ""):
+    """A typed dataclass (the training config, its augmentation section) from YAML/JSON data.
+
+    Each value must have its default's type (a YAML "1e-3" string counts as a number); a
+    nested dataclass is parsed in turn, and a ``model`` section by ``parse_model_config``.
+    """
+    from .model import ViTRMConfig
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
+    defaults = cls()
+    kwargs = {}
+    for key, value in raw.items():
+        default = getattr(defaults, key)
+        name = f"{where}.{key}" if where else key
+        if isinstance(default, ViTRMConfig):
+            if isinstance(value, dict):
+                # A hand-written section may say "mlp_ratio: 2" or "dropout: 1e-1"; both are numbers.
+                value = {k: _typed(getattr(default, k), v, f"{name}.{k}")
+                         if isinstance(getattr(default, k, None), float) else v for k, v in value.items()}
+            try:
+                kwargs[key] = parse_model_config(value)
+            except ConfigError as e:
+                raise ConfigError(f"{name}: {e}") from None
+        elif dataclasses.is_dataclass(default):
+            kwargs[key] = parse_dataclass(type(default), value, name)
+        else:
+            kwargs[key] = _typed(default, value, name)
+    return cls(**kwargs)
+
+
+def _typed(default, value, name: str):
+    """``value`` checked against the type of ``default``."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; people write learning rates that way.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
