@@ -142,7 +142,7 @@ def require_models() -> list[LoadedModel]:
     st.warning(f"No checkpoint is loaded. None was found in {root}, or none is selected in the sidebar.")
     st.markdown(f"""
 To train a model like the flagship's first stage on the CIFAR-10 JPEG copy (a few minutes per epoch
-on 2 CPU cores; the shipped flagship's model card lists the commands of all four of its stages):
+on 2 CPU cores; the shipped flagship's model card lists the commands of all its stages):
 
 ```
 python -m vitrm train configs/vitrm-cifar10.yaml --out checkpoints/vitrm-cifar10

@@ -283,3 +283,17 @@ def test_absurd_predict_flags_exit_with_one_line(tmp_path, folder, capsys, flags
 def test_predict_with_a_wrong_checkpoint_exits_with_one_line(tmp_path, folder, capsys):
     image = next((folder / "test" / "bird").iterdir())
     assert_one_clear_line(main(["predict", str(image), "--checkpoint", str(tmp_path / "nothing")]), capsys)
+
+
+def test_a_bug_keeps_its_traceback_while_a_users_mistake_is_one_line(monkeypatch, tmp_path, capsys):
+    # Only the library's own UserErrors are the user's to fix; a plain ValueError from deep inside is a bug.
+    import vitrm.evaluate
+
+    def broken(args):
+        raise ValueError("an internal invariant broke")
+    monkeypatch.setattr(vitrm.evaluate, "evaluate_cli", broken)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["evaluate", "--checkpoint", str(tmp_path), "--data", "cifar10"])
+    monkeypatch.undo()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--data", "cifar10"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: ")

@@ -14,11 +14,13 @@ data have been checked and every image has been run:
                       ece_by_step (15 equal-width bins); halting (threshold, rule, histogram of
                       halting steps, adaptive vs fixed top-1; null for baselines); subset (top-1
                       on every 10th image of the split); timing and device
-    predictions.csv   index (position in the split), path (relative to the imagefolder root,
-                      empty for torchvision CIFAR), label, label_name, halt_step, then per step s:
-                      pred_s, conf_s, prob_true_s, halt_s
+    predictions.csv.gz  a gzipped CSV, byte-for-byte reproducible: index (position in the split),
+                      path (relative to the imagefolder root, empty for torchvision CIFAR), label,
+                      label_name, halt_step, then per step s: pred_s, conf_s, prob_true_s, halt_s
 
-A non-recursive baseline (ViT, CNN) counts as one step and has no halting head.
+Every rule behind these figures (halting, calibration, the subset, the table's columns) lives in
+``vitrm.analysis``, which the app uses too. A non-recursive baseline (ViT, CNN) counts as one
+step and has no halting head.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ One recursion step (what the app's slider moves through) is
     y <- f(y, z)                         # answer update: commit to an answer
 
 with the same weights ``f`` at every call. After ``steps`` steps the class logits and the
-halting logit are read from y. Training uses deep supervision (see ``vitrm.train``): a loss
-after every step, with y and z detached between steps.
+halting logit are read from y. Training (``vitrm.train``) reads the heads after every step
+(``forward(..., deep_supervision=True)``); the config chooses what is learned from them: the
+paper's loss on every step with y and z detached between steps (the default), or, as the
+shipped flagship's last stages do, the class loss on the last step only with gradients through
+all steps (``step_weighting``, ``detach_between_steps``).
 
 How x, y and z enter f (``combine``):
 

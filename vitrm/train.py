@@ -1,5 +1,7 @@
 """Training with deep supervision: the loop, the schedule, EMA, resume and DDP.
 
+A run is ``setup`` (config, data, model, EMA, optimizer, schedule, loader; a resumed run's
+state), then per epoch ``train_one_epoch``, ``evaluate_epoch`` (the log row) and ``save_epoch``.
 The heart of it, as in TRM, is a few lines in ``train_one_epoch``::
 
     logits, halt = model(images, deep_supervision=True)     # [S, B, C], [S, B]; state detached between steps
@@ -14,7 +16,8 @@ epoch into the output directory, without pickle:
     model.safetensors + config.json   the model to use (EMA weights when EMA is on)
     train_state.safetensors           raw weights, optimizer moments
     train_state.json                  epoch, scheduler, optimizer hyper-parameters
-    train_config.json                 the resolved training config; --resume reuses it
+    train_config.json                 the resolved training config, and the command that started the
+                                      run ("command", its argv); --resume reuses it
     train_log.csv                     one row per finished epoch
 
 Randomness is reseeded from (seed, epoch) at the start of every epoch, so a resumed run
