@@ -1,8 +1,8 @@
 """Training throughput on CPU of the default ViTRMConfig, side by side in one run.
 
-    python bench/train_throughput.py            # about 1-2 minutes on 2 cores
-    python bench/train_throughput.py --quick    # batch 8, one round: a smoke test (seconds)
-    python bench/train_throughput.py --levers   # what each CPU lever gives the refining recipe
+    python -m bench.train_throughput            # about 1-2 minutes on 2 cores
+    python -m bench.train_throughput --quick    # batch 8, one round: a smoke test (seconds)
+    python -m bench.train_throughput --levers   # what each CPU lever gives the refining recipe
 
 ``--levers`` times the whole training step of ``configs/vitrm-cifar10-refine.yaml`` (augmentation
 of a uint8 batch, MixUp/CutMix, the recursion, backward, AdamW, EMA) with one change at a time:
@@ -31,16 +31,14 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vitrm import ViTRMConfig, build_model, num_parameters, vit_config_for  # noqa: E402
-from vitrm.train import TrainConfig, make_optimizer, supervision_loss  # noqa: E402
+from vitrm import ViTRMConfig, build_model, num_parameters, vit_config_for
+from vitrm.train import TrainConfig, make_optimizer, supervision_loss
 
 
 def candidates() -> dict[str, ViTRMConfig]:

@@ -1,7 +1,7 @@
 """The trained-N sweep's table: top-1 against trained N, with parameters, FLOPs and latency per image.
 
-    python bench/trained_n_sweep.py                       # every sweep under checkpoints/
-    python bench/trained_n_sweep.py --rounds 50 --threads 1
+    python -m bench.trained_n_sweep                       # every sweep under checkpoints/
+    python -m bench.trained_n_sweep --rounds 50 --threads 1
 
 Top-1 is read from each checkpoint's ``metrics.json`` at its own N (written by ``python -m vitrm
 evaluate``); FLOPs are counted by torch (``vitrm.flops_per_image``); latency is measured here: one
@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import vitrm  # noqa: E402
+import vitrm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +29,7 @@ def latencies(points: list[vitrm.SweepPoint], rounds: int) -> dict[int, float]:
     image = torch.randn(1, 3, 32, 32)
     times: dict[int, list[float]] = {n: [] for n in models}
     with torch.inference_mode():
-        for n, model in models.items():
+        for model in models.values():
             model(image)                                   # warm-up
         for _ in range(rounds):
             for n, model in models.items():

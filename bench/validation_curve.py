@@ -4,7 +4,7 @@ The validation split is the one training holds out (``val_size`` images by the f
 of ``vitrm.data.train_val_split``), so a checkpoint is judged on images it never trained on and
 the test set stays untouched.
 
-    .venv/bin/python bench/validation_curve.py runs/probe-linear checkpoints/vitrm-cifar10 --max-steps 8
+    .venv/bin/python -m bench.validation_curve runs/probe-linear checkpoints/vitrm-cifar10 --max-steps 8
 
 ``--raw`` reads a run's raw weights (``train_state.safetensors``) instead of the EMA weights it
 ships: after one or two epochs an EMA of decay 0.999 is still mostly the initial weights, so a short
@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import vitrm  # noqa: E402
-from vitrm.data import load_split, train_val_split  # noqa: E402
-from vitrm.evaluate import run_steps  # noqa: E402
-from bench.common import ROOT, SHARED_SPEC  # noqa: E402
+import vitrm
+from bench.common import ROOT, SHARED_SPEC
+from vitrm.data import load_split, train_val_split
+from vitrm.evaluate import run_steps
 
 
 def main() -> None:

@@ -5,7 +5,8 @@
 Every number on the card is read from ``config.json``, ``train_config.json``, ``train_log.csv``
 and ``metrics.json`` in the same directory, never typed by hand, so the card cannot drift
 from the measurements. The commands it prints are the ones each run recorded (``"command"`` in
-its train_config.json, and in averaged_from.json for an average); a run without a record says so. A ``NOTES.md`` beside them, if present, is appended as the card's notes.
+its train_config.json, and in averaged_from.json for an average); a run without a record says so.
+A ``NOTES.md`` beside them, if present, is appended as the card's notes.
 """
 
 from __future__ import annotations
