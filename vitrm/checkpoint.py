@@ -137,12 +137,19 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
 
 
 def _comparable(config_json: str) -> dict | None:
-    """A config as JSON data without class names, which may be relabelled after saving."""
+    """A config as JSON data without class names, which may be relabelled after saving.
+
+    A field the config does not name holds its default, as it does when the config is loaded: weights
+    saved before a field existed (``conv_stages``) still match a config.json that now spells it out.
+    """
     try:
         config = json.loads(config_json)
     except (ValueError, RecursionError):
         return None
-    return {k: v for k, v in config.items() if k != "class_names"} if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return None
+    full = json.loads(json.dumps(ViTRMConfig().to_dict())) | config
+    return {k: v for k, v in full.items() if k != "class_names"}
 
 
 # --------------------------------------------------------------------------- saving

@@ -185,9 +185,10 @@ def parse_dataclass(cls, raw: object, where: str = ""):
         name = f"{where}.{key}" if where else key
         if isinstance(default, ViTRMConfig):
             if isinstance(value, dict):
-                # A hand-written section may say "mlp_ratio: 2" or "dropout: 1e-1"; both are numbers.
-                value = {k: _typed(getattr(default, k), v, f"{name}.{k}")
-                         if isinstance(getattr(default, k, None), float) else v for k, v in value.items()}
+                # Each key's type first, named as written ("model.dim must be an integer"); a hand-written
+                # section may say "mlp_ratio: 2" or "dropout: 1e-1", and both are numbers.
+                value = {k: _typed(getattr(default, k), v, f"{name}.{k}") if hasattr(default, k) else v
+                         for k, v in value.items()}
             try:
                 kwargs[key] = parse_model_config(value)
             except ConfigError as e:
