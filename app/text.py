@@ -1,0 +1,67 @@
+"""Strings from outside, shown as text: the one owner of escaping in the app.
+
+Anything the app did not write itself is data: a link's ``?image=`` value, an upload's file
+name, every field of a checkpoint's files (class names, the data note, directory names, the
+messages that quote them) and a dataset's folder and file names. Streamlit renders markdown in
+far more places than ``st.markdown`` (captions, alerts, metric values, radio options, button and
+expander labels, image captions), and Plotly renders a subset of HTML (``<a href>``, ``<b>``,
+``<br>``) in labels, legends, annotations and hover text. So every outside string passes through
+one of these before it reaches the page:
+
+* :func:`md` for any Streamlit text that renders markdown;
+* :func:`plotly` for trace names, category labels, annotation and hover text;
+* :func:`plain` for places that show text as it is (select options, table cells, file names):
+  one line, no control characters, bounded length.
+
+Never ``unsafe_allow_html``; never an outside string inside a Plotly ``hovertemplate`` (use
+``%{fullData.name}`` or ``%{text}`` with escaped values instead).
+"""
+
+from __future__ import annotations
+
+import string
+
+MAX_CHARS = 120
+MAX_MESSAGE = 600       # a message that quotes a file or a value may run longer than a name
+_ELLIPSIS = "…"
+# Bidirectional controls can make a name read differently from what it is ("gpj.exe" shown as "exe.jpg").
+_BIDI = {0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+_LINE_BREAKS = {0x2028, 0x2029, 0x85}
+# Every ASCII punctuation character may be backslash-escaped in CommonMark and then shows as itself;
+# escaping all of them covers Streamlit's extensions too (":red[...]", "$...$" for LaTeX, "~~").
+_MARKDOWN_SPECIAL = {c: "\\" + c for c in string.punctuation}
+_PLOTLY_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def plain(value: object, limit: int | None = MAX_CHARS) -> str:
+    """``value`` as one line of visible text: line breaks, tabs and other control characters become
+    spaces, bidirectional overrides are dropped, and more than ``limit`` characters are cut with "…"."""
+    text = str(value)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or code == 0x7F or (0x80 <= code < 0xA0) or code in _LINE_BREAKS:
+            out.append(" ")
+        elif code not in _BIDI:
+            out.append(ch)
+    text = "".join(out)
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + _ELLIPSIS
+    return text
+
+
+def md(value: object, limit: int | None = MAX_CHARS) -> str:
+    """``value`` for Streamlit markdown: :func:`plain`, then every punctuation character escaped, so that
+    links, images, emphasis, HTML, code spans, headings, lists, colour directives and LaTeX all show as
+    the characters they are made of."""
+    return "".join(_MARKDOWN_SPECIAL.get(c, c) for c in plain(value, limit))
+
+
+def plotly(value: object, limit: int | None = MAX_CHARS) -> str:
+    """``value`` for a Plotly label or hover text: :func:`plain`, with ``&``, ``<`` and ``>`` as entities,
+    so that Plotly's pseudo-HTML (``<a href>``, ``<b>``, ``<br>``) shows as text."""
+    return "".join(_PLOTLY_SPECIAL.get(c, c) for c in plain(value, limit))
+
+
+def plotly_all(values, limit: int | None = MAX_CHARS) -> list[str]:
+    return [plotly(v, limit) for v in values]
