@@ -8,9 +8,10 @@ import streamlit as st
 
 import vitrm
 from app import cache, checkpoints, session, summaries
-from app.views import analysis, galleries, trained_n
+from app.views import analysis, error_table, galleries, trained_n
 
-SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", "Calibration", "Halting", "Galleries", "Training log"]
+SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting", "Galleries",
+            "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
 
@@ -133,13 +134,15 @@ def one_model(section: str, model: session.LoadedModel, ev: cache.Evaluation) ->
     metrics, steps = ev.metrics, len(ev.metrics["top1_by_step"])
     class_names = metrics.get("class_names") or list(model.config.class_names)
     n = 1
-    if steps > 1 and section in ("Confusion matrix", "Galleries"):
+    if steps > 1 and section in ("Confusion matrix", "Galleries", error_table.SECTION):
         st.session_state.setdefault(f"analysis_n::{model.key}", min(model.config.trained_steps, steps))
         n = st.slider("N (steps)", 1, steps, key=f"analysis_n::{model.key}")
     if section == "Per class":
         analysis.draw_per_class(metrics["per_class_by_step"], class_names)
     elif section == "Confusion matrix":
-        analysis.draw_confusion(metrics["confusion_by_step"][n - 1], class_names, n)
+        error_table.draw_clickable_confusion(model.key, metrics["confusion_by_step"][n - 1], class_names, n)
+    elif section == error_table.SECTION:
+        table_section(model, ev, n, class_names)
     elif section == "Halting":
         if not metrics.get("halting"):
             st.info(f"{model.name} has no halting head (a non-recursive baseline).")
@@ -148,6 +151,15 @@ def one_model(section: str, model: session.LoadedModel, ev: cache.Evaluation) ->
             analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
     elif section == "Galleries":
         galleries_section(model, ev, n, class_names)
+
+
+def table_section(model: session.LoadedModel, ev: cache.Evaluation, step: int, class_names) -> None:
+    if ev.predictions is None:
+        st.info("The table needs predictions.csv.gz beside metrics.json (written by python -m vitrm evaluate).")
+        return
+    steps = len(ev.metrics["top1_by_step"])
+    error_table.draw_error_table(model, ev.predictions, class_names, step, min(model.config.trained_steps, steps),
+                                 ev.image_root)
 
 
 def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, class_names) -> None:

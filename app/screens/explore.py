@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache, derive, inputs, session, summaries
-from app.views import attention, attribution, input_view, model_card, scrubber, state
+from app.views import attention, attribution, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
 PLAY_INTERVAL = 0.8      # seconds per step while playing
@@ -160,6 +160,7 @@ models = session.require_models()
 st.header("Explore an image")
 model = session.focus(models)
 image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})))
+list_nav.draw()
 if uploads:
     upload_summary(model, uploads)
 if image is None:
