@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cache, derive, inputs, session, summaries
-from app.views import attention, attribution, input_view, list_nav, model_card, scrubber, state
+from app import cache, derive, inputs, ood_check, reliability, session, summaries
+from app.views import attention, attribution, honesty, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
 PLAY_INTERVAL = 0.8      # seconds per step while playing
@@ -161,6 +161,8 @@ st.header("Explore an image")
 model = session.focus(models)
 image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})))
 list_nav.draw()
+if st.session_state.get("source") in ("Upload", "Camera"):
+    honesty.draw_known_classes(model.name, model.config.class_names)
 if uploads:
     upload_summary(model, uploads)
 if image is None:
@@ -177,6 +179,7 @@ with st.expander(f"Model card: {model.name}"):
     model_card.draw_model_card(model.card, summaries.comparison_table(cards))
 
 run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
+honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
 n, step = step_controls(model)
 view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed")
 probs = run.probs[:n]
@@ -185,6 +188,10 @@ if view == "Scrubber":
     table = derive.per_step_table(run.trace, 0, run.class_names).head(n)
     scrubber.draw_scrubber(table, probs, halt, step, run.class_names, image.label,
                            file_stem=f"{model.name}-{image.name.rsplit('.', 1)[0]}")
+    if halt is not None:
+        evaluated = model.files.predictions
+        st.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
+                                        reliability.at(evaluated, step, float(halt[step - 1]))))
     other_models(models, model, image, step)
 elif view == "Evolving state":
     state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,

@@ -52,9 +52,9 @@ def halting_figure(halt: np.ndarray, step: int, stop: int | None) -> go.Figure:
         fig.add_trace(go.Scatter(x=[stop], y=[halt[stop - 1]], mode="markers", name="would stop here",
                                  marker=dict(size=14, symbol="star", color="#e45756")))
     fig.update_xaxes(title="step", dtick=1 if len(halt) <= 20 else None)
-    fig.update_yaxes(title="P(answer is right)", range=[0, 1])
+    fig.update_yaxes(title="halting output", range=[0, 1])
     fig.update_layout(showlegend=False)
-    return figures.compact(figures.step_marker(fig, step), 260, "Halting head: is the answer right yet?")
+    return figures.compact(figures.step_marker(fig, step), 260, "Halting head: its own guess that the answer is right")
 
 
 def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int) -> go.Figure:

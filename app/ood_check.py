@@ -1,0 +1,42 @@
+"""The out-of-distribution rule of a checkpoint (vitrm.ood), applied to the image on screen, cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from vitrm import ood
+from vitrm.checkpoint import CheckpointError
+
+from . import cache
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def rule(path: str, mtime: float) -> ood.OODRule | str | None:
+    """The rule; None when the checkpoint has none; the message when its files are damaged."""
+    try:
+        return ood.load(Path(path))
+    except CheckpointError as e:
+        return str(e)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def score(path: str, mtime: float, image_key: str, _trace) -> float | None:
+    """The image's score under the rule (None without a usable rule or for a non-recursive model)."""
+    found = rule(path, mtime)
+    model = cache.load_model(path, mtime)
+    if (not isinstance(found, ood.OODRule) or model.config.arch != "vitrm"
+            or _trace.steps < model.config.trained_steps):
+        return None
+    return float(found.score(ood.trace_features(model, _trace))[0])
+
+
+def check(path: str, mtime: float, image_key: str, trace) -> tuple[float | None, dict | None, str | None]:
+    """(the image's score, the rule's recorded facts, a message when the rule's files are damaged)."""
+    found = rule(path, mtime)
+    if isinstance(found, str):
+        return None, None, found
+    if found is None:
+        return None, None, None
+    return score(path, mtime, image_key, trace), found.facts, None

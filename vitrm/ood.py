@@ -1,0 +1,147 @@
+"""Is an image probably none of the model's classes? One rule, fitted and thresholded offline.
+
+The rule (Lee et al., 2018, "a simple unified framework for detecting out-of-distribution samples"):
+the feature is the answer token y after the trained step count, as the class head reads it
+(``head_norm(y)``). Class means and one shared covariance are fitted on training images (the
+validation images held out by ``vitrm.train`` are not used). An image's score is its squared
+Mahalanobis distance to the nearest class mean. The threshold is the score that a chosen share of
+the **validation** images exceeds (5% by default): that share is the rule's false-alarm rate on
+in-distribution images, measured and stored with it. The test split is scored once, to report.
+
+    python -m vitrm.ood CHECKPOINT --data imagefolder:../shared/datasets/cifar10-jpeg
+
+writes ``ood.safetensors`` (class means, precision matrix) and ``ood.json`` (rule, threshold and
+measured rates) into the checkpoint. ``load`` reads and checks them; a model without them simply
+gets no warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import CheckpointError, read_config
+
+WEIGHTS, FACTS = "ood.safetensors", "ood.json"
+RULE = ("squared Mahalanobis distance of the answer token y (after the trained step count, layer-normed as the "
+        "class head reads it) to the nearest class mean, one covariance shared by all classes")
+
+
+@dataclass
+class OODRule:
+    means: torch.Tensor        # [C, D]
+    precision: torch.Tensor    # [D, D]
+    threshold: float
+    facts: dict                # what ood.json records: rule, rates, sizes, data
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        """[B] squared distance to the nearest class mean, for features [B, D]."""
+        diff = features.double()[:, None, :] - self.means.double()[None]          # [B, C, D]
+        d2 = torch.einsum("bcd,de,bce->bc", diff, self.precision.double(), diff)
+        return d2.min(1).values
+
+    def unusual(self, features: torch.Tensor) -> torch.Tensor:
+        return self.score(features) > self.threshold
+
+
+@torch.no_grad()
+def trace_features(model, trace) -> torch.Tensor:
+    """[B, D]: head_norm(y) after the trained step count, from a trace that reaches it."""
+    return model.head_norm(trace.y[model.config.trained_steps - 1])
+
+
+@torch.no_grad()
+def features(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """[B, D]: the same for normalized images [B, 3, H, W]."""
+    return torch.cat([trace_features(model, model.trace(images[start:start + batch], attention=False))
+                      for start in range(0, len(images), batch)])
+
+
+def fit(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
+        false_alarm: float = 0.05, shrinkage: float = 1e-3) -> OODRule:
+    """Means and shared covariance from the training features; the threshold from the validation ones."""
+    x = train_features.double()
+    classes = int(train_labels.max()) + 1
+    means = torch.stack([x[train_labels == c].mean(0) for c in range(classes)])
+    centred = x - means[train_labels]
+    cov = centred.T @ centred / len(x)
+    cov += shrinkage * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype)
+    rule = OODRule(means=means, precision=torch.linalg.inv(cov), threshold=math.inf, facts={})
+    val_scores = rule.score(val_features)
+    rule.threshold = float(torch.quantile(val_scores, 1 - false_alarm))
+    rule.facts = {"rule": RULE, "threshold": rule.threshold, "target_false_alarm": false_alarm,
+                  "val_false_alarm": float((val_scores > rule.threshold).double().mean()),
+                  "val_images": len(val_features), "fit_images": len(train_features)}
+    return rule
+
+
+def save(rule: OODRule, checkpoint: Path) -> None:
+    save_file({"means": rule.means.float().contiguous(), "precision": rule.precision.float().contiguous()},
+              str(checkpoint / WEIGHTS))
+    (checkpoint / FACTS).write_text(json.dumps(rule.facts, indent=2) + "\n", encoding="utf-8")
+
+
+def load(checkpoint: Path) -> OODRule | None:
+    """The checkpoint's rule, None when it has none; CheckpointError when its files are damaged."""
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / WEIGHTS).is_file() or not (checkpoint / FACTS).is_file():
+        return None
+    config = read_config(checkpoint)
+    try:
+        tensors = load_file(str(checkpoint / WEIGHTS))
+        facts = json.loads((checkpoint / FACTS).read_text(encoding="utf-8"))
+        means, precision, threshold = tensors["means"], tensors["precision"], float(facts["threshold"])
+        rate = float(facts["val_false_alarm"])
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{checkpoint / FACTS} or {WEIGHTS}: unreadable ({e})") from None
+    shape_ok = (tuple(means.shape) == (config.num_classes, config.dim)
+                and tuple(precision.shape) == (config.dim, config.dim))
+    if not shape_ok or not (torch.isfinite(means).all() and torch.isfinite(precision).all()) \
+            or not math.isfinite(threshold) or not 0 <= rate <= 1:
+        raise CheckpointError(f"{checkpoint / WEIGHTS}: shapes or values do not fit the model's config")
+    return OODRule(means=means, precision=precision, threshold=threshold, facts=facts)
+
+
+def main(argv=None) -> None:
+    from . import load as load_model
+    from .data import load_split, train_val_split
+
+    parser = argparse.ArgumentParser(prog="python -m vitrm.ood", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--data", required=True, help="the data spec the model was trained on")
+    parser.add_argument("--false-alarm", type=float, default=0.05, help="share of validation images flagged")
+    parser.add_argument("--fit-images", type=int, default=10000, help="training images the means are fitted on")
+    args = parser.parse_args(argv)
+    model = load_model(args.checkpoint)
+    cfg = model.config
+
+    def prepared(split):
+        return prepared_images(split.images, cfg)
+
+    train, val = train_val_split(load_split(args.data, "train", image_size=cfg.image_size), 5000)
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.fit_images]
+    train = train.subset(keep)
+    rule = fit(features(model, prepared(train)), train.labels, features(model, prepared(val)), args.false_alarm)
+    test = load_split(args.data, "test", image_size=cfg.image_size)
+    rule.facts["test_false_alarm"] = float(rule.unusual(features(model, prepared(test))).double().mean())
+    noise = torch.randint(0, 256, (500, 3, cfg.image_size, cfg.image_size), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.uint8)
+    rule.facts["uniform_noise_flagged"] = float(rule.unusual(features(model, prepared_images(noise, cfg))).double().mean())
+    rule.facts |= {"data": args.data, "test_images": len(test), "trained_steps": cfg.trained_steps}
+    save(rule, args.checkpoint)
+    print(json.dumps(rule.facts, indent=2))
+
+
+def prepared_images(images: torch.Tensor, cfg) -> torch.Tensor:
+    from .data import normalize
+    return normalize(images, cfg.mean, cfg.std)
+
+
+if __name__ == "__main__":
+    main()
