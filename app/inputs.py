@@ -86,11 +86,15 @@ def _link_to(file: str | None) -> None:
     st.session_state["image_link"] = name
 
 
-def _gallery(sizes) -> PreparedImage:
+def _gallery(sizes, marks: dict[str, str]) -> PreparedImage:
     table = gallery_table()
     labels = dict(zip(table["file"], table["label"]))
-    file = st.selectbox("Gallery image (CIFAR-10 test set, JPEG q75 copy)", list(table["file"]), key="gallery_file",
-                        format_func=lambda f: f"{labels[f]} · {f}")
+    files = list(marks) + [f for f in table["file"] if f not in marks]     # demo picks first
+    file = st.selectbox("Gallery image (CIFAR-10 test set, JPEG q75 copy)", files, key="gallery_file",
+                        format_func=lambda f: f"★ {labels[f]} · {f} (demo: {marks[f]})" if f in marks
+                        else f"{labels[f]} · {f}",
+                        help="★ marks demo picks: images where the model's answer changes or its confidence in "
+                             "the true class grows most over the steps (from its predictions.csv)." if marks else None)
     _link_to(file)
     return prepare(file, (GALLERY / file).read_bytes(), sizes, labels[file])
 
@@ -115,8 +119,10 @@ def _camera(sizes) -> PreparedImage | None:
     return prepare(photo[0], photo[1], sizes) if photo else None
 
 
-def choose_image(sizes: tuple[int, ...]) -> tuple[PreparedImage | None, list[PreparedImage]]:
-    """Draws the source controls; returns (the image to explore or None, every upload)."""
+def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None
+                 ) -> tuple[PreparedImage | None, list[PreparedImage]]:
+    """Draws the source controls; returns (the image to explore or None, every upload). ``marks``: gallery
+    files to list first and mark, with why (classroom demo picks)."""
     link_error = _follow_link()
     if link_error:
         st.error(link_error)
@@ -125,7 +131,7 @@ def choose_image(sizes: tuple[int, ...]) -> tuple[PreparedImage | None, list[Pre
         st.session_state["source"] = options[0]
     source = st.radio("Image source", options, key="source", horizontal=True)
     if source == "Gallery":
-        return _gallery(sizes), []
+        return _gallery(sizes, marks or {}), []
     _link_to(None)
     if source == "Upload":
         return _uploads(sizes)

@@ -19,8 +19,8 @@ from . import cache, checkpoints, summaries
 # Widget keys whose values must survive a switch between pages (Streamlit forgets the
 # state of widgets that a page does not draw, unless it is written back each run).
 PERSISTENT = ("source", "gallery_file", "upload_choice", "focus", "explore_view", "analysis_view", "gallery_kind",
-              "attr_methods", "attr_target", "row_method")
-PERSISTENT_PREFIXES = ("n::", "step::", "k::", "analysis_n::")
+              "attr_methods", "attr_target", "row_method", "classroom")
+PERSISTENT_PREFIXES = ("n::", "step::", "k::", "analysis_n::", "errors::")
 SELECTED = "selected_checkpoints"
 TYPED = "typed_checkpoints"
 

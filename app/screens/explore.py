@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cache, derive, inputs, ood_check, reliability, session, summaries
-from app.views import attention, attribution, honesty, input_view, list_nav, model_card, scrubber, state
+from app import cache, derive, glossary, inputs, ood_check, reliability, session, summaries
+from app.views import (attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber,
+                       state)
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
 PLAY_INTERVAL = 0.8      # seconds per step while playing
@@ -156,10 +157,24 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
 
 # --------------------------------------------------------------------------- page
 
+def demo_marks(model: session.LoadedModel) -> dict[str, str]:
+    if model.files.predictions is None or not model.recursive:
+        return {}
+    files = tuple(inputs.gallery_table()["file"])
+    return classroom.demo_marks(model.key, model.mtime, files, min(2 * model.config.trained_steps, model.max_steps),
+                                model.files.predictions)
+
+
 models = session.require_models()
-st.header("Explore an image")
+title, toggle, terms = st.columns([6, 2, 1.2], vertical_alignment="bottom")
+title.header("Explore an image")
+with toggle:
+    teaching = classroom.draw_toggle()
+with terms:
+    glossary.draw()
 model = session.focus(models)
-image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})))
+marks = demo_marks(model)
+image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})), marks)
 list_nav.draw()
 if st.session_state.get("source") in ("Upload", "Camera"):
     honesty.draw_known_classes(model.name, model.config.class_names)
@@ -173,6 +188,13 @@ if not image.ok:
     st.stop()
 
 pixels = image.pixels[model.config.image_size]
+if teaching:
+    run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
+    classroom.draw(pixels, run.probs, None if run.trace.halt is None else run.trace.halt[:, 0].numpy(),
+                   run.class_names, image.label, lambda: step_controls(model),
+                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
+    honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
+    st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
 with st.expander(f"Model card: {model.name}"):
     cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})

@@ -21,8 +21,8 @@ def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figur
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", zmin=0,
                                hovertemplate="%{y} attends to %{x}: %{z:.3f}<extra></extra>",
                                colorbar=dict(thickness=10)))
-    fig.update_yaxes(autorange="reversed", title="query (row)", tickfont=dict(size=8))
-    fig.update_xaxes(title="key (column)", tickfont=dict(size=8))
+    fig.update_yaxes(autorange="reversed", title="query (row)", tickfont=dict(size=figures.MIN_FONT))
+    fig.update_xaxes(title="key (column)", tickfont=dict(size=figures.MIN_FONT))
     return figures.compact(fig, 420, title)
 
 

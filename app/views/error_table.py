@@ -130,7 +130,7 @@ def draw_error_table(model, predictions: pd.DataFrame, class_names, step: int, n
     for c in shown.columns:
         if shown[c].dtype == object and c != "image":
             shown[c] = shown[c].map(text.plain)
-    table_key = _key(model.key, f"table::{step}::{number}")
+    table_key = f"error_rows::{model.key}::{step}::{number}"    # not persisted: a selection cannot be set
     st.dataframe(
         shown, hide_index=True, width="stretch", key=table_key, selection_mode="single-row",
         on_select=(lambda: _open_selected(model, rows, listed, root, step, title, table_key)) if root else "ignore",

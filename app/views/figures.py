@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+MIN_FONT = 14
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 3}}
 
 
@@ -15,8 +16,9 @@ def show(fig: go.Figure, key: str | None = None) -> None:
 
 
 def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      title=dict(text=title, font=dict(size=14)) if title else None)
+    # 14 px at the least, everywhere: read from the back of a classroom on a projector.
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=44 if title else 10, b=10), font=dict(size=MIN_FONT),
+                      title=dict(text=title, font=dict(size=MIN_FONT + 2)) if title else None)
     return fig
 
 
@@ -53,5 +55,5 @@ def level_line(fig: go.Figure, y: float, text: str) -> go.Figure:
     fig.add_shape(type="line", x0=0, x1=1, xref="paper", y0=y, y1=y, yref="y",
                   line=dict(color="grey", dash="dash", width=1))
     fig.add_annotation(x=0, xref="paper", y=y, yref="y", text=text, showarrow=False, xanchor="left",
-                       yanchor="bottom", font=dict(size=10, color="grey"))
+                       yanchor="bottom", font=dict(size=MIN_FONT, color="grey"))
     return fig

@@ -23,7 +23,7 @@ def diagram(cfg: ViTRMConfig, parameters: int) -> str:
     if cfg.arch != "vitrm":
         body = (f"{cfg.layers} unshared transformer layers" if cfg.arch == "vit"
                 else f"residual CNN, widths {list(cfg.cnn_widths)}")
-        return f"""digraph {{ rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica"];
+        return f"""digraph {{ rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
   img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
   net [label="{body}\\n{parameters:,} parameters"];
   out [label="class logits ({cfg.num_classes})"];
@@ -32,8 +32,8 @@ def diagram(cfg: ViTRMConfig, parameters: int) -> str:
     latent_input = "[y, x, z]" if cfg.combine == "concat" else "[y, x + z]"
     return f"""digraph {{
   rankdir=LR; compound=true; newrank=true;
-  node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=11];
-  edge [fontname="Helvetica", fontsize=10];
+  node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
+  edge [fontname="Helvetica", fontsize=14];
   img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
   tok [label="tokenizer\\n{tokenizer_text(cfg)}\\n+ position embedding"];
   x [label="x: image tokens\\n{t} x {d}", fillcolor="#dbe9f6"];

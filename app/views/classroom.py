@@ -1,0 +1,52 @@
+"""Classroom mode: the image, the answer, the probability chart and the step slider on one 1366x768 screen,
+with a sentence per step saying what changed."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from .. import classroom, derive, glossary, text
+from . import figures, scrubber
+
+TOGGLE = "classroom"
+IMAGE_SIDE = 256          # the model's input, enlarged (nearest neighbour) for the back row
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def demo_marks(model_key: str, mtime: float, files: tuple[str, ...], last: int,
+               _predictions: pd.DataFrame) -> dict[str, str]:
+    return classroom.demo_picks(_predictions, files, last)
+
+
+def draw_toggle() -> bool:
+    return st.toggle("Classroom mode", key=TOGGLE,
+                     help="A projector layout (1366x768): the image, the answer, the probabilities and the step "
+                          "slider on one screen, with a sentence per step. Gallery images marked ★ are demo "
+                          "picks, where recursion visibly changes the answer.")
+
+
+def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_names, label: str | None,
+         step_controls: Callable[[], tuple[int, int]], why: str | None) -> None:
+    """``probs`` [S, C] and ``halt`` [S] over every traced step; ``step_controls`` draws N, slider and Play."""
+    left, right = st.columns([2, 3])
+    with right:
+        n, step = step_controls()
+    probs_n = probs[:n]
+    with left:
+        big = Image.fromarray(pixels).resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.NEAREST)
+        st.image(big, width=IMAGE_SIDE, caption=(f"true class: {text.plain(label)}" if label else None))
+        if why:
+            st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
+    with right:
+        scrubber.draw_prediction(probs_n, step, class_names, label)
+        figures.show(scrubber.top_k_figure(probs_n[step - 1], class_names, min(5, len(class_names))))
+    halt_n = None if halt is None else halt[:n]
+    st.info(classroom.narrate(probs_n, step, class_names, halt_n, derive.HALT_THRESHOLD),
+            icon="🗣️")
+    st.caption("Each step runs the same small block again over the model's memory.",
+               help=glossary.tip("recursion step", "answer token y", "latent z", "halting output"))
