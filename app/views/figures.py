@@ -10,9 +10,13 @@ MIN_FONT = 14
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 3}}
 
 
+MAP = "map"      # layout.meta of a small map over an image: drawn without a toolbar covering it
+
+
 def show(fig: go.Figure, key: str | None = None) -> None:
-    """Draw a figure full-width, with plotly's own toolbar (PNG download included)."""
-    st.plotly_chart(fig, width="stretch", config=CONFIG, key=key)
+    """Draw a figure full-width, with plotly's own toolbar (PNG download included), except over maps."""
+    config = CONFIG | {"displayModeBar": False} if fig.layout.meta == MAP else CONFIG
+    st.plotly_chart(fig, width="stretch", config=config, key=key)
 
 
 def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
@@ -34,6 +38,7 @@ def overlay(pixels: np.ndarray, values: np.ndarray, *, title: str, colorscale: s
                              colorbar=dict(thickness=10), hovertemplate="%{z:.3g}<extra></extra>"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(meta=MAP)
     return compact(fig, height, title)
 
 
