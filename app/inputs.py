@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from . import text
 from .cache import PreparedImage, digest, prepare_image
 
 GALLERY = Path(__file__).resolve().parent / "gallery"
 SOURCES = ["Gallery", "Upload", "Camera"]
 DATASET = "Dataset image"
 LINK = "image"           # the query parameter that names a gallery image
+DATASET_LINK = "dataset"  # the query parameter that names a test image under the focus model's data root
 
 
 @st.cache_data(show_spinner=False)
@@ -119,24 +121,67 @@ def _camera(sizes) -> PreparedImage | None:
     return prepare(photo[0], photo[1], sizes) if photo else None
 
 
-def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None
+def _dataset_file(root: Path, relative: str) -> Path | None:
+    """``root/relative`` if it is an image file that stays under ``root`` (symlinks followed), else None."""
+    base = root.resolve()
+    path = (base / relative).resolve()
+    ok = path.is_relative_to(base) and path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png")
+    return path if ok else None
+
+
+def _follow_dataset_link(root: Path | None) -> str | None:
+    """Apply ``?dataset=test/cat/0003.jpg`` once per value; returns a message when it cannot be opened."""
+    value = st.query_params.get(DATASET_LINK)
+    if value is None or value == st.session_state.get("dataset_link"):
+        return None
+    st.session_state["dataset_link"] = value
+    path = _dataset_file(root, value) if root is not None else None
+    if path is None:
+        return (f"The link asks for the test image `{text.plain(value).replace('`', '')[:80]}`, which is not an "
+                "image file under the focus model's data directory; the gallery is shown instead.")
+    st.session_state["dataset_image"] = (str(path), path.parent.name)
+    st.session_state["source"] = DATASET
+    return None
+
+
+def _link_to_dataset(root: Path | None) -> None:
+    """While a dataset image under ``root`` is shown, the address names it (relative to ``root``)."""
+    shown = st.session_state.get("dataset_image")
+    relative = None
+    if root is not None and shown and _dataset_file(root, shown[0]) is not None:
+        relative = Path(shown[0]).resolve().relative_to(root.resolve()).as_posix()
+    if relative is None:
+        if DATASET_LINK in st.query_params:
+            del st.query_params[DATASET_LINK]
+    elif st.query_params.get(DATASET_LINK) != relative:
+        st.query_params[DATASET_LINK] = relative
+    st.session_state["dataset_link"] = relative
+
+
+def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None, data_root: Path | None = None
                  ) -> tuple[PreparedImage | None, list[PreparedImage]]:
     """Draws the source controls; returns (the image to explore or None, every upload). ``marks``: gallery
-    files to list first and mark, with why (classroom demo picks)."""
-    link_error = _follow_link()
+    files to list first and mark, with why (classroom demo picks). ``data_root``: where ``?dataset=`` links
+    point (the focus model's test data)."""
+    link_error = _follow_link() or _follow_dataset_link(data_root)
     if link_error:
         st.error(link_error)
     options = SOURCES + ([DATASET] if st.session_state.get("dataset_image") else [])
     if st.session_state.get("source") not in options:
         st.session_state["source"] = options[0]
     source = st.radio("Image source", options, key="source", horizontal=True)
+    if source != DATASET:
+        _link_to_dataset(None)
     if source == "Gallery":
         return _gallery(sizes, marks or {}), []
     _link_to(None)
+    if source in ("Upload", "Camera"):
+        st.caption("An uploaded or photographed image cannot be linked: it stays in this browser session only.")
     if source == "Upload":
         return _uploads(sizes)
     if source == "Camera":
         return _camera(sizes), []
+    _link_to_dataset(data_root)
     path, label = st.session_state["dataset_image"]
     try:
         data = Path(path).read_bytes()

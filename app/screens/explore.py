@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cache, derive, glossary, inputs, ood_check, reliability, session, summaries
+from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
 from app.views import (attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber,
                        state)
 from vitrm import ATTRIBUTION_METHODS as METHODS
@@ -174,7 +174,8 @@ with terms:
     glossary.draw()
 model = session.focus(models)
 marks = demo_marks(model)
-image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})), marks)
+image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})), marks,
+                                     checkpoints.data_root((model.files.metrics or {}).get("data")))
 list_nav.draw()
 if st.session_state.get("source") in ("Upload", "Camera"):
     honesty.draw_known_classes(model.name, model.config.class_names)
