@@ -27,14 +27,17 @@ st.set_page_config(page_title="ViTRM Lab", page_icon="🔁", layout="wide")
 session.keep_widget_state()
 
 
+DEFAULT_CHECKPOINT = "vitrm-cifar10"     # the directory name of the model a first visit opens on
+
+
 def _default_selection(found: list[Path]) -> list[str]:
-    """The flagship if present, else the first recursive model, else the first checkpoint."""
+    """DEFAULT_CHECKPOINT if present, else the first recursive model, else the first checkpoint."""
     def recursive(p: Path) -> bool:
         try:
             return vitrm.read_config(p).arch == "vitrm"
         except CheckpointError:
             return False
-    preferred = [p for p in found if p.name == "vitrm-cifar10"] or [p for p in found if recursive(p)] or found
+    preferred = [p for p in found if p.name == DEFAULT_CHECKPOINT] or [p for p in found if recursive(p)] or found
     return [str(preferred[0])] if preferred else []
 
 
