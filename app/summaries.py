@@ -59,8 +59,11 @@ def budget_label(card: dict) -> str:
 def comparison_table(cards: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cards:
+        # A CNN has no transformer layers: its "effective depth" is not a number to compare.
         rows.append({"model": c["name"], "architecture": c["arch"], "parameters": c["parameters"],
-                     "effective depth": c["effective_depth"], "trained N": c["trained_steps"],
+                     "epochs": "no log" if c.get("epochs_logged") is None else str(c["epochs_logged"]),
+                     "effective depth": str(c["effective_depth"]) if c["arch"] != "cnn" else "n/a (CNN)",
+                     "trained N": c["trained_steps"],
                      "top-1 at trained N": c.get("top1_trained"),
                      "peak top-1 (at N)": (f"{100 * c['top1_peak']:.2f}% (N={c['peak_n']})"
                                            if "top1_peak" in c else None)})
