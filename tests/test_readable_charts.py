@@ -32,3 +32,14 @@ def test_chart_text_is_at_least_14_px_and_maps_have_no_toolbar():
     assert fig.layout.font.size >= 14 and fig.layout.title.font.size >= 14
     grid = figures.overlay(np.zeros((32, 32, 3), dtype=np.uint8), np.zeros((4, 4)), title="map")
     assert grid.layout.meta == figures.MAP
+
+
+def test_the_model_table_shows_epochs_and_gives_a_cnn_no_effective_depth():
+    from app import summaries
+    cards = [{"name": "vitrm", "arch": "vitrm", "parameters": 1, "effective_depth": 24, "trained_steps": 4,
+              "epochs_logged": 86},
+             {"name": "cnn", "arch": "cnn", "parameters": 2, "effective_depth": 0, "trained_steps": 1,
+              "epochs_logged": None}]
+    table = summaries.comparison_table(cards).set_index("model")
+    assert table.loc["vitrm", "epochs"] == "86" and table.loc["cnn", "epochs"] == "no log"
+    assert table.loc["vitrm", "effective depth"] == "24" and table.loc["cnn", "effective depth"] == "n/a (CNN)"
