@@ -8,7 +8,7 @@ import streamlit as st
 
 import vitrm
 from app import cache, checkpoints, session, summaries
-from app.views import analysis, error_table, galleries, trained_n
+from app.views import analysis, error_table, galleries, list_nav, trained_n
 
 SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting", "Galleries",
             "Training log"]
@@ -172,11 +172,18 @@ def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, 
     kind = st.radio("Gallery", list(GALLERY_KINDS), format_func=GALLERY_KINDS.get, horizontal=True,
                     key="gallery_kind")
     root = ev.image_root
+    rows = summaries.gallery_rows(ev.predictions, kind, n)
+
+    def open_from_gallery(path: str, label: str) -> None:
+        """Open the image, with the whole gallery as the list that previous/next walk through."""
+        list_nav.remember(f"{GALLERY_KINDS[kind]} at N={n}",
+                          [(str(root / p), str(lab)) for p, lab in zip(rows["path"], rows["label_name"])], model, n)
+        session.open_dataset_image(str(root / path), label, model, n)
+
     galleries.draw_gallery(
-        summaries.gallery_rows(ev.predictions, kind, n), n, class_names,
+        rows, n, class_names,
         load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
-        on_open=lambda p, label: session.open_dataset_image(str(root / p), label, model, n),
-        key=f"gallery::{kind}")
+        on_open=open_from_gallery, key=f"gallery::{kind}")
 
 
 def page() -> None:
