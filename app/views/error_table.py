@@ -65,15 +65,16 @@ def _filter_widgets(model_key: str, class_names, step: int, n: int) -> None:
                  format_func=lambda v: {"any": "right or wrong", "right": "right", "wrong": "wrong"}[v])
     c4.selectbox(f"Recursion (step 1 vs N={n})", list(error_list.RECURSION), key=_key(model_key, "recursion"),
                  format_func=error_list.RECURSION.get)
-    st.slider(f"Confidence of the answer at step {step}", 0.0, 1.0, (0.0, 1.0), step=0.01,
-              key=_key(model_key, "confidence"))
+    st.session_state.setdefault(_key(model_key, "confidence"), (0.0, 1.0))
+    st.slider(f"Confidence of the answer at step {step}", 0.0, 1.0, step=0.01, key=_key(model_key, "confidence"))
 
 
 def _order_widgets(model_key: str, rows: int) -> tuple[str, bool, int, int]:
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     column = c1.selectbox("Sort by", error_list.SORTABLE, key=_key(model_key, "sort"),
                           format_func=lambda c: "dataset order" if c == "image" else c)
-    descending = c2.toggle("Largest first", key=_key(model_key, "descending"), value=True)
+    st.session_state.setdefault(_key(model_key, "descending"), True)
+    descending = c2.toggle("Largest first", key=_key(model_key, "descending"))
     size = c3.selectbox("Rows per page", error_list.PAGE_SIZES, key=_key(model_key, "size"))
     total = error_list.pages(rows, size)
     page_key = _key(model_key, "page")
