@@ -6,8 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vitrm import ood
-from vitrm.checkpoint import CheckpointError
+from vitrm import CheckpointError, ood
 
 from . import cache
 

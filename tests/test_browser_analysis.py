@@ -76,7 +76,7 @@ def test_a_confusion_cell_lists_its_images_and_a_row_opens_in_the_scrubber_with_
     cells = [(i, j) for i in range(len(names)) for j in range(len(names))]
     true, predicted = max(cells, key=lambda c: confusion[c[0]][c[1]])
     count = confusion[true][predicted]
-    predictions = pd.read_csv(evaluated / "predictions.csv")
+    predictions = vitrm.read_predictions(evaluated)
     listed = predictions[(predictions["label"] == true) & (predictions[f"pred_{step}"] == predicted)]
 
     with evidence(browser, analysis_server, tmp_path / "evidence"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+import vitrm
 import pytest
 
 from app import classroom, glossary
@@ -71,7 +73,7 @@ def test_classroom_mode_shows_the_image_answer_chart_slider_and_the_steps_senten
     run(at)
     assert any(i.value.startswith("Step 1: the first guess is") for i in at.info)
     picks = [o for o in at.selectbox(key="gallery_file").options if o.startswith("★")]
-    saved = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    saved = vitrm.read_predictions(lab / "vitrm-tiny")
     files = list(pd.read_csv(GALLERY / "labels.csv")["file"])
     expected = classroom.demo_picks(saved, files, 2 * TINY.trained_steps)
     assert len(picks) == len(expected)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+
+import vitrm
 import pytest
 
 from app import error_list
@@ -95,7 +97,7 @@ def table_frame(at) -> pd.DataFrame:
 
 def test_the_table_lists_every_evaluated_image_and_its_filters_narrow_it(app, lab):
     at = open_table(app, lab)
-    saved = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    saved = vitrm.read_predictions(lab / "vitrm-tiny")
     key = str(lab / "vitrm-tiny")
     at.selectbox(key=f"errors::{key}::size").set_value(25)
     run(at)
@@ -130,7 +132,7 @@ def test_filtering_by_a_true_and_a_predicted_class_lists_that_confusion_cells_im
 def test_previous_and_next_step_through_the_list_the_image_was_opened_from(app, lab):
     at = open_table(app, lab)
     key = str(lab / "vitrm-tiny")
-    saved = pd.read_csv(lab / "vitrm-tiny" / "predictions.csv")
+    saved = vitrm.read_predictions(lab / "vitrm-tiny")
     data_root = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())["data"].split(":", 1)[1]
     # What selecting the second row does (AppTest cannot click a dataframe row; test_browser does).
     from app.views import list_nav

@@ -69,7 +69,7 @@ def test_the_halting_output_is_named_a_guess_and_its_test_set_record_is_stated(a
     step = at.slider(key=f"step::{lab / 'vitrm-tiny'}").value
     model = vitrm.load(lab / "vitrm-tiny")
     halt = float(model.trace(model.preprocess(Image.open(GALLERY / "cat_0003.jpg")), steps=step).halt[-1, 0])
-    record = reliability.at(pd.read_csv(lab / "vitrm-tiny" / "predictions.csv"), step, halt)
+    record = reliability.at(vitrm.read_predictions(lab / "vitrm-tiny"), step, halt)
     note = next(c.value for c in at.caption if "halting output at step" in c.value)
     assert f"halting output at step {step} is {halt:.2f}" in note and "not a promise" in note
     assert f"of the {record.images:,} images" in note and f"{record.right:.0%} were answered right" in note

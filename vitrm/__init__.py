@@ -11,7 +11,7 @@ holds the rules that evaluation and the app share: the halting rule, per-step st
 metrics assembly, class directions and normalization.
 """
 
-from . import analysis
+from . import analysis, ood
 from .analysis import normalize
 from .attribution import METHODS as ATTRIBUTION_METHODS, Attribution, attribute
 from .baselines import CompactCNN, ViT, vit_config_for
@@ -44,7 +44,7 @@ __all__ = [
     # images and their preparation
     "load_image", "to_model_input", "normalize", "MAX_PIXELS",
     # analysis, attribution, and the trained-N sweep
-    "analysis", "attribute", "Attribution", "ATTRIBUTION_METHODS",
+    "analysis", "ood", "attribute", "Attribution", "ATTRIBUTION_METHODS",
     "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION",
     # naming data and architectures for people
     "data_description", "data_note", "ARCH_NAMES", "GALLERY_SPEC",

@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import CheckpointError, read_config
 
+__all__ = ["OODRule", "RULE", "WEIGHTS", "FACTS", "fit", "features", "trace_features", "load", "save"]
+
 WEIGHTS, FACTS = "ood.safetensors", "ood.json"
 RULE = ("squared Mahalanobis distance of the answer token y (after the trained step count, layer-normed as the "
         "class head reads it) to the nearest class mean, one covariance shared by all classes")
@@ -139,7 +141,7 @@ def main(argv=None) -> None:
 
 
 def prepared_images(images: torch.Tensor, cfg) -> torch.Tensor:
-    from .data import normalize
+    from .analysis import normalize
     return normalize(images, cfg.mean, cfg.std)
 
 
