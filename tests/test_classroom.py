@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from test_app import GALLERY, TINY, app, lab, metrics, run, select_models  # noqa: F401 (fixtures)
 
 import vitrm
-import pytest
-
 from app import classroom, glossary
-from test_app import GALLERY, TINY, app, lab, metrics, run, select_models  # noqa: F401 (fixtures)
 
 
 def table(rows):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
+from test_app import TINY, app, expected_at, lab, metrics, run, select_models  # noqa: F401 (fixtures)
 
 import vitrm
-import pytest
-
 from app import error_list
 from app.views import error_table
-from test_app import TINY, app, expected_at, lab, metrics, run, select_models  # noqa: F401 (fixtures)
 
 NAMES = ("cat", "dog", "ship")
 

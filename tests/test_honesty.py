@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from test_app import APP, GALLERY, TIMEOUT, TINY, app, lab, png_bytes, run, select_models  # noqa: F401
 
 import vitrm
 from app import reliability
 from vitrm import ood
-from test_app import APP, GALLERY, TIMEOUT, TINY, app, lab, png_bytes, run, select_models  # noqa: F401
 
 
 def test_the_upload_page_lists_the_classes_the_model_knows(app, lab):

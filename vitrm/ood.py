@@ -134,7 +134,8 @@ def main(argv=None) -> None:
     rule.facts["test_false_alarm"] = float(rule.unusual(features(model, prepared(test))).double().mean())
     noise = torch.randint(0, 256, (500, 3, cfg.image_size, cfg.image_size), generator=torch.Generator().manual_seed(0),
                           dtype=torch.uint8)
-    rule.facts["uniform_noise_flagged"] = float(rule.unusual(features(model, prepared_images(noise, cfg))).double().mean())
+    flagged = rule.unusual(features(model, prepared_images(noise, cfg)))
+    rule.facts["uniform_noise_flagged"] = float(flagged.double().mean())
     rule.facts |= {"data": args.data, "test_images": len(test), "trained_steps": cfg.trained_steps}
     save(rule, args.checkpoint)
     print(json.dumps(rule.facts, indent=2))

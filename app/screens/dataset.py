@@ -10,8 +10,8 @@ import vitrm
 from app import cache, checkpoints, session, summaries
 from app.views import analysis, error_table, galleries, list_nav, trained_n
 
-SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting", "Galleries",
-            "Training log"]
+SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting",
+            "Galleries", "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
 

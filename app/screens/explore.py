@@ -9,8 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
-from app.views import (attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber,
-                       state)
+from app.views import attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
 PLAY_INTERVAL = 0.8      # seconds per step while playing

@@ -3,7 +3,7 @@ with a sentence per step saying what changed."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
