@@ -77,14 +77,19 @@ def _follow_link() -> str | None:
     return None
 
 
+def _set_query_param(key: str, value: str | None) -> None:
+    """Make the address carry ``key=value``, or drop ``key`` for None; untouched when already so."""
+    if value is None:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
+
+
 def _link_to(file: str | None) -> None:
     """Keep the address a link to the gallery image on the screen (no parameter for other sources)."""
     name = file.rsplit(".", 1)[0] if file else None
-    if name is None:
-        if LINK in st.query_params:
-            del st.query_params[LINK]
-    elif st.query_params.get(LINK) != name:
-        st.query_params[LINK] = name
+    _set_query_param(LINK, name)
     st.session_state["image_link"] = name
 
 
@@ -150,11 +155,7 @@ def _link_to_dataset(root: Path | None) -> None:
     relative = None
     if root is not None and shown and _dataset_file(root, shown[0]) is not None:
         relative = Path(shown[0]).resolve().relative_to(root.resolve()).as_posix()
-    if relative is None:
-        if DATASET_LINK in st.query_params:
-            del st.query_params[DATASET_LINK]
-    elif st.query_params.get(DATASET_LINK) != relative:
-        st.query_params[DATASET_LINK] = relative
+    _set_query_param(DATASET_LINK, relative)
     st.session_state["dataset_link"] = relative
 
 

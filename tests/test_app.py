@@ -43,16 +43,21 @@ CONCAT = ViTRMConfig(dim=32, heads=2, layers=1, trained_steps=2, latent_updates=
 
 # --------------------------------------------------------------------------- fixtures and helpers
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab")
-    checkpoints, data = root / "checkpoints", root / "data"
+def gallery_imagefolder(data: Path) -> None:
+    """A tiny ImageFolder from the built-in gallery: two test and one train image per class."""
     table = pd.read_csv(GALLERY / "labels.csv")
     for split, per_class in (("test", 2), ("train", 1)):
         for label, group in table.groupby("label"):
             (data / split / label).mkdir(parents=True)
             for file in group["file"][:per_class]:
                 shutil.copy(GALLERY / file, data / split / label / file)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    checkpoints, data = root / "checkpoints", root / "data"
+    gallery_imagefolder(data)
     torch.manual_seed(0)
     vitrm.save(ViTRM(TINY), checkpoints / "vitrm-tiny")
     vitrm.save(ViT(vit_config_for(TINY)), checkpoints / "vit-tiny")

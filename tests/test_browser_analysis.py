@@ -8,33 +8,24 @@ real CIFAR-10 test images (the app's gallery). Skipped where Chromium is absent,
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from streamlit_client import serve
+from test_app import gallery_imagefolder
 from test_browser import FIRST_WAIT, NOT_STALE, TINY, Server, browser, evidence, pytestmark, settle, wait  # noqa: F401
 
 import vitrm
 from vitrm import ViTRM
 from vitrm.evaluate import evaluate_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-GALLERY = ROOT / "app" / "gallery"
-
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("browser-analysis")
     data = root / "data"
-    table = pd.read_csv(GALLERY / "labels.csv")
-    for split, per_class in (("test", 2), ("train", 1)):
-        for label, group in table.groupby("label"):
-            (data / split / label).mkdir(parents=True)
-            for file in group["file"][:per_class]:
-                shutil.copy(GALLERY / file, data / split / label / file)
+    gallery_imagefolder(data)
     torch.manual_seed(0)
     vitrm.save(ViTRM(TINY), root / "checkpoints" / "vitrm-evaluated")
     evaluate_checkpoint(root / "checkpoints" / "vitrm-evaluated", f"imagefolder:{data}", cache_dir=None,
