@@ -19,6 +19,7 @@ import streamlit as st
 
 from . import text
 from .cache import PreparedImage, digest, prepare_image
+from .text import md, plain
 
 GALLERY = Path(__file__).resolve().parent / "gallery"
 SOURCES = ["Gallery", "Upload", "Camera"]
@@ -69,8 +70,7 @@ def _follow_link() -> str | None:
     file = gallery_file(value)
     if file is None:
         files = list(gallery_table()["file"])
-        shown = value.replace("`", "")[:60] + ("…" if len(value) > 60 else "")
-        return (f"The link asks for the gallery image `{shown}`, and the gallery has no image of that name. "
+        return (f"The link asks for the gallery image “{md(value, 60)}”, and the gallery has no image of that name. "
                 f"Names look like `?image=cat_0003` ({len(files)} images, from {files[0].rsplit('.', 1)[0]} "
                 f"to {files[-1].rsplit('.', 1)[0]}); the gallery is shown below.")
     st.session_state["gallery_file"] = file
@@ -111,7 +111,7 @@ def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
     if st.session_state.pop("explore_newest_upload", False) or st.session_state.get("upload_choice", 0) >= len(good):
         st.session_state["upload_choice"] = len(good) - 1     # what was just added is what the user wants to see
     choice = st.selectbox("Image to explore", range(len(good)), key="upload_choice",
-                          format_func=lambda i: good[i].name)
+                          format_func=lambda i: plain(good[i].name))
     return good[choice], prepared
 
 

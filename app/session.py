@@ -15,6 +15,7 @@ import vitrm
 from vitrm import CheckpointError
 
 from . import cache, checkpoints, summaries
+from .text import md
 
 # Widget keys whose values must survive a switch between pages (Streamlit forgets the
 # state of widgets that a page does not draw, unless it is written back each run).
@@ -92,7 +93,7 @@ def focus(loaded: list[LoadedModel]) -> LoadedModel:
     if st.session_state.get("focus") not in names:
         st.session_state["focus"] = names[0]
     if len(loaded) > 1:
-        st.radio("Model in focus", names, key="focus", horizontal=True, format_func=lambda k: Path(k).name)
+        st.radio("Model in focus", names, key="focus", horizontal=True, format_func=lambda k: md(Path(k).name))
     return loaded[names.index(st.session_state["focus"])]
 
 
