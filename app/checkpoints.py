@@ -27,6 +27,7 @@ from vitrm import (
     CheckpointError,
     averaged_runs,
     earlier_stages,
+    paths,
     predictions_file,
 )
 
@@ -49,11 +50,23 @@ def is_checkpoint(path: Path) -> bool:
 
 
 def discover() -> list[Path]:
-    """Checkpoint directories directly under the main root, by name."""
+    """Checkpoint directories directly under the main root, by name, resolved like typed ones.
+
+    An entry that is a symlink is listed as the directory it resolves to, and only when that lies
+    under an allowed root: a link pointing elsewhere is left out, as typing its target would be.
+    """
     root = checkpoints_root()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p))
+    roots = allowed_roots()
+    found = set()
+    for entry in root.iterdir():
+        if entry.name.startswith(".") or not paths.is_inside(entry, roots):
+            continue
+        target = paths.resolve(entry)
+        if target.is_dir() and is_checkpoint(target):
+            found.add(target)
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
 def resolve_typed_path(text: str) -> Path:
@@ -61,15 +74,19 @@ def resolve_typed_path(text: str) -> Path:
     text = text.strip()
     if not text:
         raise CheckpointError("type a checkpoint directory path")
-    raw = Path(text).expanduser()
-    path = (raw if raw.is_absolute() else REPO / raw).resolve()
+    try:
+        raw = Path(paths.check_text(text)).expanduser()
+        path = paths.resolve(raw if raw.is_absolute() else REPO / raw)
+    except (paths.UnsafePathError, RuntimeError) as e:       # RuntimeError: "~nobody" has no home
+        raise CheckpointError(str(e) if isinstance(e, paths.UnsafePathError)
+                              else f"{paths.shown(text)}: {e}") from None
     roots = allowed_roots()
-    if not any(path == root or path.is_relative_to(root) for root in roots):
+    if not paths.is_inside(path, roots):
         listed = ", ".join(str(r) for r in roots)
-        raise CheckpointError(f"{text}: outside the allowed checkpoint roots ({listed}). "
+        raise CheckpointError(f"{paths.shown(text)}: outside the allowed checkpoint roots ({listed}). "
                               "Add a root to VITRM_CHECKPOINT_ROOTS to allow it.")
     if not path.is_dir():
-        raise CheckpointError(f"{text}: no such directory")
+        raise CheckpointError(f"{paths.shown(text)}: no such directory")
     return path
 
 
@@ -170,6 +187,9 @@ def data_root(spec: str | None) -> Path | None:
     """The imagefolder directory named by a data spec, relative paths taken from the repo root."""
     if not spec or not spec.startswith("imagefolder:"):
         return None
-    raw = Path(spec.split(":", 1)[1])
-    root = raw if raw.is_absolute() else REPO / raw
-    return root if root.is_dir() else None
+    try:
+        raw = Path(paths.check_text(spec.split(":", 1)[1]))
+        root = raw if raw.is_absolute() else REPO / raw
+        return root if root.is_dir() else None
+    except (paths.UnsafePathError, OSError):
+        return None

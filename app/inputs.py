@@ -17,6 +17,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+import vitrm
+from vitrm import InvalidImageError, read_image_file
+
 from . import text
 from .cache import PreparedImage, digest, prepare_image
 from .text import md, plain
@@ -123,10 +126,11 @@ def _camera(sizes) -> PreparedImage | None:
 
 def _dataset_file(root: Path, relative: str) -> Path | None:
     """``root/relative`` if it is an image file that stays under ``root`` (symlinks followed), else None."""
-    base = root.resolve()
-    path = (base / relative).resolve()
-    ok = path.is_relative_to(base) and path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png")
-    return path if ok else None
+    try:
+        path = vitrm.paths.confine(root, relative)
+    except vitrm.paths.UnsafePathError:
+        return None
+    return path if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png") else None
 
 
 def _follow_dataset_link(root: Path | None) -> str | None:
@@ -184,7 +188,7 @@ def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None, da
     _link_to_dataset(data_root)
     path, label = st.session_state["dataset_image"]
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return PreparedImage(name=Path(path).name, digest="", label=label, error=f"{path}: cannot be read ({e})"), []
+        data = read_image_file(path)
+    except InvalidImageError as e:
+        return PreparedImage(name=Path(path).name, digest="", label=label, error=str(e)), []
     return prepare(Path(path).name, data, sizes, label), []

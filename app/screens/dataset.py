@@ -10,6 +10,7 @@ import vitrm
 from app import cache, checkpoints, session, summaries
 from app.text import MAX_MESSAGE, md
 from app.views import analysis, error_table, galleries, list_nav, trained_n
+from vitrm import paths
 
 SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting",
             "Galleries", "Training log"]
@@ -175,16 +176,29 @@ def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, 
     root = ev.image_root
     rows = summaries.gallery_rows(ev.predictions, kind, n)
 
+    def inside(p) -> str | None:
+        """A row's image file: relative to the data folder and inside it, never elsewhere (else None)."""
+        try:
+            return str(paths.confine(root, p)) if root is not None and isinstance(p, str) and p else None
+        except paths.UnsafePathError:
+            return None
+
+    def load(p: str):
+        """The row's image, or a sentence saying why there is none."""
+        if root is None or not p:
+            return "image file not found"
+        file = inside(p)
+        if file is None:
+            return "refused: the row's path leads outside the data folder"
+        return cache.dataset_thumbnail(file) or "image file not found or unreadable"
+
     def open_from_gallery(path: str, label: str) -> None:
         """Open the image, with the whole gallery as the list that previous/next walk through."""
-        list_nav.remember(f"{GALLERY_KINDS[kind]} at N={n}",
-                          [(str(root / p), str(lab)) for p, lab in zip(rows["path"], rows["label_name"])], model, n)
-        session.open_dataset_image(str(root / path), label, model, n)
+        listed = [(inside(p), str(lab)) for p, lab in zip(rows["path"], rows["label_name"])]
+        list_nav.remember(f"{GALLERY_KINDS[kind]} at N={n}", [(f, lab) for f, lab in listed if f], model, n)
+        session.open_dataset_image(inside(path), label, model, n)
 
-    galleries.draw_gallery(
-        rows, n, class_names,
-        load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
-        on_open=open_from_gallery, key=f"gallery::{kind}")
+    galleries.draw_gallery(rows, n, class_names, load=load, on_open=open_from_gallery, key=f"gallery::{kind}")
 
 
 def page() -> None:
