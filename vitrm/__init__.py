@@ -11,7 +11,7 @@ holds the rules that evaluation and the app share: the halting rule, per-step st
 metrics assembly, class directions and normalization.
 """
 
-from . import analysis, ood, paths
+from . import analysis, ood, paths, sidefiles
 from .analysis import normalize
 from .attribution import METHODS as ATTRIBUTION_METHODS, Attribution, attribute
 from .baselines import CompactCNN, ViT, vit_config_for
@@ -46,6 +46,8 @@ __all__ = [
     "load_image", "read_image_file", "to_model_input", "normalize", "MAX_PIXELS",
     # the one confinement rule for outside paths, and the safe walk of image folders
     "paths",
+    # the files beside the weights, read as untrusted data (caps and schemas)
+    "sidefiles",
     # analysis, attribution, and the trained-N sweep
     "analysis", "ood", "attribute", "Attribution", "ATTRIBUTION_METHODS",
     "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION",

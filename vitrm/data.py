@@ -60,7 +60,11 @@ def check_spec(spec: str, data_dir: str | os.PathLike = "data", download: bool =
     """Fail fast, before anything is written, if ``spec`` cannot possibly load."""
     kind, path = parse_spec(spec)
     if kind == "imagefolder":
-        root = Path(path)
+        from .paths import UnsafePathError, check_text
+        try:
+            root = Path(check_text(path))
+        except UnsafePathError as e:
+            raise DataError(str(e)) from None
         for split in ("train", "test"):
             if not (root / split).is_dir():
                 raise DataError(f"{root / split}: not found; "

@@ -23,13 +23,15 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
+
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
 MAX_FOLDER_FILES = 2_000_000       # a folder that lists more is not a dataset this tool can hold in memory
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(UserError, ValueError):
     """A path from outside cannot be used; the message says why in one line."""
 
 
