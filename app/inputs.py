@@ -12,6 +12,7 @@ not in the gallery gets a message naming valid ones; the page then shows the gal
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,9 @@ SOURCES = ["Gallery", "Upload", "Camera"]
 DATASET = "Dataset image"
 LINK = "image"           # the query parameter that names a gallery image
 DATASET_LINK = "dataset"  # the query parameter that names a test image under the focus model's data root
+# What one session may hold in uploads (each file is also capped, at 20 MB, by .streamlit/config.toml):
+# a class of 30 holds at most 30 times this. Set with VITRM_UPLOAD_BUDGET_MB.
+UPLOAD_BUDGET_BYTES = int(float(os.environ.get("VITRM_UPLOAD_BUDGET_MB", "40")) * 2**20)
 
 
 @st.cache_data(show_spinner=False)
@@ -41,9 +45,35 @@ def prepare(name: str, data: bytes, sizes: tuple[int, ...], label: str | None = 
 
 
 def _store_uploads() -> None:
-    files = st.session_state.get("uploader") or []
-    st.session_state["uploads"] = [(f.name, f.getvalue()) for f in files]
+    """Copy the uploader's files into the session, newest kept first, within UPLOAD_BUDGET_BYTES.
+
+    The oldest files beyond the budget are dropped with a message, and released from Streamlit's
+    own upload store too, so one session cannot park more than its budget on the server.
+    """
+    files = list(st.session_state.get("uploader") or [])
+    kept, total = [], 0
+    for f in reversed(files):                    # newest last in the uploader's list
+        if total + f.size > UPLOAD_BUDGET_BYTES:
+            break
+        kept.append(f)
+        total += f.size
+    kept.reverse()
+    dropped = files[:len(files) - len(kept)]
+    st.session_state["uploads"] = [(f.name, f.getvalue()) for f in kept]
+    st.session_state["uploads_dropped"] = [plain(f.name) for f in dropped]
+    _release(dropped)
     st.session_state["explore_newest_upload"] = True
+
+
+def _release(files) -> None:
+    """Free dropped files from Streamlit's upload store (as st.chat_input does with its own)."""
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    if ctx is None or not isinstance(ctx.uploaded_file_mgr, MemoryUploadedFileManager):
+        return
+    for f in files:
+        ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=f.file_id)
 
 
 def _store_photo() -> None:
@@ -107,6 +137,11 @@ def _gallery(sizes, marks: dict[str, str]) -> PreparedImage:
 def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
     st.file_uploader("Upload one or more images (PNG, JPEG, WebP, BMP, TIFF, GIF; any size)",
                      accept_multiple_files=True, key="uploader", on_change=_store_uploads)
+    dropped = st.session_state.get("uploads_dropped")
+    if dropped:
+        st.warning(f"Uploads are limited to {UPLOAD_BUDGET_BYTES / 2**20:.0f} MB per visitor, so the "
+                   f"{len(dropped)} oldest were dropped: {md(', '.join(dropped), 300)}. Remove files from the "
+                   "list above to make room.")
     prepared = [prepare(name, data, sizes) for name, data in st.session_state.get("uploads", [])]
     good = [p for p in prepared if p.ok]
     if not good:
