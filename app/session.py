@@ -140,7 +140,7 @@ def require_models() -> list[LoadedModel]:
     if loaded:
         return loaded
     root = checkpoints.checkpoints_root()
-    st.warning(f"No checkpoint is loaded. None was found in {root}, or none is selected in the sidebar.")
+    st.warning(f"No checkpoint is loaded. None was found in {md(root, None)}, or none is selected in the sidebar.")
     st.markdown(f"""
 To train a model like the flagship's first stage on the CIFAR-10 JPEG copy (a few minutes per epoch
 on 2 CPU cores; the shipped flagship's model card lists the commands of all its stages):
@@ -152,7 +152,7 @@ python -m vitrm evaluate --checkpoint checkpoints/vitrm-cifar10 --data imagefold
 
 For a one-minute smoke run: `python -m vitrm train configs/smoke.yaml --out checkpoints/smoke`.
 Each epoch writes `model.safetensors` and `config.json` into the checkpoint directory; reload this page
-to see it. A checkpoint elsewhere can be typed into the sidebar if its directory is under {root} or a root
+to see it. A checkpoint elsewhere can be typed into the sidebar if its directory is under {md(root, None)} or a root
 listed in `VITRM_CHECKPOINT_ROOTS`.
 """)
     st.stop()
