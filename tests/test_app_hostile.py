@@ -12,6 +12,7 @@ markup. The real browser's side of the same rule is tests/test_browser.py.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -41,9 +42,11 @@ RAW = ["**BOLD**", f"]({LOOPBACK}", "<a ", "<b>", "\n#", "`tick`", "$x^2$", ":re
        "**NOTE**", "**LINKBOLD**", "**UP**", "`dir`", "](#x)"]
 TINY = ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=3,
                    class_names=("a", "b", "c"))
-# Fields shown as plain text (select options, typed input), never as markdown.
-PLAIN_FIELDS = {"options", "default", "value", "placeholder", "spec", "id", "form_id", "url", "file_name",
-                "selections", "raw_value", "string_value"}
+# Fields shown as plain text, never as markdown: select and multiselect options and values, typed input,
+# identifiers and URLs. (Radio options do render markdown, so they are checked.)
+PLAIN_FIELDS = {"default", "value", "placeholder", "spec", "id", "form_id", "url", "file_name", "string_value"}
+PLAIN_WIDGET_FIELDS = {"Selectbox.options", "Selectbox.raw_value", "MultiSelect.options", "MultiSelect.raw_values",
+                       "MultiSelect.raw_default", "Selectbox.raw_default"}
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +95,9 @@ def shown_strings(at: AppTest) -> list[tuple[str, str]]:
     def walk_proto(message, prefix):
         for field, value in message.ListFields():
             name = f"{prefix}.{field.name}"
-            if field.name in PLAIN_FIELDS:
+            if field.name in PLAIN_FIELDS or name in PLAIN_WIDGET_FIELDS:
                 continue
-            repeated = hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+            repeated = field.is_repeated
             values = list(value) if repeated else [value]
             for v in values:
                 if isinstance(v, str):
@@ -104,9 +107,10 @@ def shown_strings(at: AppTest) -> list[tuple[str, str]]:
 
     nodes = list(at._tree)                     # a Block iterates over itself and every descendant
     # Element kinds that the generic walk may not reach inside layout blocks, collected by type as well.
-    for kind in ("imgs", "metric", "button", "radio", "expandable", "markdown", "alert", "heading", "selectbox",
-                 "multiselect", "text_input", "number_input", "slider", "toggle", "download_button"):
-        nodes += list(at.get(kind))
+    for kind in ("image", "metric", "button", "radio", "expander", "markdown", "caption", "error", "warning", "info",
+                 "success", "header", "subheader", "selectbox", "multiselect", "text_input", "number_input", "slider",
+                 "toggle"):
+        nodes += list(getattr(at, kind))
     for node in nodes:
         proto = getattr(node, "proto", None)
         if proto is not None and hasattr(proto, "ListFields"):
@@ -148,8 +152,10 @@ class Audit:
 
     def assert_no_markup(self):
         for where, field, text in self.markdown:
+            # A backslash-escaped character is shown as itself: only what is left unescaped can be markup.
+            live = re.sub(r"\\[!-/:-@\[-`{-~]", "\x00", text)
             for raw in RAW:
-                assert raw not in text, f"{where}: {field} shows raw markup {raw!r}: {text[:300]!r}"
+                assert raw not in live, f"{where}: {field} shows raw markup {raw!r}: {text[:300]!r}"
         for where, text in self.plotly:
             for raw in ("<a ", "<b>", "<img", "\n"):
                 assert raw not in text, f"{where}: a Plotly string holds raw {raw!r}: {text[:300]!r}"
