@@ -68,7 +68,8 @@ def sidebar() -> list[session.LoadedModel]:
     st.session_state[session.SELECTED] = [p for p in st.session_state[session.SELECTED] if p in options]
     chosen = st.multiselect("Checkpoints (several to compare)", options, key=session.SELECTED,
                             format_func=lambda p: plain(Path(p).name),
-                            help=f"Directories under {md(checkpoints.checkpoints_root(), None)} that hold model.safetensors "
+                            help=f"Directories under {md(checkpoints.checkpoints_root(), None)} that hold "
+                                 "model.safetensors "
                                  "and config.json.")
     st.text_input("…or a checkpoint directory", key="typed_path", on_change=_add_typed_path,
                   placeholder="checkpoints/my-run",

@@ -20,13 +20,12 @@ import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
+from test_app import APP, GALLERY, png_bytes, write_logs
 
 import vitrm
+from app.text import md
 from vitrm import ViTRM, ViTRMConfig
 from vitrm.evaluate import evaluate_checkpoint
-
-from app.text import md
-from test_app import APP, GALLERY, png_bytes, write_logs
 
 TIMEOUT = 180                         # one script run; generous for 2 busy cores
 LOOPBACK = "http://127.0.0.1:9"       # nothing listens there; the browser test uses a recording server

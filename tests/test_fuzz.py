@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakedata import write_imagefolder
 
 import vitrm
 from vitrm import CheckpointError, ViTRM, ViTRMConfig, sidefiles
 from vitrm.evaluate import evaluate_checkpoint
-
-from fakedata import write_imagefolder
 
 CASES_PER_FILE = 1500      # 6,000 cases in all: 20-40 s on 2 busy cores
 CLASSES = ("cat", "dog", "frog")

@@ -16,13 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fakedata import CIFAR10_CLASSES, write_imagefolder
 
 import vitrm
 from vitrm import CheckpointError, ViTRM, ViTRMConfig, paths, sidefiles
 from vitrm.__main__ import main
 from vitrm.evaluate import evaluate_checkpoint
-
-from fakedata import CIFAR10_CLASSES, write_imagefolder
 
 CLASSES = tuple(CIFAR10_CLASSES[:3])
 TINY = ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=3, class_names=CLASSES)
@@ -171,7 +170,8 @@ METRICS_DAMAGE = {
     "nested 100,000 deep": (lambda m: _deep(100_000), "nested"),
     "nested 20 deep": (lambda m: json.dumps({**m, "subset": json.loads(_deep(20))}), "nested more than"),
     "a list instead of an object": (lambda m: "[]", "must be a JSON object"),
-    "missing a curve": (lambda m: json.dumps({k: v for k, v in m.items() if k != "ece_by_step"}), "missing ece_by_step"),
+    "missing a curve": (lambda m: json.dumps({k: v for k, v in m.items() if k != "ece_by_step"}),
+                        "missing ece_by_step"),
     "a string for a number": (lambda m: json.dumps({**m, "top1_by_step": ["high"] * len(m["top1_by_step"])}),
                               "must be a finite number"),
     "accuracy over 1": (lambda m: json.dumps({**m, "top1_by_step": [2.0] * len(m["top1_by_step"])}), "outside"),
@@ -322,7 +322,7 @@ def test_average_onto_an_existing_file_is_one_line_and_status_2(tmp_path, evalua
     assert (tmp_path / "taken").read_text() == "not a directory"
 
 
-def test_any_os_error_is_a_user_error():
+def test_an_unusable_path_is_a_user_error_and_a_bug_keeps_its_traceback():
     from vitrm.errors import is_user_error
-    assert is_user_error(OSError(36, "File name too long")) and is_user_error(FileExistsError("x"))
-    assert not is_user_error(RuntimeError("a bug"))
+    assert is_user_error(paths.UnsafePathError("x: a path cannot contain a NUL byte"))
+    assert not is_user_error(RuntimeError("a bug")) and not is_user_error(OSError(28, "No space left on device"))

@@ -30,8 +30,7 @@ from .checkpoint import (
     save,
 )
 from .errors import UserError
-from .images import MAX_PIXELS, InvalidImageError, load_image, to_model_input
-from .images import read_file as read_image_file
+from .images import MAX_PIXELS, InvalidImageError, load_image, read_file as read_image_file, to_model_input
 from .model import AttentionMaps, Trace, ViTRM, ViTRMConfig, num_parameters
 from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
 from .sweep import EXPLANATION as SWEEP_EXPLANATION, SweepPoint, find_sweeps, flops_per_image

@@ -245,8 +245,7 @@ def predictions_file(path: str | os.PathLike) -> Path | None:
 def read_predictions(path: str | os.PathLike):
     """The per-image table written by ``python -m vitrm evaluate`` as a pandas DataFrame, or None; validated
     against config.json and metrics.json (``vitrm.sidefiles``), so a damaged one is a CheckpointError."""
-    from .sidefiles import read_metrics as metrics_of
-    from .sidefiles import read_predictions as read
+    from .sidefiles import read_metrics as metrics_of, read_predictions as read
     metrics = metrics_of(path)
     return read(path, read_config(path).num_classes, len(metrics["top1_by_step"]) if metrics else None)
 

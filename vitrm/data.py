@@ -8,7 +8,8 @@ Data specs, as given to ``--data``:
 
 Every split becomes ``Split(images uint8 [N, C, H, W], labels int64 [N], class_names)``.
 Image folders are listed by ``vitrm.paths.scan_imagefolder`` (torchvision's order; linked folders
-inside a class folder are not followed, FIFOs and devices are skipped with a count). They are decoded once and cached as ``.npy`` (no pickle) under the cache
+inside a class folder are not followed, FIFOs and devices are skipped with a count). They are
+decoded once and cached as ``.npy`` (no pickle) under the cache
 directory, keyed by the file list, so an epoch is never bound by JPEG decoding.
 """
 
@@ -124,7 +125,7 @@ def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir) -> Spl
     return Split(images, labels, tuple(folder.classes), name)
 
 
-def list_imagefolder(folder: Path, report=None) -> "FolderListing":
+def list_imagefolder(folder: Path, report=None) -> FolderListing:
     """The images of one split folder (``vitrm.paths.scan_imagefolder``), or DataError saying why not.
 
     Entries that cannot be images (linked folders, FIFOs, devices) are skipped; ``report`` (default:

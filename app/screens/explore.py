@@ -82,7 +82,8 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
     size = model.config.image_size
     for p in uploads:
         if not p.ok:
-            rows.append({"file": plain(p.name), "prediction": "", "probability": "", "message": plain(p.error, MAX_MESSAGE)})
+            rows.append({"file": plain(p.name), "prediction": "", "probability": "",
+                         "message": plain(p.error, MAX_MESSAGE)})
             continue
         run = cache.run_image(model.key, model.mtime, p.digest, model.max_steps, p.pixels[size])
         at = min(model.config.trained_steps, run.steps) - 1

@@ -26,7 +26,8 @@ def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.
         if trained <= len(c["top1"]):
             fig.add_trace(go.Scatter(x=[trained], y=[c["top1"][trained - 1]], mode="markers", showlegend=False,
                                      marker=dict(size=13, symbol="diamond-open", line=dict(width=2)),
-                                     name=plotly(name), hovertemplate="%{fullData.name}: trained N=%{x}<extra></extra>"))
+                                     name=plotly(name),
+                                     hovertemplate="%{fullData.name}: trained N=%{x}<extra></extra>"))
     # The axis spans the curves, not the baselines: a baseline 20 points lower would flatten them.
     values = [v for c in curves.values() for v in c["top1"] if v is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
@@ -69,7 +70,8 @@ def confusion_figure(confusion: list[list[int]], class_names, n: int) -> go.Figu
 
 
 def ece_figure(curves: dict[str, list[float]]) -> go.Figure:
-    fig = go.Figure([go.Scatter(x=_steps(e), y=e, mode="lines+markers", name=plotly(name)) for name, e in curves.items()])
+    fig = go.Figure([go.Scatter(x=_steps(e), y=e, mode="lines+markers", name=plotly(name))
+                     for name, e in curves.items()])
     fig.update_xaxes(title="recursion steps N", dtick=1)
     fig.update_yaxes(title="expected calibration error", rangemode="tozero")
     return figures.compact(fig, 340, "Calibration: ECE vs N (15 bins; lower is better)")

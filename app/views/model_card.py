@@ -39,7 +39,8 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
     if card.get("epochs_logged") is not None:
         lines.append(f"Training log: {card['epochs_logged']} epochs so far.")
     st.markdown("  \n".join(lines))
-    shown = baselines.assign(**{"model": baselines["model"].map(plain), "parameters": baselines["parameters"].map("{:,}".format),
+    shown = baselines.assign(**{"model": baselines["model"].map(plain),
+                                "parameters": baselines["parameters"].map("{:,}".format),
                                 "top-1 at trained N": baselines["top-1 at trained N"].map(_pct)})
     st.table(shown.fillna("not evaluated"), hide_index=True)
     st.caption("Effective depth counts the transformer layers applied to reach an answer. A recursive model "

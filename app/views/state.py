@@ -34,7 +34,8 @@ def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarr
         for dx, dy in arrows:
             fig.add_annotation(x=dx, y=dy, ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", text="",
                                showarrow=True, arrowhead=2, arrowcolor="#bbbbbb")
-        fig.add_trace(go.Scatter(x=arrows[:, 0] * 1.12, y=arrows[:, 1] * 1.12, mode="text", text=plotly_all(class_names),
+        fig.add_trace(go.Scatter(x=arrows[:, 0] * 1.12, y=arrows[:, 1] * 1.12, mode="text",
+                                 text=plotly_all(class_names),
                                  textfont=dict(size=10, color="#888888"), hoverinfo="skip", name="classes"))
     fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="lines+markers", text=labels,
                              hovertemplate="%{text}<extra></extra>", line=dict(color="#4c78a8"),
