@@ -11,6 +11,7 @@ can be replayed: ``case(seed)`` rebuilds it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
@@ -162,6 +163,10 @@ def pristine(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     vitrm.save(ViTRM(SMALL), root / "ckpt")
     evaluate_checkpoint(root / "ckpt", f"imagefolder:{data}", cache_dir=None, progress=False)
+    # The table as plain predictions.csv (the older format, still read), so that it can be mutated as text.
+    packed = root / "ckpt" / "predictions.csv.gz"
+    (root / "ckpt" / "predictions.csv").write_bytes(gzip.decompress(packed.read_bytes()))
+    packed.unlink()
     return root / "ckpt"
 
 

@@ -56,9 +56,20 @@ def evaluated(tmp_path_factory, folder):
     return path
 
 
+def uncompressed(path: Path) -> Path:
+    """The checkpoint with its per-image table as a plain predictions.csv (the older format, still read), so
+    that tests can damage it as text."""
+    import gzip
+    packed = path / "predictions.csv.gz"
+    if packed.exists():
+        (path / "predictions.csv").write_bytes(gzip.decompress(packed.read_bytes()))
+        packed.unlink()
+    return path
+
+
 def copy_of(evaluated: Path, tmp_path: Path) -> Path:
     import shutil
-    return Path(shutil.copytree(evaluated, tmp_path / "copy"))
+    return uncompressed(Path(shutil.copytree(evaluated, tmp_path / "copy")))
 
 
 # --------------------------------------------------------------------------- weights
@@ -197,6 +208,14 @@ def test_a_damaged_metrics_json_is_a_checkpoint_error_naming_the_file(case, eval
     assert "metrics.json" in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_gzip_bomb_in_place_of_the_table_is_refused_unpacked(evaluated, tmp_path):
+    import gzip
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "bomb"))
+    (path / "predictions.csv.gz").write_bytes(gzip.compress(b"index," + b"0" * (sidefiles.MAX_CSV_BYTES + 10)))
+    with within(20), pytest.raises(CheckpointError, match="unpacks to more than the limit"):
+        sidefiles.read_predictions(path, 3)
+
+
 def test_side_files_over_their_size_cap_are_refused_unparsed(evaluated, tmp_path, monkeypatch):
     path = copy_of(evaluated, tmp_path)
     monkeypatch.setattr(sidefiles, "MAX_JSON_BYTES", 1000)
@@ -215,7 +234,7 @@ def test_the_real_caps_hold_a_full_evaluation_and_refuse_far_more():
 
 
 def _predictions(evaluated: Path) -> pd.DataFrame:
-    return pd.read_csv(evaluated / "predictions.csv", keep_default_na=False)
+    return pd.read_csv(vitrm.predictions_file(evaluated), keep_default_na=False)
 
 
 PREDICTION_DAMAGE = {
