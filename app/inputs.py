@@ -187,7 +187,7 @@ def _link_to_dataset(root: Path | None) -> None:
     """While a dataset image under ``root`` is shown, the address names it (relative to ``root``)."""
     shown = st.session_state.get("dataset_image")
     relative = None
-    if root is not None and shown and _dataset_file(root, shown[0]) is not None:
+    if root is not None and shown and vitrm.paths.is_inside(shown[0], [root]) and Path(shown[0]).is_file():
         relative = Path(shown[0]).resolve().relative_to(root.resolve()).as_posix()
     if relative is None:
         if DATASET_LINK in st.query_params:

@@ -68,8 +68,10 @@ def hostile(tmp_path_factory) -> Path:
     metrics = json.loads((path / "metrics.json").read_text())
     (path / "metrics.json").write_text(json.dumps({**metrics, "class_names": list(CLASS_NAMES),
                                                    "data_note": DATA_NOTE}))
-    predictions = pd.read_csv(path / "predictions.csv")
+    predictions = vitrm.read_predictions(path)
     predictions["label_name"] = [CLASS_NAMES[i] for i in predictions["label"]]
+    # Kept as a plain predictions.csv (the older format, still read), so that tests can damage it as text.
+    vitrm.predictions_file(path).unlink()
     predictions.to_csv(path / "predictions.csv", index=False)
     write_logs((path, 2))
     return path
