@@ -245,8 +245,7 @@ def _listing(root: str, gallery: bool) -> tuple[list[str], list[str]]:
     if gallery:
         table = pd.read_csv(Path(root) / "labels.csv")
         return list(table["file"]), list(table["label"])
-    from torchvision.datasets import ImageFolder
-    folder = ImageFolder(str(Path(root) / "test"))
+    folder = vitrm.paths.scan_imagefolder(Path(root) / "test")
     return ([Path(p).relative_to(root).as_posix() for p, _ in folder.samples],
             [folder.classes[t] for t in folder.targets])
 

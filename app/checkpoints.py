@@ -13,7 +13,6 @@ A relative typed path is taken relative to the repository root. Only ``config.js
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from vitrm import (
     CheckpointError,
     averaged_runs,
     earlier_stages,
-    predictions_file,
+    paths,
+    sidefiles,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,11 +49,23 @@ def is_checkpoint(path: Path) -> bool:
 
 
 def discover() -> list[Path]:
-    """Checkpoint directories directly under the main root, by name."""
+    """Checkpoint directories directly under the main root, by name, resolved like typed ones.
+
+    An entry that is a symlink is listed as the directory it resolves to, and only when that lies
+    under an allowed root: a link pointing elsewhere is left out, as typing its target would be.
+    """
     root = checkpoints_root()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p))
+    roots = allowed_roots()
+    found = set()
+    for entry in root.iterdir():
+        if entry.name.startswith(".") or not paths.is_inside(entry, roots):
+            continue
+        target = paths.resolve(entry)
+        if target.is_dir() and is_checkpoint(target):
+            found.add(target)
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
 def resolve_typed_path(text: str) -> Path:
@@ -61,15 +73,19 @@ def resolve_typed_path(text: str) -> Path:
     text = text.strip()
     if not text:
         raise CheckpointError("type a checkpoint directory path")
-    raw = Path(text).expanduser()
-    path = (raw if raw.is_absolute() else REPO / raw).resolve()
+    try:
+        raw = Path(paths.check_text(text)).expanduser()
+        path = paths.resolve(raw if raw.is_absolute() else REPO / raw)
+    except (paths.UnsafePathError, RuntimeError) as e:       # RuntimeError: "~nobody" has no home
+        raise CheckpointError(str(e) if isinstance(e, paths.UnsafePathError)
+                              else f"{paths.shown(text)}: {e}") from None
     roots = allowed_roots()
-    if not any(path == root or path.is_relative_to(root) for root in roots):
+    if not paths.is_inside(path, roots):
         listed = ", ".join(str(r) for r in roots)
-        raise CheckpointError(f"{text}: outside the allowed checkpoint roots ({listed}). "
+        raise CheckpointError(f"{paths.shown(text)}: outside the allowed checkpoint roots ({listed}). "
                               "Add a root to VITRM_CHECKPOINT_ROOTS to allow it.")
     if not path.is_dir():
-        raise CheckpointError(f"{text}: no such directory")
+        raise CheckpointError(f"{paths.shown(text)}: no such directory")
     return path
 
 
@@ -109,13 +125,12 @@ class CheckpointFiles:
         return self.path.name
 
 
-def _read_csv(file: Path, problems: list[str]) -> pd.DataFrame | None:
-    if not file.is_file():
-        return None
+def _read(reader, path: Path, problems: list[str], *args):
+    """One side file through its validator (vitrm.sidefiles); a damaged one becomes a problem and None."""
     try:
-        return pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-        problems.append(f"{file.name}: unreadable ({e})")
+        return reader(path, *args)
+    except CheckpointError as e:
+        problems.append(str(e))
         return None
 
 
@@ -128,11 +143,12 @@ def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
     runs of the last stage (``vitrm.checkpoint.averaged_runs``), the others' logs follow over the
     same epochs, told apart by a ``run`` column ("" for the main line, "5b", ... for the others).
     """
-    log = _read_csv(path / TRAIN_LOG, problems)
+    log = _read(sidefiles.read_train_log, path, problems)
     if log is None:
         return None
-    logs = [_read_csv(stage / TRAIN_LOG, problems) for stage in earlier_stages(path)] + [log]
-    siblings = {run.name.removeprefix("stage"): _read_csv(run / TRAIN_LOG, problems) for run in averaged_runs(path)}
+    logs = [_read(sidefiles.read_train_log, stage, problems) for stage in earlier_stages(path)] + [log]
+    siblings = {run.name.removeprefix("stage"): _read(sidefiles.read_train_log, run, problems)
+                for run in averaged_runs(path)}
     if (len(logs) == 1 and not siblings) or any(part is None or part.empty for part in logs + list(siblings.values())):
         return log
     offset, parts = 0, []
@@ -146,30 +162,26 @@ def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
 
 
 def read_files(path: Path) -> CheckpointFiles:
-    """Everything but the weights. Raises CheckpointError only when config.json itself is bad."""
+    """Everything but the weights. Raises CheckpointError only when config.json itself is bad; a damaged
+    side file is left out (None) with its problem said, so it costs only the views that need it."""
     config = vitrm.read_config(path)
     problems: list[str] = []
-    metrics = None
-    try:
-        metrics = vitrm.read_metrics(path)
-    except CheckpointError as e:
-        problems.append(str(e))
-    train_config = None
-    if (path / TRAIN_CONFIG).is_file():
-        try:
-            train_config = json.loads((path / TRAIN_CONFIG).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            problems.append(f"{TRAIN_CONFIG}: not valid JSON ({e})")
+    metrics = _read(sidefiles.read_metrics, path, problems, config.num_classes)
+    steps = len(metrics["top1_by_step"]) if metrics else None
     return CheckpointFiles(path=path, config=config, metrics=metrics,
-                           predictions=_read_csv(predictions_file(path) or path / "predictions.csv.gz", problems),
+                           predictions=_read(sidefiles.read_predictions, path, problems, config.num_classes, steps),
                            train_log=_training_history(path, problems),
-                           train_config=train_config, problems=problems)
+                           train_config=_read(sidefiles.read_train_config, path, problems),
+                           problems=problems)
 
 
 def data_root(spec: str | None) -> Path | None:
     """The imagefolder directory named by a data spec, relative paths taken from the repo root."""
     if not spec or not spec.startswith("imagefolder:"):
         return None
-    raw = Path(spec.split(":", 1)[1])
-    root = raw if raw.is_absolute() else REPO / raw
-    return root if root.is_dir() else None
+    try:
+        raw = Path(paths.check_text(spec.split(":", 1)[1]))
+        root = raw if raw.is_absolute() else REPO / raw
+        return root if root.is_dir() else None
+    except (paths.UnsafePathError, OSError):
+        return None

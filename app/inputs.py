@@ -12,19 +12,27 @@ not in the gallery gets a message naming valid ones; the page then shows the gal
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+import vitrm
+from vitrm import InvalidImageError, read_image_file
+
 from . import text
 from .cache import PreparedImage, digest, prepare_image
+from .text import md, plain
 
 GALLERY = Path(__file__).resolve().parent / "gallery"
 SOURCES = ["Gallery", "Upload", "Camera"]
 DATASET = "Dataset image"
 LINK = "image"           # the query parameter that names a gallery image
 DATASET_LINK = "dataset"  # the query parameter that names a test image under the focus model's data root
+# What one session may hold in uploads (each file is also capped, at 20 MB, by .streamlit/config.toml):
+# a class of 30 holds at most 30 times this. Set with VITRM_UPLOAD_BUDGET_MB.
+UPLOAD_BUDGET_BYTES = int(float(os.environ.get("VITRM_UPLOAD_BUDGET_MB", "40")) * 2**20)
 
 
 @st.cache_data(show_spinner=False)
@@ -37,9 +45,35 @@ def prepare(name: str, data: bytes, sizes: tuple[int, ...], label: str | None = 
 
 
 def _store_uploads() -> None:
-    files = st.session_state.get("uploader") or []
-    st.session_state["uploads"] = [(f.name, f.getvalue()) for f in files]
+    """Copy the uploader's files into the session, newest kept first, within UPLOAD_BUDGET_BYTES.
+
+    The oldest files beyond the budget are dropped with a message, and released from Streamlit's
+    own upload store too, so one session cannot park more than its budget on the server.
+    """
+    files = list(st.session_state.get("uploader") or [])
+    kept, total = [], 0
+    for f in reversed(files):                    # newest last in the uploader's list
+        if total + f.size > UPLOAD_BUDGET_BYTES:
+            break
+        kept.append(f)
+        total += f.size
+    kept.reverse()
+    dropped = files[:len(files) - len(kept)]
+    st.session_state["uploads"] = [(f.name, f.getvalue()) for f in kept]
+    st.session_state["uploads_dropped"] = [plain(f.name) for f in dropped]
+    _release(dropped)
     st.session_state["explore_newest_upload"] = True
+
+
+def _release(files) -> None:
+    """Free dropped files from Streamlit's upload store (as st.chat_input does with its own)."""
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    if ctx is None or not isinstance(ctx.uploaded_file_mgr, MemoryUploadedFileManager):
+        return
+    for f in files:
+        ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=f.file_id)
 
 
 def _store_photo() -> None:
@@ -69,8 +103,7 @@ def _follow_link() -> str | None:
     file = gallery_file(value)
     if file is None:
         files = list(gallery_table()["file"])
-        shown = value.replace("`", "")[:60] + ("…" if len(value) > 60 else "")
-        return (f"The link asks for the gallery image `{shown}`, and the gallery has no image of that name. "
+        return (f"The link asks for the gallery image “{md(value, 60)}”, and the gallery has no image of that name. "
                 f"Names look like `?image=cat_0003` ({len(files)} images, from {files[0].rsplit('.', 1)[0]} "
                 f"to {files[-1].rsplit('.', 1)[0]}); the gallery is shown below.")
     st.session_state["gallery_file"] = file
@@ -109,6 +142,11 @@ def _gallery(sizes, marks: dict[str, str]) -> PreparedImage:
 def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
     st.file_uploader("Upload one or more images (PNG, JPEG, WebP, BMP, TIFF, GIF; any size)",
                      accept_multiple_files=True, key="uploader", on_change=_store_uploads)
+    dropped = st.session_state.get("uploads_dropped")
+    if dropped:
+        st.warning(f"Uploads are limited to {UPLOAD_BUDGET_BYTES / 2**20:.0f} MB per visitor, so the "
+                   f"{len(dropped)} oldest were dropped: {md(', '.join(dropped), 300)}. Remove files from the "
+                   "list above to make room.")
     prepared = [prepare(name, data, sizes) for name, data in st.session_state.get("uploads", [])]
     good = [p for p in prepared if p.ok]
     if not good:
@@ -116,7 +154,7 @@ def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
     if st.session_state.pop("explore_newest_upload", False) or st.session_state.get("upload_choice", 0) >= len(good):
         st.session_state["upload_choice"] = len(good) - 1     # what was just added is what the user wants to see
     choice = st.selectbox("Image to explore", range(len(good)), key="upload_choice",
-                          format_func=lambda i: good[i].name)
+                          format_func=lambda i: plain(good[i].name))
     return good[choice], prepared
 
 
@@ -128,10 +166,11 @@ def _camera(sizes) -> PreparedImage | None:
 
 def _dataset_file(root: Path, relative: str) -> Path | None:
     """``root/relative`` if it is an image file that stays under ``root`` (symlinks followed), else None."""
-    base = root.resolve()
-    path = (base / relative).resolve()
-    ok = path.is_relative_to(base) and path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png")
-    return path if ok else None
+    try:
+        path = vitrm.paths.confine(root, relative)
+    except vitrm.paths.UnsafePathError:
+        return None
+    return path if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png") else None
 
 
 def _follow_dataset_link(root: Path | None) -> str | None:
@@ -153,7 +192,7 @@ def _link_to_dataset(root: Path | None) -> None:
     """While a dataset image under ``root`` is shown, the address names it (relative to ``root``)."""
     shown = st.session_state.get("dataset_image")
     relative = None
-    if root is not None and shown and _dataset_file(root, shown[0]) is not None:
+    if root is not None and shown and vitrm.paths.is_inside(shown[0], [root]) and Path(shown[0]).is_file():
         relative = Path(shown[0]).resolve().relative_to(root.resolve()).as_posix()
     _set_query_param(DATASET_LINK, relative)
     st.session_state["dataset_link"] = relative
@@ -185,7 +224,7 @@ def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None, da
     _link_to_dataset(data_root)
     path, label = st.session_state["dataset_image"]
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return PreparedImage(name=Path(path).name, digest="", label=label, error=f"{path}: cannot be read ({e})"), []
+        data = read_image_file(path)
+    except InvalidImageError as e:
+        return PreparedImage(name=Path(path).name, digest="", label=label, error=str(e)), []
     return prepare(Path(path).name, data, sizes, label), []

@@ -19,6 +19,7 @@ import streamlit as st
 
 import vitrm
 from app import checkpoints, session
+from app.text import MAX_MESSAGE, md, plain
 from vitrm import CheckpointError
 
 # An emoji icon: Streamlit draws it inline, where a ":material/...:" favicon is fetched from fonts.gstatic.com
@@ -66,19 +67,20 @@ def sidebar() -> list[session.LoadedModel]:
         st.session_state[session.SELECTED] = _default_selection([Path(p) for p in found])
     st.session_state[session.SELECTED] = [p for p in st.session_state[session.SELECTED] if p in options]
     chosen = st.multiselect("Checkpoints (several to compare)", options, key=session.SELECTED,
-                            format_func=lambda p: Path(p).name,
-                            help=f"Directories under {checkpoints.checkpoints_root()} that hold model.safetensors "
+                            format_func=lambda p: plain(Path(p).name),
+                            help=f"Directories under {md(checkpoints.checkpoints_root(), None)} that hold "
+                                 "model.safetensors "
                                  "and config.json.")
     st.text_input("…or a checkpoint directory", key="typed_path", on_change=_add_typed_path,
                   placeholder="checkpoints/my-run",
                   help="Only directories under these roots are allowed: "
-                       + ", ".join(str(r) for r in checkpoints.allowed_roots())
+                       + ", ".join(md(r, None) for r in checkpoints.allowed_roots())
                        + ". Add more with the VITRM_CHECKPOINT_ROOTS environment variable.")
     if st.session_state.get("typed_error"):
-        st.error(st.session_state["typed_error"])
+        st.error(md(st.session_state["typed_error"], MAX_MESSAGE))
     loaded, errors = session.load_all([Path(p) for p in chosen])
     for e in errors:
-        st.error(e)
+        st.error(md(e, MAX_MESSAGE))
     st.caption("Models load once and are shared by every visitor; your image and choices stay in your session.")
     return loaded
 

@@ -15,6 +15,7 @@ import vitrm
 from vitrm import CheckpointError
 
 from . import cache, checkpoints, summaries
+from .text import md
 
 # Widget keys whose values must survive a switch between pages (Streamlit forgets the
 # state of widgets that a page does not draw, unless it is written back each run).
@@ -92,7 +93,7 @@ def focus(loaded: list[LoadedModel]) -> LoadedModel:
     if st.session_state.get("focus") not in names:
         st.session_state["focus"] = names[0]
     if len(loaded) > 1:
-        st.radio("Model in focus", names, key="focus", horizontal=True, format_func=lambda k: Path(k).name)
+        st.radio("Model in focus", names, key="focus", horizontal=True, format_func=lambda k: md(Path(k).name))
     return loaded[names.index(st.session_state["focus"])]
 
 
@@ -139,7 +140,7 @@ def require_models() -> list[LoadedModel]:
     if loaded:
         return loaded
     root = checkpoints.checkpoints_root()
-    st.warning(f"No checkpoint is loaded. None was found in {root}, or none is selected in the sidebar.")
+    st.warning(f"No checkpoint is loaded. None was found in {md(root, None)}, or none is selected in the sidebar.")
     st.markdown(f"""
 To train a model like the flagship's first stage on the CIFAR-10 JPEG copy (a few minutes per epoch
 on 2 CPU cores; the shipped flagship's model card lists the commands of all its stages):
@@ -151,7 +152,7 @@ python -m vitrm evaluate --checkpoint checkpoints/vitrm-cifar10 --data imagefold
 
 For a one-minute smoke run: `python -m vitrm train configs/smoke.yaml --out checkpoints/smoke`.
 Each epoch writes `model.safetensors` and `config.json` into the checkpoint directory; reload this page
-to see it. A checkpoint elsewhere can be typed into the sidebar if its directory is under {root} or a root
+to see it. A checkpoint elsewhere can be typed into the sidebar if its directory is under {md(root, None)} or a root
 listed in `VITRM_CHECKPOINT_ROOTS`.
 """)
     st.stop()

@@ -22,6 +22,7 @@ import torch
 from streamlit_client import ROOT, open_page, serve
 
 import vitrm
+from app.text import md
 from vitrm import ViTRM, ViTRMConfig
 
 GALLERY = ROOT / "app" / "gallery"
@@ -108,7 +109,8 @@ def test_twenty_sessions_at_once_each_get_their_own_image_and_result(server, che
     for f, page in pages.items():
         assert page.status == "success", f"{f}: {page.compile_error}"
         assert not page.exceptions, f"{f}: {page.exceptions}"
-        assert f"{f}: original" in page.text, f"{f}: the page shows another image:\n{page.text[:500]}"
+        # The page carries markdown source, where a file name is escaped (app.text.md): "cat\\_0005\\.jpg".
+        assert f"{md(f)}: original" in page.text, f"{f}: the page shows another image:\n{page.text[:500]}"
         got = shown(page, steps)
         assert matches(got, want[f]), f"{f}: the page shows {got}, model.trace gives {want[f]}"
         others = [g for g in files if g != f and matches(got, want[g])]
@@ -136,5 +138,5 @@ def test_a_link_to_an_unknown_image_explains_and_the_page_still_works(server):
 def test_a_link_with_the_file_extension_opens_the_image(server):
     url, _ = server
     page = open_page(url, query="image=truck_0007.jpg", timeout=TIMEOUT)
-    assert "truck_0007.jpg: original" in page.text and not page.alerts("error")
+    assert f"{md('truck_0007.jpg')}: original" in page.text and not page.alerts("error")
     assert page.query_string == "image=truck_0007"

@@ -16,8 +16,12 @@ def ship(root, name, config, top1_by_step=None):
     torch.manual_seed(0)
     path = vitrm.save(vitrm.build_model(config), root / name)
     if top1_by_step is not None:
-        (path / "metrics.json").write_text(json.dumps({"top1_by_step": top1_by_step, "num_images": 100,
-                                                       "data": "imagefolder:somewhere"}))
+        # Every field metrics.json must have (vitrm.sidefiles checks them), with made-up but valid values.
+        steps, classes = len(top1_by_step), config.num_classes
+        (path / "metrics.json").write_text(json.dumps({
+            "top1_by_step": top1_by_step, "top5_by_step": top1_by_step, "ece_by_step": [0.0] * steps,
+            "per_class_by_step": [[None] * classes] * steps, "confusion_by_step": [[[0] * classes] * classes] * steps,
+            "num_images": 100, "data": "imagefolder:somewhere"}))
     return path
 
 

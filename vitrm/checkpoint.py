@@ -74,8 +74,17 @@ def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
         raise CheckpointError(f"{source}: {e}") from None
 
 
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or CheckpointError when it is no usable path (a NUL byte, 6,000 characters)."""
+    from .paths import UnsafePathError, check_text
+    try:
+        return Path(check_text(path))
+    except UnsafePathError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def read_config(path: str | os.PathLike) -> ViTRMConfig:
-    path = Path(path)
+    path = checkpoint_path(path)
     file = path / CONFIG
     if not file.is_file():
         raise CheckpointError(f"{file}: missing config.json")
@@ -100,7 +109,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
     that holds only pickles (which are never opened). Weights saved by ``save`` carry their
     config; a config.json that differs from it other than in ``class_names`` is refused.
     """
-    path = Path(path)
+    path = checkpoint_path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a checkpoint directory")
     weights = path / WEIGHTS
@@ -129,6 +138,10 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
         if state[k].shape != v.shape or state[k].dtype != v.dtype:
             raise CheckpointError(f"{weights}: tensor {k!r} has shape {tuple(state[k].shape)} "
                                   f"{state[k].dtype}, config.json implies {tuple(v.shape)} {v.dtype}")
+    for k, v in state.items():
+        # NaN or infinite weights load "fine" and then print "nan" classes or break a view's linear algebra.
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{weights}: tensor {k!r} holds non-finite values (NaN or infinity)")
     if saved_with is not None and _comparable(saved_with) != _comparable(json.dumps(config.to_dict())):
         raise CheckpointError(f"{weights}: saved with a different config.json than the one beside it "
                               "(an interrupted save, or an edited config.json); only class_names may be edited")
@@ -198,7 +211,9 @@ def save(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     the two renames is detected rather than silently mixing versions. Other files in the
     directory (metrics, logs, the model card) are kept.
     """
-    path = Path(path)
+    path = checkpoint_path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: exists and is not a directory; a checkpoint is a directory")
     path.mkdir(parents=True, exist_ok=True)
     config = model.config.to_dict()
     # The config rides along in the weights' metadata, so that load can tell a crash between
@@ -214,13 +229,9 @@ def save(model: torch.nn.Module, path: str | os.PathLike) -> Path:
 
 
 def read_metrics(path: str | os.PathLike) -> dict | None:
-    file = Path(path) / METRICS
-    if not file.is_file():
-        return None
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+    """``metrics.json`` validated against config.json (``vitrm.sidefiles``), or None when there is none."""
+    from .sidefiles import read_metrics as read
+    return read(path)
 
 
 def predictions_file(path: str | os.PathLike) -> Path | None:
@@ -232,10 +243,11 @@ def predictions_file(path: str | os.PathLike) -> Path | None:
 
 
 def read_predictions(path: str | os.PathLike):
-    """The per-image table written by ``python -m vitrm evaluate`` as a pandas DataFrame, or None."""
-    import pandas as pd
-    file = predictions_file(path)
-    return None if file is None else pd.read_csv(file)
+    """The per-image table written by ``python -m vitrm evaluate`` as a pandas DataFrame, or None; validated
+    against config.json and metrics.json (``vitrm.sidefiles``), so a damaged one is a CheckpointError."""
+    from .sidefiles import read_metrics as metrics_of, read_predictions as read
+    metrics = metrics_of(path)
+    return read(path, read_config(path).num_classes, len(metrics["top1_by_step"]) if metrics else None)
 
 
 def write_predictions(path: str | os.PathLike, table) -> Path:
@@ -295,6 +307,9 @@ def average(sources: list[str | os.PathLike], out: str | os.PathLike, command: l
     """
     if len(sources) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
+    out = checkpoint_path(out)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: exists and is not a directory; --out names the checkpoint directory to write")
     models = [load(s) for s in sources]
     first = _comparable(json.dumps(models[0].config.to_dict()))
     for source, model in zip(sources[1:], models[1:]):

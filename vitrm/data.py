@@ -7,7 +7,9 @@ Data specs, as given to ``--data``:
     imagefolder:PATH     PATH/train/<class>/*.jpg and PATH/test/<class>/*.jpg (torchvision ImageFolder)
 
 Every split becomes ``Split(images uint8 [N, C, H, W], labels int64 [N], class_names)``.
-ImageFolder files are decoded once and cached as ``.npy`` (no pickle) under the cache
+Image folders are listed by ``vitrm.paths.scan_imagefolder`` (torchvision's order; linked folders
+inside a class folder are not followed, FIFOs and devices are skipped with a count). They are
+decoded once and cached as ``.npy`` (no pickle) under the cache
 directory, keyed by the file list, so an epoch is never bound by JPEG decoding.
 """
 
@@ -24,6 +26,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .errors import UserError
+from .paths import FolderListing
 
 DEFAULT_CACHE = Path(os.environ.get("VITRM_CACHE", Path.home() / ".cache" / "vitrm"))
 
@@ -58,7 +61,11 @@ def check_spec(spec: str, data_dir: str | os.PathLike = "data", download: bool =
     """Fail fast, before anything is written, if ``spec`` cannot possibly load."""
     kind, path = parse_spec(spec)
     if kind == "imagefolder":
-        root = Path(path)
+        from .paths import UnsafePathError, check_text
+        try:
+            root = Path(check_text(path))
+        except UnsafePathError as e:
+            raise DataError(str(e)) from None
         for split in ("train", "test"):
             if not (root / split).is_dir():
                 raise DataError(f"{root / split}: not found; "
@@ -90,14 +97,11 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = "data", imag
 
 
 def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir) -> Split:
-    from torchvision.datasets import ImageFolder
     from tqdm import tqdm
 
     from .images import InvalidImageError, load_image, to_model_input
 
-    folder = ImageFolder(str(root / split))
-    if not folder.samples:
-        raise DataError(f"{root / split}: no images found")
+    folder = list_imagefolder(root / split)
     name = f"imagefolder:{root.name}/{split}"
     key = hashlib.sha256(repr((str(root.resolve()), split, image_size,
                                [(p, os.path.getsize(p)) for p, _ in folder.samples])).encode()).hexdigest()[:16]
@@ -119,6 +123,26 @@ def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir) -> Spl
         np.save(tmp, images.numpy(), allow_pickle=False)
         os.replace(tmp, cache)
     return Split(images, labels, tuple(folder.classes), name)
+
+
+def list_imagefolder(folder: Path, report=None) -> FolderListing:
+    """The images of one split folder (``vitrm.paths.scan_imagefolder``), or DataError saying why not.
+
+    Entries that cannot be images (linked folders, FIFOs, devices) are skipped; ``report`` (default:
+    a line on stderr) is told how many, in one line.
+    """
+    import sys
+
+    from .paths import UnsafePathError, scan_imagefolder
+    try:
+        listing = scan_imagefolder(folder)
+    except UnsafePathError as e:
+        raise DataError(str(e)) from None
+    if not listing.samples:
+        raise DataError(f"{folder}: no images found")
+    if listing.skipped:
+        (report or (lambda line: print(f"warning: {line}", file=sys.stderr)))(listing.skipped_note())
+    return listing
 
 
 def train_val_split(train: Split, val_size: int, seed: int = 0) -> tuple[Split, Split | None]:

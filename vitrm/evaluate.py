@@ -33,16 +33,15 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import find_classes
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .analysis import StepOutputs, evenly_spaced, metrics_record, normalize, predictions_table, step_outputs
-from .data import DEFAULT_CACHE, DataError, Split, check_spec, load_split, parse_spec
+from .data import DEFAULT_CACHE, DataError, Split, check_spec, list_imagefolder, load_split, parse_spec
 from .errors import UsageError
 from .images import InvalidImageError, load_image
 from .model import num_parameters
+from .paths import UnsafePathError, find_classes
 
 PREDICTIONS = ckpt.PREDICTIONS
 MAX_STEPS = 256                  # beyond this a run is a typo, not an experiment
@@ -95,7 +94,7 @@ def summary_table(metrics: dict) -> pd.DataFrame:
 
 def _imagefolder_paths(root: str, split: str, expected: int) -> list[str]:
     """File paths relative to the imagefolder root, in the order ``load_split`` reads them."""
-    samples = ImageFolder(str(Path(root) / split)).samples
+    samples = list_imagefolder(Path(root) / split, report=lambda line: None).samples
     if len(samples) != expected:
         raise DataError(f"{root}/{split} changed while it was being read ({len(samples)} files now, "
                         f"{expected} decoded); run evaluate again")
@@ -130,7 +129,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
     kind, root = parse_spec(data)
     if kind == "imagefolder":
         # The folder names are the classes: refuse a mismatch before decoding a single image.
-        _check_classes(data, find_classes(str(Path(root) / split))[0], cfg)
+        try:
+            classes = find_classes(Path(root) / split)
+        except UnsafePathError as e:
+            raise DataError(str(e)) from None
+        _check_classes(data, classes, cfg)
     full = load_split(data, split, data_dir, cfg.image_size, cache_dir)
     _check_classes(data, full.class_names, cfg)
     if tuple(full.images.shape[1:]) != (cfg.in_channels, cfg.image_size, cfg.image_size):

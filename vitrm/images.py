@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +30,10 @@ MAX_PIXELS = 50_000_000           # about 7000x7000; larger files are refused un
 # (and naming it makes Image.open raise KeyError: MPO has no opener of its own).
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# A decode of an image near MAX_PIXELS holds a few hundred MB for a moment; many at once (a class
+# uploading together) would add up. At most this many decodes run at once in a process; the others wait.
+MAX_CONCURRENT_DECODES = max(1, int(os.environ.get("VITRM_MAX_DECODES", "2")))
+_DECODES = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
 
 Source = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -41,17 +46,27 @@ def _read_bytes(source: Source) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), "the uploaded data"
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        name = path.name
-        if not path.exists():
-            raise InvalidImageError(f"{name}: no such file")
-        if not path.is_file():
-            raise InvalidImageError(f"{name}: not a file")
-        if path.stat().st_size > MAX_FILE_BYTES:
+        from .paths import UnsafePathError, check_text, shown
+        try:
+            path = Path(check_text(source))
+        except UnsafePathError as e:
+            raise InvalidImageError(str(e)) from None
+        name = shown(path.name)
+        try:
+            if not path.exists():
+                raise InvalidImageError(f"{name}: no such file")
+            if not path.is_file():      # a FIFO would block the read forever, a device never end
+                raise InvalidImageError(f"{name}: not a file")
+            # Read at most one byte past the limit: /proc files and others report a size of 0.
+            with open(path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise InvalidImageError(f"{name}: cannot be read ({e.strerror or e})") from None
+        if len(data) > MAX_FILE_BYTES:
             raise InvalidImageError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
-        return path.read_bytes(), name
+        return data, name
     if hasattr(source, "read"):
-        name = Path(getattr(source, "name", "the uploaded file") or "the uploaded file").name
+        name = Path(str(getattr(source, "name", "the uploaded file") or "the uploaded file").replace("\x00", "")).name
         data = source.read(MAX_FILE_BYTES + 1)
         if not isinstance(data, (bytes, bytearray)):
             raise InvalidImageError(f"{name}: expected a binary file, got text")
@@ -59,6 +74,12 @@ def _read_bytes(source: Source) -> tuple[bytes, str]:
             raise InvalidImageError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MB")
         return bytes(data), name
     raise InvalidImageError(f"cannot read an image from a {type(source).__name__}")
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """A file's bytes, read as ``load_image`` reads them (bounded; a FIFO or device is refused), or
+    ``InvalidImageError`` saying why not."""
+    return _read_bytes(Path(path) if not isinstance(path, Path) else path)[0]
 
 
 def _sniff_non_image(data: bytes) -> str | None:
@@ -85,6 +106,11 @@ def load_image(source: Source) -> Image.Image:
     data, name = _read_bytes(source)
     if not data:
         raise InvalidImageError(f"{name}: the file is empty")
+    with _DECODES:
+        return _decode(data, name)
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow warns (and at 2x errors) about bombs; we enforce our own limit below.

@@ -82,9 +82,12 @@ def find_sweeps(paths: list[str | os.PathLike]) -> list[list[SweepPoint]]:
         for steps, path in sorted(members.items()):
             try:
                 model = load(path)
-                metrics = read_metrics(path)
             except CheckpointError:
                 continue
+            try:
+                metrics = read_metrics(path)
+            except CheckpointError:         # a damaged metrics.json costs only this point's accuracy
+                metrics = None
             points.append(SweepPoint(path=path, trained_steps=steps, parameters=num_parameters(model),
                                      flops_per_image=flops_per_image(model, steps),
                                      top1=_top1_at_trained(metrics, steps),

@@ -8,7 +8,9 @@ import streamlit as st
 
 import vitrm
 from app import cache, checkpoints, session, summaries
+from app.text import MAX_MESSAGE, md
 from app.views import analysis, error_table, galleries, list_nav, trained_n
+from vitrm import paths
 
 SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting",
             "Galleries", "Training log"]
@@ -44,7 +46,7 @@ def compute_controls(model: session.LoadedModel) -> None:
     c1, c2 = st.columns([1, 3])
     st.session_state.setdefault(f"k::{model.key}", min(200, source.size))
     k = int(c1.number_input("k test images", min_value=1, max_value=source.size, step=50, key=f"k::{model.key}"))
-    if c2.button(f"Compute on {k} images from {source.description}", key=f"compute::{model.key}"):
+    if c2.button(f"Compute on {k} images from {md(source.description, MAX_MESSAGE)}", key=f"compute::{model.key}"):
         bar = st.progress(0.0, text="Preparing images…")
         result = cache.evaluate_sample(model.key, model.mtime, source, k,
                                        _progress=lambda done, text: bar.progress(done, text=text))
@@ -55,8 +57,8 @@ def compute_controls(model: session.LoadedModel) -> None:
 
 def offer_to_compute(model: session.LoadedModel) -> None:
     missing = "predictions.csv.gz" if model.files.metrics is not None else "metrics.json or predictions.csv.gz"
-    st.warning(f"{model.name} has no {missing} yet. Run "
-               f"`python -m vitrm evaluate --checkpoint {model.path} --data <spec>` for the full test set, or "
+    st.warning(f"{md(model.name)} has no {missing} yet. Run python -m vitrm evaluate --checkpoint "
+               f"{md(model.path, MAX_MESSAGE)} --data SPEC for the full test set, or "
                "compute them here on a sample (kept in this session only; nothing is written).")
     compute_controls(model)
 
@@ -67,12 +69,12 @@ def _forget_computed(key: tuple) -> None:
 
 def offer_to_recompute(model: session.LoadedModel) -> None:
     """For a model whose figures are already there: recompute them on k test images, or go back."""
-    with st.expander(f"Recompute {model.name}'s figures on k test images"):
+    with st.expander(f"Recompute {md(model.name)}'s figures on k test images"):
         st.caption("Runs the model here on a sample of test images; the result replaces the figures below for "
                    "this session only (nothing is written into the checkpoint).")
         compute_controls(model)
     if computed(model) is not None and saved(model) is not None:
-        st.button(f"Back to {model.name}'s saved metrics.json", key=f"forget::{model.key}",
+        st.button(f"Back to {md(model.name)}'s saved metrics.json", key=f"forget::{model.key}",
                   on_click=_forget_computed, args=((model.key, model.mtime),))
 
 
@@ -88,10 +90,10 @@ def gather(models: list[session.LoadedModel]) -> dict[str, cache.Evaluation]:
         if ev is not None:
             evaluations[m.key] = ev
             if ev.computed_note:
-                st.info(f"{m.name}: {ev.computed_note}")
+                st.info(f"{md(m.name)}: {md(ev.computed_note, MAX_MESSAGE)}")
     for m in models:
         for problem in m.files.problems:
-            st.error(f"{m.name}: {problem}")
+            st.error(f"{md(m.name)}: {md(problem, MAX_MESSAGE)}")
     return evaluations
 
 
@@ -100,7 +102,7 @@ def training_logs(models: list[session.LoadedModel]) -> None:
     if not logged:
         st.info("No train_log.csv beside the loaded checkpoints.")
     for m in logged:
-        st.subheader(m.name)
+        st.subheader(md(m.name))
         analysis.draw_train_log(m.files.train_log)
 
 
@@ -113,8 +115,8 @@ def curves(section: str, named: dict, evaluations: dict, focus_keys: list[str]) 
             top1[summaries.budget_label(m.card)] = {"top1": metrics["top1_by_step"],
                                                     "trained": m.config.trained_steps}
             ece[m.name] = metrics["ece_by_step"]
-        notes.add(f"{metrics.get('num_images', '?')} images of {metrics.get('data', '?')}"
-                  + (f" ({metrics['data_note']})" if metrics.get("data_note") else ""))
+        notes.add(f"{metrics.get('num_images', '?')} images of {md(metrics.get('data', '?'))}"
+                  + (f" ({md(metrics['data_note'])})" if metrics.get("data_note") else ""))
     baselines = {summaries.budget_label(c): c["top1_trained"] for c in [named[k].card for k in focus_keys] +
                  session.baseline_cards(set(named)) if c["arch"] != "vitrm" and "top1_trained" in c}
     if section == "Accuracy vs N":
@@ -145,7 +147,7 @@ def one_model(section: str, model: session.LoadedModel, ev: cache.Evaluation) ->
         table_section(model, ev, n, class_names)
     elif section == "Halting":
         if not metrics.get("halting"):
-            st.info(f"{model.name} has no halting head (a non-recursive baseline).")
+            st.info(f"{md(model.name)} has no halting head (a non-recursive baseline).")
         else:
             sweep = vitrm.analysis.halting_tradeoff(ev.predictions) if ev.predictions is not None else None
             analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
@@ -174,16 +176,29 @@ def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, 
     root = ev.image_root
     rows = summaries.gallery_rows(ev.predictions, kind, n)
 
+    def inside(p) -> str | None:
+        """A row's image file: relative to the data folder and inside it, never elsewhere (else None)."""
+        try:
+            return str(paths.confine(root, p)) if root is not None and isinstance(p, str) and p else None
+        except paths.UnsafePathError:
+            return None
+
+    def load(p: str):
+        """The row's image, or a sentence saying why there is none."""
+        if root is None or not p:
+            return "image file not found"
+        file = inside(p)
+        if file is None:
+            return "refused: the row's path leads outside the data folder"
+        return cache.dataset_thumbnail(file) or "image file not found or unreadable"
+
     def open_from_gallery(path: str, label: str) -> None:
         """Open the image, with the whole gallery as the list that previous/next walk through."""
-        list_nav.remember(f"{GALLERY_KINDS[kind]} at N={n}",
-                          [(str(root / p), str(lab)) for p, lab in zip(rows["path"], rows["label_name"])], model, n)
-        session.open_dataset_image(str(root / path), label, model, n)
+        listed = [(inside(p), str(lab)) for p, lab in zip(rows["path"], rows["label_name"])]
+        list_nav.remember(f"{GALLERY_KINDS[kind]} at N={n}", [(f, lab) for f, lab in listed if f], model, n)
+        session.open_dataset_image(inside(path), label, model, n)
 
-    galleries.draw_gallery(
-        rows, n, class_names,
-        load=lambda p: cache.dataset_thumbnail(str(root / p)) if root is not None and p else None,
-        on_open=open_from_gallery, key=f"gallery::{kind}")
+    galleries.draw_gallery(rows, n, class_names, load=load, on_open=open_from_gallery, key=f"gallery::{kind}")
 
 
 def page() -> None:
@@ -203,7 +218,7 @@ def page() -> None:
         curves(section, named, evaluations, focus_keys)
     else:
         key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
-            "Model", focus_keys, horizontal=True, key="analysis_model", format_func=lambda k: Path(k).name)
+            "Model", focus_keys, horizontal=True, key="analysis_model", format_func=lambda k: md(Path(k).name))
         one_model(section, named[key], evaluations[key])
 
 

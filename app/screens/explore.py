@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
+from app.text import MAX_MESSAGE, md, plain
 from app.views import attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
@@ -50,7 +51,7 @@ def _player() -> None:
 def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     """(N, selected step). N up to 4x the trained count; the trace already covers it."""
     if not model.recursive:
-        st.info(f"{model.name} is not recursive: it answers in a single step, so there is nothing to scrub.")
+        st.info(f"{md(model.name)} is not recursive: it answers in a single step, so there is nothing to scrub.")
         return 1, 1
     trained = model.config.trained_steps
     n_key, step_key = f"n::{model.key}", f"step::{model.key}"
@@ -81,12 +82,13 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
     size = model.config.image_size
     for p in uploads:
         if not p.ok:
-            rows.append({"file": p.name, "prediction": "", "probability": "", "message": p.error})
+            rows.append({"file": plain(p.name), "prediction": "", "probability": "",
+                         "message": plain(p.error, MAX_MESSAGE)})
             continue
         run = cache.run_image(model.key, model.mtime, p.digest, model.max_steps, p.pixels[size])
         at = min(model.config.trained_steps, run.steps) - 1
         top = int(run.probs[at].argmax())
-        rows.append({"file": p.name, "prediction": run.class_names[top],
+        rows.append({"file": plain(p.name), "prediction": plain(run.class_names[top]),
                      "probability": f"{100 * run.probs[at, top]:.2f}%",
                      "message": f"classified at the trained N={at + 1}"})
     refused = sum(not p.ok for p in uploads)
@@ -104,7 +106,7 @@ def other_models(models: list[session.LoadedModel], focus: session.LoadedModel, 
         run = cache.run_image(m.key, m.mtime, image.digest, m.max_steps, image.pixels[m.config.image_size])
         s = min(step, run.steps)
         top = int(run.probs[s - 1].argmax())
-        rows.append({"model": m.name, "at step": s, "top class": run.class_names[top],
+        rows.append({"model": plain(m.name), "at step": s, "top class": plain(run.class_names[top]),
                      "probability": f"{100 * run.probs[s - 1, top]:.2f}%"})
     if rows:
         st.markdown("**The other loaded models on the same image**")
@@ -118,7 +120,7 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
     st.session_state.setdefault("attr_methods", list(METHODS))
     methods = c1.multiselect("Methods", list(METHODS), format_func=METHODS.get, key="attr_methods")
     choice = c2.selectbox("Explain which class", ["the class predicted at this step"] + list(names),
-                          key="attr_target")
+                          key="attr_target", format_func=plain)
     follow = c3.toggle("Recompute when the step changes", key="attr_follow",
                        help="Off: the slider never triggers model work; press the button instead.")
     target = None if choice not in names else names.index(choice)
@@ -144,7 +146,7 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
     steps = sorted({int(round(s)) for s in np.linspace(1, n, min(n, ROW_STEPS))})
     row_target = target if target is not None else int(run.probs[step - 1].argmax())
     row_key = (model.key, image.digest, method, row_target, tuple(steps))
-    if c2.button(f"Row for {names[row_target]} at steps {', '.join(map(str, steps))}"):
+    if c2.button(f"Row for {md(names[row_target])} at steps {', '.join(map(str, steps))}"):
         done.add(row_key)
     if row_key in done:
         row = []
@@ -184,7 +186,7 @@ if image is None:
     st.info("Upload an image, take a photo, or pick one from the gallery.")
     st.stop()
 if not image.ok:
-    st.error(image.error)
+    st.error(md(image.error, MAX_MESSAGE))
     st.stop()
 
 pixels = image.pixels[model.config.image_size]
@@ -196,7 +198,7 @@ if teaching:
     honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
     st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
-with st.expander(f"Model card: {model.name}"):
+with st.expander(f"Model card: {md(model.name)}"):
     cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
     model_card.draw_model_card(model.card, summaries.comparison_table(cards))
 
@@ -209,7 +211,7 @@ if view == "Scrubber":
     halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
     table = derive.per_step_table(run.trace, 0, run.class_names).head(n)
     scrubber.draw_scrubber(table, probs, halt, step, run.class_names, image.label,
-                           file_stem=f"{model.name}-{image.name.rsplit('.', 1)[0]}")
+                           file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
     if halt is not None:
         evaluated = model.files.predictions
         st.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
@@ -220,7 +222,7 @@ elif view == "Evolving state":
                      probs, step, run.class_names)
 elif view == "Attention":
     if run.trace.attention is None:
-        st.info(f"{model.name} is not a ViTRM, so its trace has no recursion attention to show.")
+        st.info(f"{md(model.name)} is not a ViTRM, so its trace has no recursion attention to show.")
     else:
         attention.draw_attention(run.trace.attention, pixels, run.grid, step, key=model.key)
 else:

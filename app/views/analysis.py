@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from ..text import md, plotly, plotly_all
 from . import figures
 
 
@@ -19,20 +20,21 @@ def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.
     fig = go.Figure()
     longest = max([len(c["top1"]) for c in curves.values()] + [1])
     for name, c in curves.items():
-        fig.add_trace(go.Scatter(x=_steps(c["top1"]), y=c["top1"], mode="lines+markers", name=name,
-                                 hovertemplate=f"{name}: %{{y:.2%}} at N=%{{x}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=_steps(c["top1"]), y=c["top1"], mode="lines+markers", name=plotly(name),
+                                 hovertemplate="%{fullData.name}: %{y:.2%} at N=%{x}<extra></extra>"))
         trained = c["trained"]
         if trained <= len(c["top1"]):
             fig.add_trace(go.Scatter(x=[trained], y=[c["top1"][trained - 1]], mode="markers", showlegend=False,
                                      marker=dict(size=13, symbol="diamond-open", line=dict(width=2)),
-                                     hovertemplate=f"{name}: trained N={trained}<extra></extra>"))
+                                     name=plotly(name),
+                                     hovertemplate="%{fullData.name}: trained N=%{x}<extra></extra>"))
     # The axis spans the curves, not the baselines: a baseline 20 points lower would flatten them.
     values = [v for c in curves.values() for v in c["top1"] if v is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     pad = max(0.2 * (high - low), 0.005)
     for name, top1 in baselines.items():
         inside = low - pad <= top1 <= high + pad
-        figures.level_line(fig, top1, f"{name} {top1:.1%}" + ("" if inside else " (off this axis)"))
+        figures.level_line(fig, top1, f"{plotly(name)} {top1:.1%}" + ("" if inside else " (off this axis)"))
         if not inside:      # its label moves to the axis's edge, where it can be read
             fig.layout.annotations[-1].y = low - pad if top1 < low else high + pad
     fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 20 else None)
@@ -46,7 +48,7 @@ def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
     matrix = np.array(per_class, dtype=float).T          # [C, S]; a class without images (null) -> NaN
     change = matrix - matrix[:, :1]
     reach = max(float(np.nanmax(np.abs(change))) if np.isfinite(change).any() else 0.0, 0.005)
-    fig = go.Figure(go.Heatmap(z=change, x=_steps(per_class), y=list(class_names), colorscale="RdBu", zmid=0,
+    fig = go.Figure(go.Heatmap(z=change, x=_steps(per_class), y=plotly_all(class_names), colorscale="RdBu", zmid=0,
                                zmin=-reach, zmax=reach, customdata=matrix,
                                hovertemplate="%{y} at N=%{x}: %{customdata:.1%} (%{z:+.1%} since N=1)<extra></extra>",
                                colorbar=dict(tickformat="+.1%", thickness=10, title="since N=1")))
@@ -58,7 +60,8 @@ def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
 def confusion_figure(confusion: list[list[int]], class_names, n: int) -> go.Figure:
     m = np.array(confusion)
     rows = m / np.maximum(m.sum(1, keepdims=True), 1)
-    fig = go.Figure(go.Heatmap(z=rows, x=list(class_names), y=list(class_names), colorscale="Blues", zmin=0,
+    names = plotly_all(class_names)
+    fig = go.Figure(go.Heatmap(z=rows, x=names, y=names, colorscale="Blues", zmin=0,
                                zmax=1, customdata=m, colorbar=dict(tickformat=".1%", thickness=10),
                                hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="true class")
@@ -67,7 +70,8 @@ def confusion_figure(confusion: list[list[int]], class_names, n: int) -> go.Figu
 
 
 def ece_figure(curves: dict[str, list[float]]) -> go.Figure:
-    fig = go.Figure([go.Scatter(x=_steps(e), y=e, mode="lines+markers", name=name) for name, e in curves.items()])
+    fig = go.Figure([go.Scatter(x=_steps(e), y=e, mode="lines+markers", name=plotly(name))
+                     for name, e in curves.items()])
     fig.update_xaxes(title="recursion steps N", dtick=1)
     fig.update_yaxes(title="expected calibration error", rangemode="tozero")
     return figures.compact(fig, 340, "Calibration: ECE vs N (15 bins; lower is better)")
@@ -156,7 +160,7 @@ def draw_halting(halting: dict, fixed_top1: list[float], sweep: pd.DataFrame | N
     with right:
         figures.show(tradeoff_figure(fixed_top1, sweep, (halting["adaptive_mean_steps"], halting["adaptive_top1"]),
                                      halting["threshold"]))
-    st.caption(f"Rule: {halting['rule']}. Adaptive halting reaches {halting['adaptive_top1']:.2%} with "
+    st.caption(f"Rule: {md(halting['rule'], None)}. Adaptive halting reaches {halting['adaptive_top1']:.2%} with "
                f"{halting['adaptive_mean_steps']:.2f} steps on average. Easy images stop early; points above the "
                "fixed-N line mean the halting head saves compute for free. This is an analysis only: the "
                "scrubber always runs the steps you choose.")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
+from ..text import md
 from . import figures
 
 
@@ -26,7 +27,7 @@ def draw_attributions(results: list, pixels: np.ndarray, class_names, step: int)
     cols = st.columns(max(1, min(4, len(results))))
     for i, result in enumerate(results):
         with cols[i % len(cols)]:
-            st.markdown(f"**{METHODS[result.method]}** for {class_names[result.target]}: {result.seconds:.2f} s")
+            st.markdown(f"**{METHODS[result.method]}** for {md(class_names[result.target])}: {result.seconds:.2f} s")
             figures.show(attribution_figure(pixels, result))
     st.caption(f"Red pixels pushed the model towards the class named above at step {step}, blue pixels away "
                "from it (Saliency shows only how sensitive the answer is to each pixel). Methods that agree "
@@ -43,5 +44,5 @@ def draw_attribution_row(row: list, pixels: np.ndarray, class_names) -> None:
             st.markdown(f"step {result.step}")
             figures.show(attribution_figure(pixels, result, height=180))
     total = sum(r.seconds for r in row)
-    st.caption(f"{method} for **{class_names[row[0].target]}** at each step ({total:.2f} s in all). If the "
+    st.caption(f"{method} for **{md(class_names[row[0].target])}** at each step ({total:.2f} s in all). If the "
                "evidence sharpens as recursion goes on, later maps concentrate on the object.")

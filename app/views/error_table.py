@@ -17,6 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+import vitrm
+
 from .. import error_list, text
 from . import analysis, list_nav
 
@@ -46,9 +48,11 @@ def set_filters(model_key: str, filters: error_list.Filters) -> None:
 @st.cache_data(max_entries=4096, show_spinner=False)
 def thumbnail_uri(root: str, relative: str) -> str | None:
     """The image file as a data URL for the table's image column; None if missing or outside ``root``."""
-    base = Path(root).resolve()
-    path = (base / relative).resolve()
-    if not path.is_relative_to(base) or not path.is_file() or path.stat().st_size > 512 * 1024:
+    try:
+        path = vitrm.paths.confine(root, relative)
+    except vitrm.paths.UnsafePathError:
+        return None
+    if not path.is_file() or path.stat().st_size > 512 * 1024:
         return None
     mime = {".png": "image/png", ".webp": "image/webp"}.get(path.suffix.lower(), "image/jpeg")
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
@@ -91,9 +95,18 @@ def _open_selected(model, page_rows: pd.DataFrame, listed: pd.DataFrame, root: P
     if not rows:
         return
     chosen = page_rows.iloc[rows[0]]
-    items = [(str(root / p), str(label)) for p, label in zip(listed["path"], listed["true class"])]
+    def inside(p) -> str | None:
+        try:
+            return str(vitrm.paths.confine(root, p))
+        except vitrm.paths.UnsafePathError:
+            return None
+    items = [(inside(p), str(label)) for p, label in zip(listed["path"], listed["true class"])]
+    items = [(file, label) for file, label in items if file]
+    chosen_item = (inside(chosen["path"]), str(chosen["true class"]))
+    if chosen_item not in items:
+        return
     list_nav.remember(title, items, model, step)
-    list_nav.open_item(items.index((str(root / chosen["path"]), str(chosen["true class"]))), switch=True)
+    list_nav.open_item(items.index(chosen_item), switch=True)
 
 
 def _summary(filters: error_list.Filters, step: int, n: int) -> str:

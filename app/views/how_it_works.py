@@ -7,6 +7,8 @@ import streamlit as st
 
 from vitrm import ViTRMConfig
 
+from ..text import md
+
 
 def tokenizer_text(cfg: ViTRMConfig) -> str:
     if cfg.tokenizer == "conv" and cfg.conv_stages:
@@ -72,7 +74,7 @@ def facts_table(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int]) -> p
 
 def draw_how_it_works(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int], name: str) -> None:
     st.graphviz_chart(diagram(cfg, parameters), width="stretch")
-    st.caption(f"Drawn from the configuration of {name}. Solid arrows carry data; dotted lines show that both "
+    st.caption(f"Drawn from the configuration of {md(name)}. Solid arrows carry data; dotted lines show that both "
                "updates use the same block f.")
     if cfg.arch == "vitrm":
         st.markdown(f"""

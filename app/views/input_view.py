@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from ..text import md
+
 DISPLAY = 224
 
 
@@ -14,14 +16,14 @@ def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int,
                     label: str | None) -> None:
     left, right = st.columns(2)
     w, h = original_size
-    left.image(thumbnail, caption=f"{name}: original, {w}x{h} pixels", width=DISPLAY, output_format="JPEG")
+    left.image(thumbnail, caption=f"{md(name)}: original, {w}x{h} pixels", width=DISPLAY, output_format="JPEG")
     size = pixels.shape[0]
     # Nearest-neighbour enlargement, so every pixel the model sees stays a visible square.
     big = Image.fromarray(pixels).resize((DISPLAY, DISPLAY), Image.Resampling.NEAREST)
     right.image(big, caption=f"what the model sees: {size}x{size} (shorter side resized, centre cropped)",
                 width=DISPLAY)
     if label:
-        st.caption(f"True class: **{label}**")
+        st.caption(f"True class: **{md(label)}**")
 
 
 def draw_upload_summary(rows: list[dict]) -> None:

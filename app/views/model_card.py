@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ..text import MAX_MESSAGE, md, plain
+
 
 def _pct(x, missing: str = "not evaluated") -> str:
     return missing if x is None or pd.isna(x) else f"{100 * x:.2f}%"
@@ -23,13 +25,13 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
     cols[4].metric("Peak top-1", _pct(card.get("top1_peak"), "n/a"),
                    help="not evaluated yet" if "peak_n" not in card
                    else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated")
-    lines = [f"**{card['name']}** · {card['architecture']}"]
+    lines = [f"**{md(card['name'])}** · {md(card['architecture'])}"]
     if "block" in card:
         lines.append(f"Block: {card['block']}.")
-    lines.append(f"Training data: {card['data']}.")
+    lines.append(f"Training data: {md(card['data'], MAX_MESSAGE)}.")
     if "top1_peak" in card:
         lines.append(f"Accuracy measured on {card['num_images']:,} test images"
-                     f"{' (' + card['data_note'] + ')' if card.get('data_note') else ''}; it peaks at "
+                     f"{' (' + md(card['data_note']) + ')' if card.get('data_note') else ''}; it peaks at "
                      f"N={card['peak_n']} over the {card['steps_evaluated']} step counts evaluated.")
     else:
         lines.append("No metrics.json yet: run `python -m vitrm evaluate --checkpoint <dir> --data <spec>`, or "
@@ -37,7 +39,8 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
     if card.get("epochs_logged") is not None:
         lines.append(f"Training log: {card['epochs_logged']} epochs so far.")
     st.markdown("  \n".join(lines))
-    shown = baselines.assign(**{"parameters": baselines["parameters"].map("{:,}".format),
+    shown = baselines.assign(**{"model": baselines["model"].map(plain),
+                                "parameters": baselines["parameters"].map("{:,}".format),
                                 "top-1 at trained N": baselines["top-1 at trained N"].map(_pct)})
     st.table(shown.fillna("not evaluated"), hide_index=True)
     st.caption("Effective depth counts the transformer layers applied to reach an answer. A recursive model "

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import derive
+from ..text import md, plotly
 from . import figures
 
 
@@ -16,17 +17,17 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
     p = probs[step - 1]
     top = int(p.argmax())
     cols = st.columns(3)
-    cols[0].metric(f"Top class at step {step}", class_names[top])
+    cols[0].metric(f"Top class at step {step}", md(class_names[top]))
     cols[1].metric("Probability", f"{100 * p[top]:.2f}%")
     if label is not None:
         verdict = "right" if class_names[top] == label else "wrong"
-        cols[2].metric("True class", label, help=f"The model is {verdict} at step {step}.")
+        cols[2].metric("True class", md(label), help=f"The model is {verdict} at step {step}.")
         cols[2].markdown(f":green[right at step {step}]" if verdict == "right" else f":red[wrong at step {step}]")
 
 
 def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:
     order = np.argsort(p)[::-1][:k][::-1]
-    fig = go.Figure(go.Bar(x=p[order], y=[class_names[i] for i in order], orientation="h",
+    fig = go.Figure(go.Bar(x=p[order], y=[plotly(class_names[i]) for i in order], orientation="h",
                            text=[f"{100 * v:.1f}%" for v in p[order]], textposition="auto",
                            marker_color="#4c78a8"))
     fig.update_xaxes(range=[0, 1], title="probability")
@@ -35,8 +36,8 @@ def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:
 
 def class_lines_figure(probs: np.ndarray, step: int, class_names) -> go.Figure:
     steps = np.arange(1, len(probs) + 1)
-    fig = go.Figure([go.Scatter(x=steps, y=probs[:, c], mode="lines+markers", name=name,
-                                hovertemplate=f"{name}: %{{y:.3f}} at step %{{x}}<extra></extra>")
+    fig = go.Figure([go.Scatter(x=steps, y=probs[:, c], mode="lines+markers", name=plotly(name),
+                                hovertemplate="%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>")
                      for c, name in enumerate(class_names)])
     fig.update_xaxes(title="step", dtick=1 if len(probs) <= 20 else None)
     fig.update_yaxes(title="probability", range=[0, 1])
@@ -82,10 +83,10 @@ def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | Non
 
     changes = derive.prediction_changes(probs, class_names)
     if changes:
-        st.markdown("**The top prediction changed:** " + "; ".join(changes))
+        st.markdown("**The top prediction changed:** " + "; ".join(md(change, None) for change in changes))
     else:
         st.markdown(f"**The top prediction never changed** over {len(probs)} steps: "
-                    f"{class_names[int(probs[0].argmax())]} from step 1.")
+                    f"{md(class_names[int(probs[0].argmax())])} from step 1.")
 
     left, right = st.columns(2)
     with left:

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ..text import plotly, plotly_all
 from . import figures
 
 
@@ -27,13 +28,14 @@ def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarr
                   class_names, probs: np.ndarray) -> go.Figure:
     """``points`` [S, 2] for steps 1..S; only steps up to len(probs) are drawn."""
     shown = points[:len(probs)]
-    labels = [f"step {s + 1}: {class_names[int(probs[s].argmax())]}" for s in range(len(shown))]
+    labels = [f"step {s + 1}: {plotly(class_names[int(probs[s].argmax())])}" for s in range(len(shown))]
     fig = go.Figure()
     if arrows is not None:
         for dx, dy in arrows:
             fig.add_annotation(x=dx, y=dy, ax=0, ay=0, xref="x", yref="y", axref="x", ayref="y", text="",
                                showarrow=True, arrowhead=2, arrowcolor="#bbbbbb")
-        fig.add_trace(go.Scatter(x=arrows[:, 0] * 1.12, y=arrows[:, 1] * 1.12, mode="text", text=list(class_names),
+        fig.add_trace(go.Scatter(x=arrows[:, 0] * 1.12, y=arrows[:, 1] * 1.12, mode="text",
+                                 text=plotly_all(class_names),
                                  textfont=dict(size=10, color="#888888"), hoverinfo="skip", name="classes"))
     fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="lines+markers", text=labels,
                              hovertemplate="%{text}<extra></extra>", line=dict(color="#4c78a8"),

@@ -10,12 +10,13 @@ import streamlit as st
 
 import vitrm
 
+from ..text import md, plain, plotly
 from . import figures
 
 
 def sweep_table(points: list[vitrm.SweepPoint]) -> pd.DataFrame:
     return pd.DataFrame({
-        "checkpoint": [p.path.name for p in points],
+        "checkpoint": [plain(p.path.name) for p in points],
         "trained N": [p.trained_steps for p in points],
         "parameters": [p.parameters for p in points],
         "MFLOPs / image": [round(p.flops_per_image / 1e6, 1) for p in points],
@@ -28,7 +29,7 @@ def trained_n_figure(points: list[vitrm.SweepPoint]) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=[p.trained_steps for p in measured], y=[p.top1 for p in measured], mode="lines+markers",
         marker=dict(size=10, symbol="square"), name="one model per N",
-        customdata=[[p.path.name, p.flops_per_image / 1e6] for p in measured],
+        customdata=[[plotly(p.path.name), p.flops_per_image / 1e6] for p in measured],
         hovertemplate="trained and tested with N=%{x}: %{y:.2%}<br>%{customdata[0]}, "
                       "%{customdata[1]:.1f} MFLOPs per image<extra></extra>"))
     ns = [p.trained_steps for p in points]
@@ -51,4 +52,5 @@ def draw_trained_n(sweeps: list[list[vitrm.SweepPoint]]) -> None:
         st.dataframe(sweep_table(points), hide_index=True, width="stretch")
         data = sorted({str(p.data) for p in points if p.data})
         st.caption(vitrm.SWEEP_EXPLANATION + " Same parameters at every N; only the compute per image grows. "
-                   f"Test data: {', '.join(data) or 'not evaluated yet'} ({Path(points[0].path).parent.name}/).")
+                   f"Test data: {md(', '.join(data), 400) or 'not evaluated yet'} "
+                   f"({md(Path(points[0].path).parent.name)}/).")

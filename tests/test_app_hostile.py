@@ -1,0 +1,297 @@
+"""The app on hostile content (AppTest): every outside string shows as text, paths stay confined,
+damaged side files cost only their views, and a session's uploads stay within its budget.
+
+A checkpoint is planted whose directory name, class names, metrics.json (data, data note, class
+names), predictions.csv (label names) and the link and upload names of the session all carry
+markup: markdown links, images and emphasis, HTML, newlines, backticks, LaTeX, Streamlit's colour
+directive and a very long string. Every page and view is opened; then every string the app sent
+that Streamlit renders as markdown, and every string in every Plotly figure, is checked for the raw
+markup. The real browser's side of the same rule is tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+from test_app import APP, GALLERY, png_bytes, write_logs
+
+import vitrm
+from app.text import md
+from vitrm import ViTRM, ViTRMConfig
+from vitrm.evaluate import evaluate_checkpoint
+
+TIMEOUT = 180                         # one script run; generous for 2 busy cores
+LOOPBACK = "http://127.0.0.1:9"       # nothing listens there; the browser test uses a recording server
+CLASS_NAMES = (f"**BOLD** [link]({LOOPBACK}/c) ![img]({LOOPBACK}/i.png)",
+               f"<a href='{LOOPBACK}/a'>html</a> <b>tag</b>\n# heading",
+               "`tick` $x^2$ :red[red] ~~strike~~ " + "long " * 400)
+DIR_NAME = "**DIR** <b>dir [dirlink](#x) `dir`"     # no "/": it is one directory's name
+DATA_NOTE = f"note ![note]({LOOPBACK}/n.png) **NOTE**"
+LINK = f"cat_0003`\n\n**LINKBOLD** [here]({LOOPBACK}/l)"
+UPLOAD = "**UP** <b>up [up](#u) `up`.png"      # a file name: no "/"
+# What each would look like had it been rendered rather than escaped: none may appear raw.
+RAW = ["**BOLD**", f"]({LOOPBACK}", "<a ", "<b>", "\n#", "`tick`", "$x^2$", ":red[red]", "~~strike~~", "**DIR**",
+       "**NOTE**", "**LINKBOLD**", "**UP**", "`dir`", "](#x)"]
+TINY = ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=3,
+                   class_names=("a", "b", "c"))
+# Fields shown as plain text, never as markdown: select and multiselect options and values, typed input,
+# identifiers and URLs. (Radio options do render markdown, so they are checked.)
+PLAIN_FIELDS = {"default", "value", "placeholder", "spec", "id", "form_id", "url", "file_name", "string_value"}
+PLAIN_WIDGET_FIELDS = {"Selectbox.options", "Selectbox.raw_value", "MultiSelect.options", "MultiSelect.raw_values",
+                       "MultiSelect.raw_default", "Selectbox.raw_default"}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    """A checkpoints root holding one evaluated checkpoint whose every outside string carries markup."""
+    root = tmp_path_factory.mktemp("hostile")
+    data = root / "data"
+    table = pd.read_csv(GALLERY / "labels.csv")
+    for split in ("test", "train"):
+        for label, folder in zip(("cat", "dog", "frog"), TINY.class_names):
+            (data / split / folder).mkdir(parents=True)
+            for file in table[table["label"] == label]["file"][:2]:
+                shutil.copy(GALLERY / file, data / split / folder / file)
+    path = root / "checkpoints" / DIR_NAME
+    torch.manual_seed(0)
+    vitrm.save(ViTRM(TINY), path)
+    evaluate_checkpoint(path, f"imagefolder:{data}", cache_dir=None, progress=False)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "class_names": list(CLASS_NAMES)}))
+    metrics = json.loads((path / "metrics.json").read_text())
+    (path / "metrics.json").write_text(json.dumps({**metrics, "class_names": list(CLASS_NAMES),
+                                                   "data_note": DATA_NOTE}))
+    predictions = vitrm.read_predictions(path)
+    predictions["label_name"] = [CLASS_NAMES[i] for i in predictions["label"]]
+    # Kept as a plain predictions.csv (the older format, still read), so that tests can damage it as text.
+    vitrm.predictions_file(path).unlink()
+    predictions.to_csv(path / "predictions.csv", index=False)
+    write_logs((path, 2))
+    return path
+
+
+def run(at: AppTest) -> AppTest:
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, "\n".join(e.message + "\n" + "\n".join(e.stack_trace[-6:]) for e in at.exception)
+    return at
+
+
+def app_on(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(root))
+    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+
+
+def shown_strings(at: AppTest) -> list[tuple[str, str]]:
+    """(field, text) of every string field of every element on the page that Streamlit may render as markdown."""
+    found = []
+
+    def walk_proto(message, prefix):
+        for field, value in message.ListFields():
+            name = f"{prefix}.{field.name}"
+            if field.name in PLAIN_FIELDS or name in PLAIN_WIDGET_FIELDS:
+                continue
+            repeated = field.is_repeated
+            values = list(value) if repeated else [value]
+            for v in values:
+                if isinstance(v, str):
+                    found.append((name, v))
+                elif hasattr(v, "ListFields"):
+                    walk_proto(v, name)
+
+    nodes = list(at._tree)                     # a Block iterates over itself and every descendant
+    # Element kinds that the generic walk may not reach inside layout blocks, collected by type as well.
+    for kind in ("image", "metric", "button", "radio", "expander", "markdown", "caption", "error", "warning", "info",
+                 "success", "header", "subheader", "selectbox", "multiselect", "text_input", "number_input", "slider",
+                 "toggle"):
+        nodes += list(getattr(at, kind))
+    for node in nodes:
+        proto = getattr(node, "proto", None)
+        if proto is not None and hasattr(proto, "ListFields"):
+            walk_proto(proto, type(proto).__name__)
+    return found
+
+
+def plotly_strings(at: AppTest) -> list[str]:
+    out = []
+
+    def walk(v):
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        walk(spec.get("data"))
+        walk(spec.get("layout"))
+    return out
+
+
+class Audit:
+    """Collects what every visited page showed, and checks it all at the end."""
+
+    def __init__(self):
+        self.markdown: list[tuple[str, str, str]] = []
+        self.plotly: list[tuple[str, str]] = []
+
+    def visit(self, at: AppTest, where: str) -> AppTest:
+        run(at)
+        self.markdown += [(where, field, text) for field, text in shown_strings(at)]
+        self.plotly += [(where, text) for text in plotly_strings(at)]
+        return at
+
+    def assert_no_markup(self):
+        for where, field, text in self.markdown:
+            # A backslash-escaped character is shown as itself: only what is left unescaped can be markup.
+            live = re.sub(r"\\[!-/:-@\[-`{-~]", "\x00", text)
+            for raw in RAW:
+                assert raw not in live, f"{where}: {field} shows raw markup {raw!r}: {text[:300]!r}"
+        for where, text in self.plotly:
+            for raw in ("<a ", "<b>", "<img", "\n"):
+                assert raw not in text, f"{where}: a Plotly string holds raw {raw!r}: {text[:300]!r}"
+
+    def shown(self, text: str) -> bool:
+        return any(text in t for _, _, t in self.markdown)
+
+
+def test_every_outside_string_is_shown_as_text_on_every_page(hostile, monkeypatch):
+    audit = Audit()
+    at = app_on(hostile.parent, monkeypatch)
+    at.query_params["image"] = LINK
+    audit.visit(at, "explore, opened by a hostile link")
+    assert any("has no image of that name" in e.value for e in at.error)
+    at.selectbox(key="gallery_file").set_value("cat_0003.jpg")
+    audit.visit(at, "explore, scrubber")
+    for view in ("Evolving state", "Attention", "Attribution"):
+        at.radio(key="explore_view").set_value(view)
+        audit.visit(at, f"explore, {view}")
+    at.radio(key="explore_view").set_value("Scrubber")
+    at.radio(key="source").set_value("Upload")
+    audit.visit(at, "explore, upload")
+    at.file_uploader[0].set_value([(UPLOAD, png_bytes(seed=4), "image/png"), ("bad " + UPLOAD, b"junk", "image/png")])
+    audit.visit(at, "explore, uploaded")
+    at.switch_page("screens/dataset.py")
+    audit.visit(at, "dataset analysis")
+    for section in ("Per class", "Confusion matrix", "Calibration", "Halting", "Galleries", "Training log"):
+        at.radio(key="analysis_view").set_value(section)
+        audit.visit(at, f"dataset analysis, {section}")
+    at.switch_page("screens/how_it_works.py")
+    audit.visit(at, "how it works")
+
+    audit.assert_no_markup()
+    # The strings were really there, escaped: the test looked where they are shown.
+    for text in (md(CLASS_NAMES[0]), md(DIR_NAME), md(DATA_NOTE), md(LINK, 60), md(UPLOAD)):
+        assert audit.shown(text), f"{text!r} was never shown"
+    assert any("&lt;a href=" in text for _, text in audit.plotly), "class names reach the charts, escaped"
+
+
+def test_a_predictions_row_that_points_outside_the_data_folder_is_refused(hostile, tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    path = Path(shutil.copytree(hostile, root / "escape"))
+    metrics = json.loads((path / "metrics.json").read_text())
+    data_root = Path(metrics["data"].split(":", 1)[1])
+    outside = tmp_path / "private.jpg"
+    shutil.copy(GALLERY / "cat_0000.jpg", outside)
+    (data_root / "test" / "a" / "link.jpg").unlink(missing_ok=True)
+    (data_root / "test" / "a" / "link.jpg").symlink_to(outside)
+    table = pd.read_csv(path / "predictions.csv", keep_default_na=False)
+    table["pred_1"] = (table["label"] + 1) % 3            # every image misclassified at step 1
+    table["path"] = [str(outside), "../../private.jpg", "test/a/link.jpg"] + list(table["path"][3:])
+    table.to_csv(path / "predictions.csv", index=False)
+    at = app_on(root, monkeypatch)
+    run(at)
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value("Galleries")
+    run(at)
+    at.slider(key=f"analysis_n::{path}").set_value(1)
+    at.radio(key="gallery_kind").set_value("misclassified")
+    run(at)
+    refused = [c.value for c in at.caption if "refused: the row's path leads outside the data folder" in c.value]
+    assert len(refused) == 3
+    shown = len(table) - 3
+    assert len(at.image) == shown, "only the rows inside the data folder show an image"
+    assert len([b for b in at.button if b.label == "Open in scrubber"]) == shown
+
+
+def test_a_link_inside_the_checkpoints_root_that_points_outside_is_not_listed(tmp_path, monkeypatch):
+    root, elsewhere = tmp_path / "checkpoints", tmp_path / "elsewhere"
+    torch.manual_seed(0)
+    vitrm.save(ViTRM(TINY), root / "inside")
+    vitrm.save(ViTRM(TINY), elsewhere / "outside")
+    (root / "sneaky").symlink_to(elsewhere / "outside", target_is_directory=True)
+    (root / "alias").symlink_to(root / "inside", target_is_directory=True)
+    from app import checkpoints
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(root))
+    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
+    assert checkpoints.discover() == [(root / "inside").resolve()]
+    at = run(app_on(root, monkeypatch))
+    assert at.multiselect(key="selected_checkpoints").options == ["inside"]
+    at.text_input(key="typed_path").set_value(str(root / "sneaky"))
+    run(at)
+    assert any("outside the allowed checkpoint roots" in e.value for e in at.sidebar.error)
+
+
+@pytest.mark.parametrize("typed, says", [("ckpt\x00evil", "NUL byte"), ("x" * 6000, "characters long"),
+                                         ("a/" + "y" * 300, "bytes long")])
+def test_a_typed_path_with_a_nul_byte_or_thousands_of_characters_is_one_message(hostile, monkeypatch, typed, says):
+    at = run(app_on(hostile.parent, monkeypatch))
+    at.text_input(key="typed_path").set_value(typed)
+    run(at)
+    assert any(says in e.value for e in at.sidebar.error)
+
+
+@pytest.mark.parametrize("damaged, view, still_works", [
+    ("metrics.json", "Per class", "Training log"),
+    ("predictions.csv", "Galleries", "Confusion matrix"),
+    ("train_log.csv", "Training log", "Per class"),
+])
+def test_a_damaged_side_file_costs_only_the_views_that_need_it(hostile, tmp_path, monkeypatch, damaged, view,
+                                                                still_works):
+    root = tmp_path / "checkpoints"
+    path = Path(shutil.copytree(hostile, root / "damaged"))
+    text = (path / damaged).read_text()
+    (path / damaged).write_text(text[: len(text) // 2] if damaged.endswith(".json") else
+                                text.replace("\n", "\nnot,a,number,row\n", 1))
+    at = app_on(root, monkeypatch)
+    run(at)                                            # the sidebar reads every side file: the page still draws
+    assert metrics_shown(at), "the Explore page works"
+    at.switch_page("screens/dataset.py")
+    run(at)
+    assert any(damaged in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+    at.radio(key="analysis_view").set_value(still_works)
+    run(at)
+    assert at.get("plotly_chart"), f"{still_works} still draws"
+    at.radio(key="analysis_view").set_value(view)
+    run(at)                                            # no exception: the view says what is missing
+
+
+def metrics_shown(at: AppTest) -> bool:
+    return any(m.label.startswith("Top class at step") for m in at.metric)
+
+
+def test_uploads_beyond_the_session_budget_drop_the_oldest_with_a_message(hostile, monkeypatch):
+    from app import inputs
+    files = [(f"photo{i}.png", png_bytes(seed=i, size=(200, 200)), "image/png") for i in range(4)]
+    size = len(files[0][1])
+    monkeypatch.setattr(inputs, "UPLOAD_BUDGET_BYTES", int(2.5 * size))
+    at = run(app_on(hostile.parent, monkeypatch))
+    at.radio(key="source").set_value("Upload")
+    run(at)
+    at.file_uploader[0].set_value(files)
+    run(at)
+    assert any("the 2 oldest were dropped: photo0.png, photo1.png" in w.value.replace("\\", "") for w in at.warning)
+    assert [name for name, _ in at.session_state["uploads"]] == ["photo2.png", "photo3.png"]
+    assert sum(len(data) for _, data in at.session_state["uploads"]) <= inputs.UPLOAD_BUDGET_BYTES
+    assert list(at.table[0].value["file"]) == ["photo2.png", "photo3.png"]

@@ -1,0 +1,352 @@
+"""The files beside a checkpoint's weights, read as untrusted data and validated like config.json.
+
+    metrics.json        written by ``python -m vitrm evaluate``
+    predictions.csv.gz  the per-image table, written by evaluate (older checkpoints: predictions.csv)
+    train_config.json   the resolved training config, written by train
+    train_log.csv       one row per epoch, written by train
+
+A checkpoint may come from a stranger, so each file gets the same treatment as ``config.json``:
+a size cap (read at most one byte past it, whatever the file system says), a nesting cap for
+JSON (and no NaN, no infinity, no 5000-digit integers), and a schema: types, shapes against the
+number of classes and of steps, class indices in range, required columns. Anything wrong raises
+``CheckpointError`` naming the file and what is wrong, so a reader can drop just that file and
+keep the rest (the app shows the message where the view that needs the file would be).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .checkpoint import METRICS, CheckpointError, predictions_file
+
+TRAIN_CONFIG = "train_config.json"
+TRAIN_LOG = "train_log.csv"
+
+MAX_JSON_BYTES = 16 * 2**20        # a real metrics.json of 100 classes and 256 steps is about 15 MB
+MAX_CSV_BYTES = 64 * 2**20         # a real predictions.csv of 10,000 images and 64 steps is about 25 MB
+                                   # (the cap holds for the CSV inside predictions.csv.gz too: no gzip bombs)
+MAX_DEPTH = 8                      # metrics.json nests 4 deep (confusion_by_step); configs 3
+MAX_STEPS = 4096                   # the app traces up to 4x a trained count of at most 1024
+MAX_CLASSES = 100_000              # as config.json allows
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_bounded(file: Path, cap: int) -> bytes | None:
+    """The bytes of ``file``, None when it is absent or not a regular file, CheckpointError when over ``cap``."""
+    try:
+        if not file.is_file():     # a FIFO would block the read forever, a device never end
+            return None
+        with open(file, "rb") as f:
+            data = f.read(cap + 1)
+    except OSError as e:
+        raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
+    if len(data) > cap:
+        raise CheckpointError(f"{file}: larger than the limit of {cap // 2**20} MB for this file")
+    return data
+
+
+def gunzip_bounded(data: bytes, cap: int, source: str) -> bytes:
+    """The content of a gzip file, refused once it passes ``cap`` bytes (a few KB can inflate to gigabytes)."""
+    import zlib
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        out = inflate.decompress(data, cap + 1)
+    except zlib.error as e:
+        raise CheckpointError(f"{source}: not a valid gzip file ({e})") from None
+    if len(out) > cap or inflate.unconsumed_tail:
+        raise CheckpointError(f"{source}: unpacks to more than the limit of {cap // 2**20} MB for this file")
+    if not inflate.eof:
+        raise CheckpointError(f"{source}: a truncated gzip file")
+    return out
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number this file may hold")
+
+
+def parse_json(data: bytes, source: str) -> object:
+    """JSON from untrusted bytes: at most MAX_DEPTH deep, finite numbers only."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as e:     # ValueError: JSONDecodeError, NaN, 5000-digit integers
+        raise CheckpointError(f"{source}: not valid JSON ({_short(e)})") from None
+    except RecursionError:
+        raise CheckpointError(f"{source}: not valid JSON (nested too deeply)") from None
+    if _depth(value) > MAX_DEPTH:
+        raise CheckpointError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _depth(value: object) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:160]
+
+
+# --------------------------------------------------------------------------- schema checks
+
+class _Checker:
+    """Small type and range checks that raise CheckpointError naming the file and the field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, msg: str) -> CheckpointError:
+        return CheckpointError(f"{self.source}: {msg}")
+
+    def number(self, v, field: str, lo=-math.inf, hi=math.inf, integer: bool = False):
+        kinds = (int,) if integer else (int, float)
+        if isinstance(v, bool) or not isinstance(v, kinds) or (isinstance(v, float) and not math.isfinite(v)):
+            raise self.fail(f"{field} must be {'an integer' if integer else 'a finite number'}, got {_repr(v)}")
+        if not lo <= v <= hi:
+            raise self.fail(f"{field}={_repr(v)} is outside {lo}..{hi}")
+        return v
+
+    def numbers(self, v, field: str, length: int | None, lo=-math.inf, hi=math.inf, integer=False,
+                nullable=False) -> list:
+        if not isinstance(v, list):
+            raise self.fail(f"{field} must be a list, got {type(v).__name__}")
+        if length is not None and len(v) != length:
+            raise self.fail(f"{field} has {len(v)} entries, expected {length}")
+        for i, e in enumerate(v):
+            if not (nullable and e is None):
+                self.number(e, f"{field}[{i}]", lo, hi, integer)
+        return v
+
+    def string(self, v, field: str, optional: bool = False) -> str | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str):
+            raise self.fail(f"{field} must be a string, got {_repr(v)}")
+        return v
+
+    def mapping(self, v, field: str) -> dict:
+        if not isinstance(v, dict):
+            raise self.fail(f"{field} must be a JSON object, got {type(v).__name__}")
+        return v
+
+
+def _repr(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def validate_metrics(raw: object, num_classes: int, source: str = METRICS) -> dict:
+    """metrics.json as written by evaluate, checked against the model's number of classes."""
+    c = _Checker(source)
+    m = c.mapping(raw, "the file")
+    for key in ("top1_by_step", "top5_by_step", "ece_by_step", "per_class_by_step", "confusion_by_step"):
+        if key not in m:
+            raise c.fail(f"missing {key}")
+    top1 = c.numbers(m["top1_by_step"], "top1_by_step", None, 0, 1)
+    steps = len(top1)
+    if not 1 <= steps <= MAX_STEPS:
+        raise c.fail(f"top1_by_step has {steps} steps; expected 1..{MAX_STEPS}")
+    c.numbers(m["top5_by_step"], "top5_by_step", steps, 0, 1)
+    c.numbers(m["ece_by_step"], "ece_by_step", steps, 0, 1)
+    per_class = m["per_class_by_step"]
+    if not isinstance(per_class, list) or len(per_class) != steps:
+        raise c.fail(f"per_class_by_step must be a list of {steps} steps")
+    for s, row in enumerate(per_class):
+        c.numbers(row, f"per_class_by_step[{s}]", num_classes, 0, 1, nullable=True)
+    confusion = m["confusion_by_step"]
+    if not isinstance(confusion, list) or len(confusion) != steps:
+        raise c.fail(f"confusion_by_step must be a list of {steps} steps")
+    for s, matrix in enumerate(confusion):
+        if not isinstance(matrix, list) or len(matrix) != num_classes:
+            raise c.fail(f"confusion_by_step[{s}] must have {num_classes} rows (one per class)")
+        for r, row in enumerate(matrix):
+            c.numbers(row, f"confusion_by_step[{s}][{r}]", num_classes, 0, 2**53, integer=True)
+    halting = m.get("halting")
+    if halting is not None:
+        h = c.mapping(halting, "halting")
+        c.number(h.get("threshold"), "halting.threshold", 0, 1)
+        c.string(h.get("rule"), "halting.rule")
+        c.numbers(h.get("halt_step_histogram"), "halting.halt_step_histogram", steps, 0, 2**53, integer=True)
+        c.number(h.get("adaptive_top1"), "halting.adaptive_top1", 0, 1)
+        c.number(h.get("adaptive_mean_steps"), "halting.adaptive_mean_steps", 0, steps)
+        c.numbers(h.get("fixed_top1"), "halting.fixed_top1", steps, 0, 1)
+        c.numbers(h.get("mean_halt_prob_by_step"), "halting.mean_halt_prob_by_step", steps, 0, 1)
+    if "class_names" in m:
+        names = m["class_names"]
+        if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
+            raise c.fail(f"class_names must be a list of {num_classes} strings (the model's classes)")
+    for key in ("data", "data_note", "split", "arch", "evaluated_at", "device"):
+        if key in m:
+            c.string(m[key], key)
+    for key in ("num_images", "parameters", "trained_steps", "max_steps"):
+        if key in m:
+            c.number(m[key], key, 0, 2**53, integer=True)
+    for key in ("seconds", "images_per_second"):
+        if key in m:
+            c.number(m[key], key, 0)
+    if "subset" in m:
+        sub = c.mapping(m["subset"], "subset")
+        c.string(sub.get("rule"), "subset.rule")
+        c.number(sub.get("num_images"), "subset.num_images", 0, 2**53, integer=True)
+        c.numbers(sub.get("top1_by_step"), "subset.top1_by_step", steps, 0, 1)
+    return {**m, "halting": halting}
+
+
+def validate_train_config(raw: object, source: str = TRAIN_CONFIG) -> dict:
+    """train_config.json: the fields that readers use must have their types (the rest is kept as is)."""
+    c = _Checker(source)
+    t = c.mapping(raw, "the file")
+    for key in ("data", "data_dir", "out", "step_weighting"):
+        if key in t:
+            c.string(t[key], key)
+    if "init_from" in t:
+        c.string(t["init_from"], "init_from", optional=True)
+    for key in ("epochs", "batch_size", "val_size", "seed"):
+        if key in t:
+            c.number(t[key], key, 0, 2**53, integer=True)
+    for key in ("lr", "ema_decay", "label_smoothing", "weight_decay"):
+        if key in t:
+            c.number(t[key], key)
+    for key in ("model", "augment"):
+        if key in t:
+            c.mapping(t[key], key)
+    if "detach_between_steps" in t and not isinstance(t["detach_between_steps"], bool):
+        raise c.fail("detach_between_steps must be true or false")
+    return t
+
+
+def validate_predictions(table: pd.DataFrame, num_classes: int, steps: int | None, source: str) -> pd.DataFrame:
+    c = _Checker(source)
+    found = sum(1 for col in table.columns if str(col).startswith("pred_"))
+    if steps is not None and found != steps:
+        raise c.fail(f"has {found} steps of predictions but metrics.json has {steps}")
+    if not table.empty:
+        for col, lo, hi in [("index", 0, 2**53), ("label", 0, num_classes - 1)] + [
+                (f"pred_{s}", 0, num_classes - 1) for s in range(1, found + 1)]:
+            values = table[col].to_numpy()
+            bad = np.flatnonzero((values < lo) | (values > hi))
+            if len(bad):
+                raise c.fail(f"{col} on row {bad[0] + 1} is {values[bad[0]]}, outside {lo}..{hi}")
+        for col in [f"{kind}_{s}" for s in range(1, found + 1) for kind in ("conf", "prob_true", "halt")]:
+            values = table[col].to_numpy(dtype=float)
+            allowed_nan = col.startswith("halt_")       # baselines have no halting head
+            bad = np.flatnonzero(~((values >= 0) & (values <= 1) | (allowed_nan & np.isnan(values))))
+            if len(bad):
+                raise c.fail(f"{col} on row {bad[0] + 1} is {values[bad[0]]}, outside 0..1")
+        halt_step = table["halt_step"].to_numpy(dtype=float)
+        bad = np.flatnonzero(~(np.isnan(halt_step) | ((halt_step >= 1) & (halt_step <= found))))
+        if len(bad):
+            raise c.fail(f"halt_step on row {bad[0] + 1} is {halt_step[bad[0]]}, outside 1..{found}")
+    return table
+
+
+def _predictions_dtypes(columns: list[str], source: str) -> dict:
+    c = _Checker(source)
+    required = ["index", "path", "label", "label_name", "halt_step"]
+    missing = [col for col in required if col not in columns]
+    steps = sum(1 for col in columns if col.startswith("pred_"))
+    if not 1 <= steps <= MAX_STEPS:
+        raise c.fail(f"expected pred_1 .. pred_N columns for 1 to {MAX_STEPS} steps, found {steps}")
+    per_step = [f"{kind}_{s}" for s in range(1, steps + 1) for kind in ("pred", "conf", "prob_true", "halt")]
+    missing += [col for col in per_step if col not in columns]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise c.fail(f"missing columns {shown}")
+    if len(set(columns)) != len(columns):
+        raise c.fail("repeats a column name")
+    dtypes = {"index": "int64", "label": "int64", "path": str, "label_name": str, "halt_step": "float64"}
+    for s in range(1, steps + 1):
+        dtypes |= {f"pred_{s}": "int64", f"conf_{s}": "float64", f"prob_true_{s}": "float64",
+                   f"halt_{s}": "float64"}
+    return dtypes
+
+
+# --------------------------------------------------------------------------- the files
+
+def read_metrics(path: str | os.PathLike, num_classes: int | None = None) -> dict | None:
+    """``path/metrics.json`` validated, or None when absent. ``num_classes`` defaults to config.json's."""
+    file = Path(path) / METRICS
+    data = read_bounded(file, MAX_JSON_BYTES)
+    if data is None:
+        return None
+    if num_classes is None:
+        from .checkpoint import read_config
+        num_classes = read_config(path).num_classes
+    return validate_metrics(parse_json(data, str(file)), num_classes, str(file))
+
+
+def read_train_config(path: str | os.PathLike) -> dict | None:
+    file = Path(path) / TRAIN_CONFIG
+    data = read_bounded(file, MAX_JSON_BYTES)
+    return None if data is None else validate_train_config(parse_json(data, str(file)), str(file))
+
+
+def _read_table(file: Path, cap: int, dtypes_for) -> pd.DataFrame | None:
+    data = read_bounded(file, cap)
+    if data is None:
+        return None
+    if file.name.endswith(".gz"):
+        data = gunzip_bounded(data, cap, str(file))
+    try:
+        text = data.decode("utf-8")
+        header = pd.read_csv(io.StringIO(text), nrows=0).columns
+        columns = [str(col) for col in header]
+        dtypes = dtypes_for(columns, str(file))
+        return pd.read_csv(io.StringIO(text), dtype=dtypes, usecols=list(dtypes), keep_default_na=False,
+                           na_values={col: [""] for col, kind in dtypes.items() if kind == "float64"})
+    except CheckpointError:
+        raise
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{file}: not UTF-8 text") from None
+    except pd.errors.EmptyDataError:
+        raise CheckpointError(f"{file}: empty") from None
+    except (ValueError, TypeError, OverflowError, pd.errors.ParserError) as e:
+        # ValueError covers a value of the wrong type in a typed column ("cat" where an integer belongs)
+        raise CheckpointError(f"{file}: not a table of the expected types ({_short(e)})") from None
+
+
+def read_predictions(path: str | os.PathLike, num_classes: int, steps: int | None = None) -> pd.DataFrame | None:
+    """The per-image table (predictions.csv.gz, else predictions.csv) validated against the number of classes
+    (and of steps, from metrics.json), or None when there is none."""
+    file = predictions_file(path)
+    if file is None:
+        return None
+    table = _read_table(file, MAX_CSV_BYTES, _predictions_dtypes)
+    return None if table is None else validate_predictions(table, num_classes, steps, str(file))
+
+
+def _log_dtypes(columns: list[str], source: str) -> dict:
+    if "epoch" not in columns:
+        raise CheckpointError(f"{source}: missing the epoch column")
+    if len(set(columns)) != len(columns):
+        raise CheckpointError(f"{source}: repeats a column name")
+    return {col: "int64" if col == "epoch" else "float64" for col in columns}
+
+
+def read_train_log(path: str | os.PathLike) -> pd.DataFrame | None:
+    """``path/train_log.csv``: every column a number, epochs counted from 1."""
+    file = Path(path) / TRAIN_LOG
+    log = _read_table(file, MAX_JSON_BYTES, _log_dtypes)
+    if log is None:
+        return None
+    for col in log.columns:
+        values = log[col].to_numpy(dtype=float)
+        if np.isinf(values).any():
+            raise CheckpointError(f"{file}: {col} holds an infinite value")
+    if not log.empty and (log["epoch"].min() < 1 or log["epoch"].max() > 10**6):
+        raise CheckpointError(f"{file}: epochs must be counted from 1 (up to a million)")
+    return log
