@@ -181,7 +181,8 @@ class RecipeStep:
     def __init__(self, train_cfg, batch: int, channels_last: bool = False, data_path: bool = True):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        from vitrm.data import batch_mix, image_transform, normalize
+        from vitrm.analysis import normalize
+        from vitrm.data import batch_mix, image_transform
         self.cfg, self.channels_last, self.data_path = train_cfg, channels_last, data_path
         self.model = build_model(train_cfg.model).train()
         if channels_last:
