@@ -16,7 +16,15 @@ from fakedata import CIFAR10_CLASSES, write_imagefolder
 
 import vitrm
 from vitrm.__main__ import main
-from vitrm.analysis import confusion_matrix, evenly_spaced, expected_calibration_error, halting_analysis, normalize
+from vitrm.analysis import (
+    confusion_matrix,
+    evenly_spaced,
+    expected_calibration_error,
+    halting_analysis,
+    halting_budget,
+    halting_curve,
+    normalize,
+)
 from vitrm.data import load_split
 from vitrm.evaluate import MAX_STEPS
 
@@ -81,6 +89,39 @@ def test_halting_stops_at_the_first_confident_step_or_runs_every_step():
     assert h["adaptive_top1"] == 1.0
     assert h["adaptive_mean_steps"] == 2.0
     assert h["fixed_top1"] == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+
+
+def test_the_halting_curve_trades_steps_for_accuracy_threshold_by_threshold():
+    # Two images; both are right only from step 3 on. The head is sure early for image 0 (wrongly).
+    halt = torch.tensor([[0.7, 0.1],
+                         [0.8, 0.2],
+                         [0.9, 0.95]])
+    correct = torch.tensor([[False, False],
+                            [False, False],
+                            [True, True]])
+    curve = halting_curve(halt, correct, thresholds=(0.5, 0.75, 0.95))
+    # 0.5: image 0 stops at step 1 (wrong), image 1 at 3. 0.75: 2 (wrong) and 3. 0.95: neither halts
+    # before step 3 (image 0 never reaches 0.95, so it runs all three steps).
+    assert curve["mean_steps"].tolist() == [2.0, 2.5, 3.0]
+    assert curve["top1"].tolist() == [0.5, 0.5, 1.0]
+
+
+def test_the_halting_budget_is_the_fewest_steps_within_the_tolerance_or_none():
+    curve = pd.DataFrame({"threshold": [0.5, 0.75, 0.95], "mean_steps": [2.0, 2.5, 3.0],
+                          "top1": [0.5, 0.996, 1.0]})
+    budget = halting_budget(curve, reference_top1=1.0, tolerance=0.005, reference_step=3)
+    assert (budget["threshold"], budget["mean_steps"], budget["top1"]) == (0.75, 2.5, 0.996)
+    assert halting_budget(curve, reference_top1=1.0, tolerance=0.001)["threshold"] == 0.95
+    assert halting_budget(curve.iloc[:1], reference_top1=1.0) is None
+
+
+def test_metrics_of_a_recursive_model_carry_the_curve_and_the_budget_at_the_trained_n():
+    halt = torch.tensor([[0.9, 0.1], [0.2, 0.9], [0.9, 0.9]])
+    correct = torch.tensor([[True, False], [True, True], [True, True]])
+    h = halting_analysis(halt, correct, reference_step=2)
+    assert h["budget"]["reference_step"] == 2 and h["budget"]["reference_top1"] == 1.0
+    assert h["budget"]["top1"] == 1.0 and h["budget"]["mean_steps"] == 1.5
+    assert len(h["curve"]["threshold"]) == len(h["curve"]["top1"]) == len(h["curve"]["mean_steps"])
 
 
 def test_limit_spreads_the_images_over_the_split():

@@ -30,7 +30,8 @@ from .provenance import data_note
 
 __all__ = [
     "normalize", "HALT_THRESHOLD", "HALT_RULE", "ECE_BINS", "SUBSET_STRIDE", "SUBSET_RULE",
-    "StepOutputs", "step_outputs", "halting_steps", "halting_step", "halting_analysis", "halting_tradeoff",
+    "StepOutputs", "step_outputs", "halting_steps", "halting_step", "halting_analysis", "halting_curve",
+    "halting_budget", "halting_tradeoff", "HALT_TOLERANCE",
     "expected_calibration_error", "confusion_matrix", "step_metrics", "subset_metrics", "metrics_record",
     "predictions_table", "evenly_spaced", "class_directions", "parameters_by_part", "data_note",
 ]
@@ -38,6 +39,9 @@ __all__ = [
 ECE_BINS = 15
 HALT_THRESHOLD = 0.5
 HALT_RULE = "stop at the first step whose halting probability >= threshold, else at max_steps"
+# The halting curve's thresholds, and how close to top-1 at N a halting budget must stay.
+HALT_CURVE_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05)) + (0.98, 0.99)
+HALT_TOLERANCE = 0.005
 SUBSET_STRIDE = 10
 SUBSET_RULE = "every 10th image of the split (indices 0, 10, 20, ...)"
 
@@ -109,35 +113,65 @@ def halting_step(halt, threshold: float = HALT_THRESHOLD) -> int | None:
     return int(halting_steps(halt[:, None], threshold)[0])
 
 
-def halting_analysis(halt: torch.Tensor, correct: torch.Tensor, threshold: float = HALT_THRESHOLD) -> dict:
+def halting_analysis(halt: torch.Tensor, correct: torch.Tensor, threshold: float = HALT_THRESHOLD,
+                     reference_step: int | None = None) -> dict:
     """Where the halting head would stop each image, and what that buys against fixed N.
 
     ``halt`` and ``correct`` are [S, N]; an image that never reaches the threshold runs all S steps.
+    With ``reference_step`` (the trained N) the result also holds the whole threshold curve and
+    ``budget``: the fewest mean steps that stay within HALT_TOLERANCE of top-1 at that step.
     """
     S, n = halt.shape
     stop = halting_steps(halt, threshold)
     chosen_correct = correct[stop - 1, torch.arange(n)]
-    return {"threshold": threshold, "rule": HALT_RULE,
-            "halt_step_histogram": torch.bincount(stop - 1, minlength=S).tolist(),
-            "adaptive_top1": chosen_correct.double().mean().item(),
-            "adaptive_mean_steps": stop.double().mean().item(),
-            "fixed_top1": correct.double().mean(1).tolist(),
-            "mean_halt_prob_by_step": halt.double().mean(1).tolist()}
+    result = {"threshold": threshold, "rule": HALT_RULE,
+              "halt_step_histogram": torch.bincount(stop - 1, minlength=S).tolist(),
+              "adaptive_top1": chosen_correct.double().mean().item(),
+              "adaptive_mean_steps": stop.double().mean().item(),
+              "fixed_top1": correct.double().mean(1).tolist(),
+              "mean_halt_prob_by_step": halt.double().mean(1).tolist()}
+    if reference_step is not None:
+        curve = halting_curve(halt, correct)
+        reference = result["fixed_top1"][min(reference_step, S) - 1]
+        result["curve"] = curve.to_dict("list")
+        result["budget"] = halting_budget(curve, reference, reference_step=min(reference_step, S))
+    return result
 
 
-def halting_tradeoff(predictions: pd.DataFrame, thresholds=np.linspace(0.05, 0.95, 19)) -> pd.DataFrame:
-    """Top-1 and mean steps of the halting rule at each threshold, from a per-image table (predictions.csv)."""
-    steps = sum(1 for c in predictions.columns if c.startswith("pred_"))
-    halt = torch.from_numpy(predictions[[f"halt_{s}" for s in range(1, steps + 1)]].to_numpy(dtype=float).T)
-    preds = predictions[[f"pred_{s}" for s in range(1, steps + 1)]].to_numpy()
-    labels = predictions["label"].to_numpy()
+def halting_curve(halt: torch.Tensor, correct: torch.Tensor, thresholds=HALT_CURVE_THRESHOLDS) -> pd.DataFrame:
+    """Top-1 and mean steps of the halting rule at each threshold; ``halt`` and ``correct`` are [S, N]."""
+    halt, correct = torch.as_tensor(halt), torch.as_tensor(correct)
+    columns = torch.arange(halt.shape[1])
     rows = []
     for t in thresholds:
-        stop = halting_steps(halt, float(t)).numpy()
-        chosen = preds[np.arange(len(preds)), stop - 1]
-        rows.append({"threshold": float(t), "mean_steps": float((stop - 1).mean() + 1),
-                     "top1": float((chosen == labels).mean())})
+        stop = halting_steps(halt, float(t))
+        rows.append({"threshold": round(float(t), 4), "mean_steps": stop.double().mean().item(),
+                     "top1": correct[stop - 1, columns].double().mean().item()})
     return pd.DataFrame(rows)
+
+
+def halting_budget(curve: pd.DataFrame, reference_top1: float, tolerance: float = HALT_TOLERANCE,
+                   reference_step: int | None = None) -> dict | None:
+    """The threshold with the fewest mean steps whose top-1 stays within ``tolerance`` of the reference.
+
+    None when no threshold of the curve does (the head cannot save steps at that accuracy).
+    """
+    within = curve[curve["top1"] >= reference_top1 - tolerance - 1e-12]
+    if within.empty:
+        return None
+    best = within.loc[within["mean_steps"].idxmin()]
+    return {"tolerance": tolerance, "reference_step": reference_step, "reference_top1": reference_top1,
+            "threshold": float(best["threshold"]), "mean_steps": float(best["mean_steps"]),
+            "top1": float(best["top1"])}
+
+
+def halting_tradeoff(predictions: pd.DataFrame, thresholds=HALT_CURVE_THRESHOLDS) -> pd.DataFrame:
+    """``halting_curve`` from a per-image table (predictions.csv)."""
+    steps = sum(1 for c in predictions.columns if c.startswith("pred_"))
+    halt = torch.from_numpy(predictions[[f"halt_{s}" for s in range(1, steps + 1)]].to_numpy(dtype=float).T)
+    preds = torch.from_numpy(predictions[[f"pred_{s}" for s in range(1, steps + 1)]].to_numpy().T)
+    labels = torch.from_numpy(predictions["label"].to_numpy())
+    return halting_curve(halt, preds == labels, thresholds)
 
 
 # --------------------------------------------------------------------------- per-step statistics
@@ -159,7 +193,7 @@ def confusion_matrix(labels: torch.Tensor, pred: torch.Tensor, num_classes: int)
     return torch.bincount(labels * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
 
 
-def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int) -> dict:
+def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int, trained_steps: int | None = None) -> dict:
     """Every per-step figure of metrics.json, from the per-image outputs of at least one image."""
     correct = out.pred == labels
     confusion = [confusion_matrix(labels, out.pred[s], num_classes) for s in range(out.steps)]
@@ -174,7 +208,8 @@ def step_metrics(out: StepOutputs, labels: torch.Tensor, num_classes: int) -> di
             "per_class_by_step": per_class,
             "confusion_by_step": [m.tolist() for m in confusion],
             "ece_by_step": [expected_calibration_error(out.conf[s], correct[s]) for s in range(out.steps)],
-            "halting": None if out.halt is None else halting_analysis(out.halt, correct)}
+            "halting": None if out.halt is None else halting_analysis(out.halt, correct,
+                                                                        reference_step=trained_steps)}
 
 
 def subset_metrics(out: StepOutputs, labels: torch.Tensor, indices: torch.Tensor) -> dict:
@@ -208,7 +243,7 @@ def metrics_record(config, parameters: int, data: str, split: str, out: StepOutp
                "arch": config.arch, "parameters": parameters,
                "trained_steps": config.trained_steps if recursive else 1, "max_steps": out.steps,
                "class_names": list(config.class_names)}
-    metrics |= step_metrics(out, labels, config.num_classes)
+    metrics |= step_metrics(out, labels, config.num_classes, metrics["trained_steps"] if recursive else None)
     if indices is not None:
         metrics["subset"] = subset_metrics(out, labels, indices)
     return metrics

@@ -147,8 +147,20 @@ def _measured_lines(config, metrics: dict | None) -> list[str]:
         h = metrics["halting"]
         lines += [f"Adaptive halting ({h['rule']}): top-1 {_pct(h['adaptive_top1'])} with "
                   f"{h['adaptive_mean_steps']:.2f} steps on average.", ""]
+        if "budget" in h:
+            lines += [_budget_line(h["budget"]), ""]
     return lines + [f"Figures from `python -m vitrm evaluate` ({metrics.get('evaluated_at', '')}), stored in "
                     "`metrics.json`; the per-image table is `predictions.csv.gz`.", ""]
+
+
+def _budget_line(budget: dict | None) -> str:
+    if budget is None:
+        return ("No halting threshold keeps top-1 within 0.5 points of top-1 at N: the halting head "
+                "cannot save steps at this accuracy.")
+    return (f"Fewest steps within {100 * budget['tolerance']:.1f} points of top-1 at "
+            f"N={budget['reference_step']} ({_pct(budget['reference_top1'])}): halting at "
+            f"{budget['threshold']:.2f} uses {budget['mean_steps']:.2f} steps on average for "
+            f"top-1 {_pct(budget['top1'])}.")
 
 
 def _stage_summary(train_cfg: dict, log: list[dict]) -> str:

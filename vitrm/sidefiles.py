@@ -185,6 +185,7 @@ def validate_metrics(raw: object, num_classes: int, source: str = METRICS) -> di
         c.number(h.get("adaptive_mean_steps"), "halting.adaptive_mean_steps", 0, steps)
         c.numbers(h.get("fixed_top1"), "halting.fixed_top1", steps, 0, 1)
         c.numbers(h.get("mean_halt_prob_by_step"), "halting.mean_halt_prob_by_step", steps, 0, 1)
+        _validate_halting_curve(c, h, steps)
     if "class_names" in m:
         names = m["class_names"]
         if not isinstance(names, list) or len(names) != num_classes or not all(isinstance(n, str) for n in names):
@@ -204,6 +205,21 @@ def validate_metrics(raw: object, num_classes: int, source: str = METRICS) -> di
         c.number(sub.get("num_images"), "subset.num_images", 0, 2**53, integer=True)
         c.numbers(sub.get("top1_by_step"), "subset.top1_by_step", steps, 0, 1)
     return {**m, "halting": halting}
+
+
+def _validate_halting_curve(c: _Checker, h: dict, steps: int) -> None:
+    """The optional threshold curve and budget (evaluate writes them for a recursive model)."""
+    if "curve" in h:
+        curve = c.mapping(h["curve"], "halting.curve")
+        n = len(c.numbers(curve.get("threshold"), "halting.curve.threshold", None, 0, 1))
+        c.numbers(curve.get("mean_steps"), "halting.curve.mean_steps", n, 1, steps)
+        c.numbers(curve.get("top1"), "halting.curve.top1", n, 0, 1)
+    if h.get("budget") is not None:
+        b = c.mapping(h["budget"], "halting.budget")
+        for key in ("tolerance", "reference_top1", "threshold", "top1"):
+            c.number(b.get(key), f"halting.budget.{key}", 0, 1)
+        c.number(b.get("mean_steps"), "halting.budget.mean_steps", 1, steps)
+        c.number(b.get("reference_step"), "halting.budget.reference_step", 1, steps, integer=True)
 
 
 def validate_train_config(raw: object, source: str = TRAIN_CONFIG) -> dict:
