@@ -254,7 +254,7 @@ def compare_section(a: session.LoadedModel, ev_a: cache.Evaluation, named: dict,
     notes = compare.notes(ev_a.metrics, ev_b.metrics, step_a, step_b, card_a, card_b, computed_here)
     cards = [card | {"flops_per_image": cache.flops_per_image(m.key, m.mtime)}
              for m, card in ((a, card_a), (b, card_b))]
-    compare.draw_comparison(result, a, b, ev_a.image_root or ev_b.image_root, cards, notes, b.key in named)
+    compare.draw_comparison(result, a, b, ev_a.image_root or ev_b.image_root, cards, notes)
 
 
 def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, class_names) -> None:

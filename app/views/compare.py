@@ -80,14 +80,9 @@ def listed(result: vitrm.Comparison, kind: str, classes: list[str], sort: str, d
     return rows.sort_values(key, ascending=not descending, kind="stable", na_position="last")
 
 
-def _open_selected(model, rows: pd.DataFrame, all_rows: pd.DataFrame, root: Path, step: int, title: str,
-                   table_key: str, add_to_selection: bool) -> None:
-    """on_select callback: open the row in the scrubber with the model chosen, the list for previous/next."""
-    selection = st.session_state.get(table_key)
-    picked = selection.selection.rows if selection is not None else []
-    if not picked:
-        return
-
+def open_row(model, chosen: pd.Series, all_rows: pd.DataFrame, root: Path, step: int, title: str) -> bool:
+    """Open ``chosen`` in the scrubber with ``model`` at ``step``, the whole list kept for previous/next.
+    False (nothing opened) when the row's file lies outside the data folder."""
     def inside(p) -> str | None:
         try:
             return str(vitrm.paths.confine(root, p))
@@ -96,19 +91,22 @@ def _open_selected(model, rows: pd.DataFrame, all_rows: pd.DataFrame, root: Path
 
     items = [(inside(p), str(label)) for p, label in zip(all_rows["path"], all_rows["label_name"])]
     items = [(file, label) for file, label in items if file]
-    chosen = rows.iloc[picked[0]]
     chosen_item = (inside(chosen["path"]), str(chosen["label_name"]))
     if chosen_item not in items:
-        return
-    if add_to_selection:     # B may not be loaded in the sidebar: load it, or the Explore page could not show it
-        selected = st.session_state.get(session.SELECTED, [])
-        if model.key not in selected:
-            st.session_state[session.SELECTED] = list(selected) + [model.key]
+        return False
     list_nav.remember(title, items, model, step)
     list_nav.open_item(items.index(chosen_item), switch=True)
+    return True
 
 
-def draw_list(result: vitrm.Comparison, a, b, root: Path | None, b_loaded: bool) -> None:
+def _load_b_for_opening(b_key: str, radio_key: str) -> None:
+    """on_change of "Open with": B must be loaded in the sidebar for the Explore page to show it."""
+    selected = st.session_state.get(session.SELECTED, [])
+    if st.session_state.get(radio_key) == "B" and b_key not in selected:
+        st.session_state[session.SELECTED] = list(selected) + [b_key]
+
+
+def draw_list(result: vitrm.Comparison, a, b, root: Path | None) -> None:
     a_key = a.key
     c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
     kinds = [ANY_DISAGREEMENT, *vitrm.DISAGREEMENTS]
@@ -128,8 +126,13 @@ def draw_list(result: vitrm.Comparison, a, b, root: Path | None, b_loaded: bool)
     page_key = state_key(a_key, "page")
     st.session_state[page_key] = min(max(1, int(st.session_state.get(page_key, 1))), total)
     number = int(c2.number_input(f"Page (of {total:,})", min_value=1, max_value=total, key=page_key))
-    with_b = c3.radio("Open a selected image with", ["A", "B"], horizontal=True, key=state_key(a_key, "open_with"),
-                      format_func=lambda s: text.md(f"{s}: {(a if s == 'A' else b).name}"))
+    radio_key = state_key(a_key, "open_with")
+    if st.session_state.get(radio_key) == "B" and b.key not in {m.key for m in session.models()}:
+        st.session_state[radio_key] = "A"      # a B chosen since, and not loaded: the scrubber could not show it
+    with_b = c3.radio("Open a selected image with", ["A", "B"], horizontal=True, key=radio_key,
+                      format_func=lambda s: text.md(f"{s}: {(a if s == 'A' else b).name}"),
+                      on_change=_load_b_for_opening, args=(b.key, radio_key),
+                      help="B is added to the checkpoints loaded in the sidebar if it is not there yet.")
     shown_rows = error_list.page(rows, number, size)
     title = (kind_label(kind) if kind != ANY_DISAGREEMENT else "A and B disagree") + f" ({a.name} vs {b.name})" + (
         "; true " + ", ".join(classes) if classes else "")
@@ -149,10 +152,12 @@ def draw_list(result: vitrm.Comparison, a, b, root: Path | None, b_loaded: bool)
     table_key = f"compare_rows::{a_key}::{b.key}::{kind}::{number}"    # not persisted: a selection cannot be set
     confidence = {c: st.column_config.ProgressColumn(c, format="percent", min_value=0.0, max_value=1.0)
                   for c in ("A's confidence", "B's confidence")}
-    st.dataframe(table, hide_index=True, width="stretch", key=table_key, selection_mode="single-row",
-                 on_select=(lambda: _open_selected(model, shown_rows, rows, root, step, title, table_key,
-                                                   with_b == "B" and not b_loaded)) if root else "ignore",
-                 column_config={"image": st.column_config.ImageColumn("image", width="small"), **confidence})
+    event = st.dataframe(table, hide_index=True, width="stretch", key=table_key, selection_mode="single-row",
+                         on_select="rerun" if root else "ignore",
+                         column_config={"image": st.column_config.ImageColumn("image", width="small"), **confidence})
+    picked = event.selection.rows if root is not None else []
+    if picked and open_row(model, shown_rows.iloc[picked[0]], rows, root, step, title):
+        st.rerun()          # the page's top sees goto_explore and switches to the scrubber
     if root is None:
         st.warning("The images were not found (the data directory named in metrics.json is absent), so rows "
                    "cannot be opened.")
@@ -210,13 +215,12 @@ def draw_models(cards: list[dict]) -> None:
                "machine each ran on; \"unknown\" where the log does not record it.")
 
 
-def draw_comparison(result: vitrm.Comparison, a, b, root: Path | None, cards: list[dict], notes_: list[str],
-                    b_loaded: bool) -> None:
+def draw_comparison(result: vitrm.Comparison, a, b, root: Path | None, cards: list[dict], notes_: list[str]) -> None:
     st.markdown(text.md(f"A: {a.name} at step {result.step_a} · B: {b.name} at step {result.step_b}", limit=None))
     for note in notes_:
         st.info(text.md(note, limit=text.MAX_MESSAGE))
     draw_counts(result)
-    draw_list(result, a, b, root, b_loaded)
+    draw_list(result, a, b, root)
     left, right = st.columns(2)
     with left:
         figures.show(per_class_figure(result.per_class, a.name, b.name))
