@@ -141,3 +141,27 @@ def test_opening_with_b_loads_b_and_shows_the_image_with_it(app, lab):
     run(at)
     assert at.session_state["focus"] == str(lab / "vit-tiny")
     assert at.session_state["dataset_image"][1] == result.disagreements.iloc[0]["label_name"]
+
+
+def test_hostile_names_in_both_checkpoints_are_shown_as_text(tmp_path, monkeypatch, tmp_path_factory):
+    import test_app_hostile as hostile_tests
+
+    from app.text import md
+    source = hostile_tests.hostile.__wrapped__(tmp_path_factory)
+    root = tmp_path / "checkpoints"
+    shutil.copytree(source, root / hostile_tests.DIR_NAME)
+    other = shutil.copytree(source, root / (hostile_tests.DIR_NAME + " B"))
+    table = vitrm.read_predictions(other)
+    table.loc[:2, "pred_2"] = (table.loc[:2, "pred_2"] + 1) % 3      # three disagreements at the trained N
+    table.to_csv(other / "predictions.csv", index=False)
+    audit = hostile_tests.Audit()
+    at = hostile_tests.app_on(root, monkeypatch)
+    audit.visit(at, "explore")
+    at.switch_page("screens/dataset.py")
+    audit.visit(at, "dataset analysis")
+    at.radio(key="analysis_view").set_value(compare.SECTION)
+    audit.visit(at, "compare")
+    assert sum(int(m.value) for m in at.metric if m.label in vitrm.COMPARISON_KINDS.values()) == 3
+    audit.assert_no_markup()
+    assert audit.shown(md(hostile_tests.DIR_NAME)), "the names were there, escaped"
+    assert any("&lt;a href=" in text for _, text in audit.plotly), "class names reach the charts, escaped"
