@@ -13,8 +13,10 @@ import shutil
 
 import pytest
 from test_app import TINY, app, lab, plotly_specs, run, select_models, values  # noqa: F401 (fixtures)
+from test_app_hostile import DIR_NAME, Audit, app_on, hostile  # noqa: F401 (fixture)
 
 import vitrm
+from app.text import md
 from app.views import compare
 
 
@@ -143,19 +145,15 @@ def test_opening_with_b_loads_b_and_shows_the_image_with_it(app, lab):
     assert at.session_state["dataset_image"][1] == result.disagreements.iloc[0]["label_name"]
 
 
-def test_hostile_names_in_both_checkpoints_are_shown_as_text(tmp_path, monkeypatch, tmp_path_factory):
-    import test_app_hostile as hostile_tests
-
-    from app.text import md
-    source = hostile_tests.hostile.__wrapped__(tmp_path_factory)
+def test_hostile_names_in_both_checkpoints_are_shown_as_text(hostile, tmp_path, monkeypatch):
     root = tmp_path / "checkpoints"
-    shutil.copytree(source, root / hostile_tests.DIR_NAME)
-    other = shutil.copytree(source, root / (hostile_tests.DIR_NAME + " B"))
+    shutil.copytree(hostile, root / DIR_NAME)
+    other = shutil.copytree(hostile, root / (DIR_NAME + " B"))
     table = vitrm.read_predictions(other)
     table.loc[:2, "pred_2"] = (table.loc[:2, "pred_2"] + 1) % 3      # three disagreements at the trained N
     table.to_csv(other / "predictions.csv", index=False)
-    audit = hostile_tests.Audit()
-    at = hostile_tests.app_on(root, monkeypatch)
+    audit = Audit()
+    at = app_on(root, monkeypatch)
     audit.visit(at, "explore")
     at.switch_page("screens/dataset.py")
     audit.visit(at, "dataset analysis")
@@ -163,5 +161,21 @@ def test_hostile_names_in_both_checkpoints_are_shown_as_text(tmp_path, monkeypat
     audit.visit(at, "compare")
     assert sum(int(m.value) for m in at.metric if m.label in vitrm.COMPARISON_KINDS.values()) == 3
     audit.assert_no_markup()
-    assert audit.shown(md(hostile_tests.DIR_NAME)), "the names were there, escaped"
+    assert audit.shown(md(DIR_NAME)), "the names were there, escaped"
     assert any("&lt;a href=" in text for _, text in audit.plotly), "class names reach the charts, escaped"
+
+
+def test_training_time_sums_each_runs_last_wall_time_and_is_unknown_when_not_logged():
+    import pandas as pd
+
+    from app import summaries
+    one_run = pd.DataFrame({"epoch": [1, 2], "wall_seconds": [100.0, 250.0]})
+    assert summaries.training_seconds(one_run) == 250.0
+    # Two stages, the second averaged with a side run over the same epochs (app.checkpoints' history).
+    staged = pd.DataFrame({"epoch": [1, 2, 3, 3], "wall_seconds": [60.0, 120.0, 50.0, 70.0],
+                           "stage": [1, 1, 2, 2], "run": ["", "", "", "b"]})
+    assert summaries.training_seconds(staged) == 120.0 + 50.0 + 70.0
+    assert summaries.training_seconds(pd.DataFrame({"epoch": [1], "train_loss": [1.0]})) is None
+    assert summaries.training_seconds(pd.DataFrame({"epoch": [1], "wall_seconds": [float("nan")]})) is None
+    assert summaries.training_seconds(None) is None
+    assert [summaries.duration(s) for s in (None, 42, 540, 23_688)] == ["unknown", "42 s", "9 min", "6.6 h"]
