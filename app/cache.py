@@ -83,6 +83,21 @@ def model_facts(path: str, mtime: float) -> dict:
     return _facts(load_model(path, mtime))
 
 
+@st.cache_data(max_entries=32, show_spinner="Counting the compute per image…")
+def flops_per_image(path: str, mtime: float) -> int | None:
+    """FLOPs of one image at the trained step count; None if torch's counter cannot run this model.
+
+    Asked for only where the model table shows it: torch's counter takes seconds the first time in a
+    process, which the Explore page's first drawing must not wait for."""
+    model = load_model(path, mtime)
+    steps = model.config.trained_steps if model.config.arch == "vitrm" else None
+    try:
+        return vitrm.flops_per_image(model, steps)
+    except Exception as e:      # a stranger's checkpoint costs the table one cell, never the page
+        log.warning("could not count the FLOPs of %s: %s", path, e)
+        return None
+
+
 def trained_n_sweeps() -> list[list[vitrm.SweepPoint]]:
     """The trained-N sweeps among the discovered checkpoints; recomputed when any of their files change."""
     paths = checkpoints.discover()

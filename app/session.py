@@ -21,7 +21,7 @@ from .text import md
 # state of widgets that a page does not draw, unless it is written back each run).
 PERSISTENT = ("source", "gallery_file", "upload_choice", "focus", "explore_view", "analysis_view", "gallery_kind",
               "attr_methods", "attr_target", "row_method", "classroom")
-PERSISTENT_PREFIXES = ("n::", "step::", "k::", "analysis_n::", "errors::")
+PERSISTENT_PREFIXES = ("n::", "step::", "k::", "analysis_n::", "errors::", "compare::")
 SELECTED = "selected_checkpoints"
 TYPED = "typed_checkpoints"
 

@@ -35,12 +35,37 @@ def accuracy_facts(config, metrics: dict | None) -> dict:
             "num_images": metrics.get("num_images"), "data_note": metrics.get("data_note", "")}
 
 
+def training_seconds(log: pd.DataFrame | None) -> float | None:
+    """Wall time of the training that the log records, or None when it does not record it.
+
+    ``wall_seconds`` counts up within one run (resumes included), so each run's last value is its time; a
+    history of stages and averaged runs (``stage`` and ``run`` columns, app.checkpoints) sums its runs'
+    times, as the model card does (runs averaged together may have trained at the same time)."""
+    if log is None or log.empty or "wall_seconds" not in log:
+        return None
+    runs = [log] if not {"stage", "run"} <= set(log.columns) else [
+        part for _, part in log.groupby(["stage", "run"], sort=False)]
+    times = [part["wall_seconds"].max() for part in runs]
+    if any(pd.isna(t) or t < 0 for t in times):
+        return None
+    return float(sum(times))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def model_card(files: CheckpointFiles, parameters: int) -> dict:
     cfg = files.config
     card = {"name": files.name, "architecture": ARCH_NAMES.get(cfg.arch, cfg.arch), "arch": cfg.arch,
             "parameters": parameters, "effective_depth": cfg.effective_depth,
             "trained_steps": cfg.trained_steps if cfg.arch == "vitrm" else 1,
-            "data": training_data(files), "epochs_logged": None if files.train_log is None else len(files.train_log)}
+            "data": training_data(files), "epochs_logged": None if files.train_log is None else len(files.train_log),
+            "training_seconds": training_seconds(files.train_log)}
     if cfg.arch == "vitrm":
         card["block"] = (f"k={cfg.layers} layers, width {cfg.dim}, {cfg.heads} heads; n={cfg.latent_updates} "
                          f"latent updates + 1 answer update per step; {cfg.num_tokens} tokens "
@@ -57,11 +82,16 @@ def budget_label(card: dict) -> str:
 
 
 def comparison_table(cards: list[dict]) -> pd.DataFrame:
+    """One row per model card. The compute column is there when a card carries ``flops_per_image`` (counted
+    where the table is shown, as it takes a moment: app.cache.flops_per_image); None in it is "unknown"."""
     rows = []
     for c in cards:
         # A CNN has no transformer layers: its "effective depth" is not a number to compare.
         rows.append({"model": c["name"], "architecture": c["arch"], "parameters": c["parameters"],
+                     **({"MFLOPs per image": "unknown" if c["flops_per_image"] is None
+                         else f"{c['flops_per_image'] / 1e6:,.1f}"} if "flops_per_image" in c else {}),
                      "epochs": "no log" if c.get("epochs_logged") is None else str(c["epochs_logged"]),
+                     "training time": duration(c.get("training_seconds")),
                      "effective depth": str(c["effective_depth"]) if c["arch"] != "cnn" else "n/a (CNN)",
                      "trained N": c["trained_steps"],
                      "top-1 at trained N": c.get("top1_trained"),

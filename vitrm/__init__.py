@@ -29,6 +29,7 @@ from .checkpoint import (
     read_predictions,
     save,
 )
+from .compare import DISAGREEMENTS, KINDS as COMPARISON_KINDS, Comparison, ComparisonError, compare_predictions
 from .errors import UserError
 from .images import MAX_PIXELS, InvalidImageError, load_image, read_file as read_image_file, to_model_input
 from .model import AttentionMaps, Trace, ViTRM, ViTRMConfig, num_parameters
@@ -50,8 +51,10 @@ __all__ = [
     # analysis, attribution, and the trained-N sweep
     "analysis", "ood", "attribute", "Attribution", "ATTRIBUTION_METHODS",
     "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION",
+    # two checkpoints' answers on the same images
+    "compare_predictions", "Comparison", "COMPARISON_KINDS", "DISAGREEMENTS",
     # naming data and architectures for people
     "data_description", "data_note", "ARCH_NAMES", "GALLERY_SPEC",
     # errors a user can fix
-    "UserError", "CheckpointError", "InvalidImageError",
+    "UserError", "CheckpointError", "InvalidImageError", "ComparisonError",
 ]

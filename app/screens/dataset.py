@@ -8,12 +8,12 @@ import streamlit as st
 
 import vitrm
 from app import cache, checkpoints, session, summaries
-from app.text import MAX_MESSAGE, md
-from app.views import analysis, error_table, galleries, list_nav, trained_n
+from app.text import MAX_MESSAGE, md, plain
+from app.views import analysis, compare, error_table, galleries, list_nav, trained_n
 from vitrm import paths
 
-SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, "Calibration", "Halting",
-            "Galleries", "Training log"]
+SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, compare.SECTION, "Calibration",
+            "Halting", "Galleries", "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
 
@@ -164,6 +164,99 @@ def table_section(model: session.LoadedModel, ev: cache.Evaluation, step: int, c
                                  ev.image_root)
 
 
+def comparable(a_metrics: dict, a_classes: list[str], ev: cache.Evaluation | None, classes: list[str]) -> str | None:
+    """Why a checkpoint's evaluation cannot be set beside A's, or None when it can."""
+    if ev is None or ev.predictions is None:
+        return "no predictions.csv.gz"
+    if classes != a_classes:
+        return "other classes"
+    if (ev.metrics.get("data"), ev.metrics.get("split")) != (a_metrics.get("data"), a_metrics.get("split")):
+        return "evaluated on other data"
+    return None
+
+
+def compare_candidates(a: session.LoadedModel, ev_a: cache.Evaluation, named: dict,
+                       evaluations: dict) -> tuple[dict[str, cache.Evaluation], list[str]]:
+    """The other checkpoints (discovered or loaded) evaluated on A's data with a per-image table, by key;
+    and, for the rest, their names with the reason they are left out."""
+    found = {str(p): p for p in checkpoints.discover()} | {k: m.path for k, m in named.items()}
+    found.pop(a.key, None)
+    a_classes = list(ev_a.metrics.get("class_names") or a.config.class_names)
+    usable, left_out = {}, []
+    for key, path in sorted(found.items(), key=lambda kv: (kv[1].name, kv[0])):
+        if key in named:
+            ev, classes = evaluations.get(key), named[key].config.class_names
+        else:
+            try:
+                files = cache.checkpoint_files(key, checkpoints.files_mtime(path))
+            except vitrm.CheckpointError:
+                left_out.append(f"{path.name} (unreadable config.json)")
+                continue
+            classes = files.config.class_names
+            ev = None if files.metrics is None else cache.Evaluation(
+                metrics=files.metrics, predictions=files.predictions,
+                image_root=checkpoints.data_root(files.metrics.get("data")))
+        reason = comparable(ev_a.metrics, a_classes, ev, list(ev.metrics.get("class_names") or classes)
+                            if ev is not None else list(classes))
+        if reason is None:
+            usable[key] = ev
+        else:
+            left_out.append(f"{path.name} ({reason})")
+    return usable, left_out
+
+
+def _step_slider(label: str, steps: int, trained: int, key: str) -> int:
+    if steps <= 1:
+        return 1
+    st.session_state.setdefault(key, min(trained, steps))
+    return int(st.slider(label, 1, steps, key=key))
+
+
+def compare_section(a: session.LoadedModel, ev_a: cache.Evaluation, named: dict, evaluations: dict) -> None:
+    """A (the model chosen above) against a second checkpoint evaluated on the same images."""
+    if ev_a.predictions is None:
+        st.info("Comparing needs predictions.csv.gz beside metrics.json (written by python -m vitrm evaluate).")
+        return
+    usable, left_out = compare_candidates(a, ev_a, named, evaluations)
+    if left_out:
+        st.caption(md(f"Left out: {', '.join(left_out)}.", MAX_MESSAGE))
+    if not usable:
+        st.info("No other checkpoint has a per-image table (predictions.csv.gz) on the same test data. Evaluate one "
+                "with python -m vitrm evaluate --data " + md(ev_a.metrics.get("data", "SPEC"), MAX_MESSAGE) + ".")
+        return
+    with_key = compare.state_key(a.key, "with")
+    if st.session_state.get(with_key) not in usable:
+        st.session_state.pop(with_key, None)
+    b_key = st.selectbox(f"Compare {md(a.name)} (A) with… (B)", list(usable), key=with_key,
+                         format_func=lambda k: plain(Path(k).name))
+    try:
+        b = named[b_key] if b_key in named else session.load(Path(b_key))
+    except vitrm.CheckpointError as e:
+        st.error(md(e, MAX_MESSAGE))
+        return
+    ev_b = usable[b_key]
+    card_a, card_b = a.card, b.card
+    c1, c2 = st.columns(2)
+    with c1:
+        step_a = _step_slider(f"A ({md(a.name)}) at step", len(ev_a.metrics["top1_by_step"]),
+                              card_a["trained_steps"], compare.state_key(a.key, "step_a"))
+    with c2:
+        step_b = _step_slider(f"B ({md(b.name)}) at step", len(ev_b.metrics["top1_by_step"]),
+                              card_b["trained_steps"], compare.state_key(a.key, f"step_b::{b.key}"))
+    try:
+        result = vitrm.compare_predictions(ev_a.predictions, ev_b.predictions, classes_a=ev_a.metrics.get(
+            "class_names") or a.config.class_names, classes_b=ev_b.metrics.get("class_names") or b.config.class_names,
+            step_a=step_a, step_b=step_b)
+    except vitrm.ComparisonError as e:
+        st.error(md(f"{a.name} and {b.name} cannot be compared image for image: {e}", MAX_MESSAGE))
+        return
+    computed_here = [m.name for m, ev in ((a, ev_a), (b, ev_b)) if ev.computed_note]
+    notes = compare.notes(ev_a.metrics, ev_b.metrics, step_a, step_b, card_a, card_b, computed_here)
+    cards = [card | {"flops_per_image": cache.flops_per_image(m.key, m.mtime)}
+             for m, card in ((a, card_a), (b, card_b))]
+    compare.draw_comparison(result, a, b, ev_a.image_root or ev_b.image_root, cards, notes)
+
+
 def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, class_names) -> None:
     if ev.predictions is None:
         st.info("The galleries need predictions.csv.gz beside metrics.json (written by python -m vitrm evaluate).")
@@ -219,7 +312,10 @@ def page() -> None:
     else:
         key = focus_keys[0] if len(focus_keys) == 1 else st.radio(
             "Model", focus_keys, horizontal=True, key="analysis_model", format_func=lambda k: md(Path(k).name))
-        one_model(section, named[key], evaluations[key])
+        if section == compare.SECTION:
+            compare_section(named[key], evaluations[key], named, evaluations)
+        else:
+            one_model(section, named[key], evaluations[key])
 
 
 if st.session_state.pop("goto_explore", False):
