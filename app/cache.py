@@ -116,7 +116,7 @@ def default_model_facts() -> dict:
     return _facts(vitrm.ViTRM(vitrm.ViTRMConfig()))
 
 
-def max_steps(config: vitrm.ViTRMConfig) -> int:
+def max_steps(config: vitrm.ModelConfig) -> int:
     return config.trained_steps * STEP_FACTOR if config.arch == "vitrm" else 1
 
 
@@ -181,7 +181,7 @@ class ImageRun:
         return self.trace.probs[:, 0].numpy()
 
 
-def _normalize(pixels: np.ndarray, config: vitrm.ViTRMConfig) -> torch.Tensor:
+def _normalize(pixels: np.ndarray, config: vitrm.ModelConfig) -> torch.Tensor:
     """One image's pixels [H, W, 3] uint8 -> the model's input batch of one."""
     return vitrm.normalize(torch.from_numpy(pixels).permute(2, 0, 1)[None], config.mean, config.std)
 

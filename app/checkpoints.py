@@ -113,7 +113,7 @@ class CheckpointFiles:
     """The measured figures and logs beside a checkpoint's weights; None where a file is absent."""
 
     path: Path
-    config: vitrm.ViTRMConfig
+    config: vitrm.ModelConfig
     metrics: dict | None
     predictions: pd.DataFrame | None
     train_log: pd.DataFrame | None

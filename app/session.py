@@ -42,7 +42,7 @@ class LoadedModel:
         return self.path.name
 
     @property
-    def config(self) -> vitrm.ViTRMConfig:
+    def config(self) -> vitrm.ModelConfig:
         return self.files.config
 
     @property

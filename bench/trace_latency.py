@@ -48,6 +48,7 @@ from bench.common import (
 from tests.oddfiles import proc_status_mb  # the tests' memory probe, shared
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
 from vitrm.analysis import normalize
+from vitrm.config import parse_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def worker(job: dict) -> dict:
     """
     torch.set_num_threads(job["threads"])
     torch.manual_seed(0)
-    cfg = ViTRMConfig(**job["config"])
+    cfg = parse_model_config(job["config"])
     model = build(job["arch"], cfg)
     images, labels = images_like(cfg, job["batch"]), torch.randint(0, cfg.num_classes, (job["batch"],))
     if job["workload"] == "inference":

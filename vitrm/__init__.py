@@ -14,7 +14,7 @@ metrics assembly, class directions and normalization.
 from . import analysis, ood, paths, sidefiles
 from .analysis import normalize
 from .attribution import METHODS as ATTRIBUTION_METHODS, Attribution, attribute
-from .baselines import CompactCNN, ViT, vit_config_for
+from .baselines import CNNConfig, CompactCNN, ViT, ViTConfig, vit_config_for
 from .checkpoint import (
     CONFIG as CONFIG_FILE,
     WEIGHTS as WEIGHTS_FILE,
@@ -32,13 +32,14 @@ from .checkpoint import (
 from .compare import DISAGREEMENTS, KINDS as COMPARISON_KINDS, Comparison, ComparisonError, compare_predictions
 from .errors import UserError
 from .images import MAX_PIXELS, InvalidImageError, load_image, read_file as read_image_file, to_model_input
-from .model import AttentionMaps, Trace, ViTRM, ViTRMConfig, num_parameters
+from .model import AttentionMaps, ModelConfig, Trace, ViTRM, ViTRMConfig, num_parameters
 from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
 from .sweep import EXPLANATION as SWEEP_EXPLANATION, SweepPoint, find_sweeps, flops_per_image
 
 __all__ = [
-    # the model and its trace
-    "ViTRM", "ViTRMConfig", "Trace", "AttentionMaps", "ViT", "CompactCNN", "vit_config_for", "num_parameters",
+    # the models, their configs (one per architecture) and the trace
+    "ViTRM", "ViTRMConfig", "Trace", "AttentionMaps", "ViT", "ViTConfig", "CompactCNN", "CNNConfig",
+    "ModelConfig", "vit_config_for", "num_parameters",
     # checkpoints
     "build_model", "load", "save", "read_config", "read_metrics", "read_predictions", "predictions_file",
     "earlier_stages", "averaged_runs", "CONFIG_FILE", "WEIGHTS_FILE",

@@ -1,9 +1,9 @@
 """Non-recursive baselines, so that the parameter-efficiency claim is measured, not quoted.
 
-* ``ViT``: the same tokenizer, width and heads as a ViTRM, with ``layers`` unshared layers.
-  ``vit_config_for(vitrm_config)`` sets ``layers`` to the ViTRM's effective depth at its
-  trained step count, so both apply the same number of transformer layers per image.
-* ``CompactCNN``: a small ResNet for 32x32 input.
+* ``ViT`` (``ViTConfig``): the same tokenizer, width and heads as a ViTRM, with ``layers``
+  unshared layers. ``vit_config_for(vitrm_config)`` sets ``layers`` to the ViTRM's effective
+  depth at its trained step count, so both apply the same number of transformer layers per image.
+* ``CompactCNN`` (``CNNConfig``): a small ResNet for 32x32 input.
 
 Both follow the ViTRM interface (``forward(images, steps)``, ``trace``, ``preprocess``) and
 count as one step: ``steps`` must be 1 or None, and a trace has S = 1 and no halting head.
@@ -11,23 +11,65 @@ count as one step: ``steps`` must be 1 or None, and a trace has S = 1 and no hal
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import Block, Preprocessing, Trace, ViTRMConfig, _init_weights, make_tokenizer
+from .config import check_model
+from .model import Block, ModelConfig, Preprocessing, Trace, ViTRMConfig, _init_weights, make_tokenizer
 
 
-def vit_config_for(cfg: ViTRMConfig) -> ViTRMConfig:
-    return dataclasses.replace(cfg, arch="vit", layers=cfg.effective_depth, trained_steps=1,
-                               latent_updates=0)
+@dataclass
+class ViTConfig(ModelConfig):
+    """The ViT baseline: a ViTRM's tokenizer and transformer layers, ``layers`` of them unshared,
+    run once. The defaults are ViTRMConfig's; ``vit_config_for`` matches a ViTRM's depth."""
+
+    arch: ClassVar[str] = "vit"
+    trained_steps: ClassVar[int] = 1  # not recursive: one pass is its one step
+    tokenizer: str = "patch"
+    patch_size: int = 4
+    conv_stages: int = 0
+    dim: int = 64
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    layers: int = 3
+    dropout: float = 0.0
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def effective_depth(self) -> int:
+        return self.layers
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    """The compact CNN baseline: one residual stage per width."""
+
+    arch: ClassVar[str] = "cnn"
+    trained_steps: ClassVar[int] = 1
+    effective_depth: ClassVar[int] = 0  # no transformer layers to compare
+    cnn_widths: tuple[int, ...] = (32, 64, 128)
+
+
+def vit_config_for(cfg: ViTRMConfig) -> ViTConfig:
+    """The ViT that applies as many transformer layers per image as ``cfg`` does at its trained steps."""
+    shared = {k: v for k, v in cfg.to_dict().items() if k in ViTConfig.field_names()}
+    return ViTConfig(**{**shared, "layers": cfg.effective_depth})
 
 
 class _OneStep:
-    config: ViTRMConfig
+    config: ViTConfig | CNNConfig
 
     def _check_steps(self, steps):
         if steps is not None and (not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps != 1):
@@ -49,8 +91,9 @@ class _OneStep:
 
 
 class ViT(_OneStep, nn.Module, Preprocessing):
-    def __init__(self, config: ViTRMConfig):
+    def __init__(self, config: ViTConfig):
         super().__init__()
+        check_model(config, "vit")
         self.config = config
         self.tokenizer = make_tokenizer(config)
         self.pos = nn.Parameter(torch.randn(1, config.num_tokens, config.dim) * 0.02)
@@ -88,8 +131,9 @@ class _ResidualBlock(nn.Module):
 class CompactCNN(_OneStep, nn.Module, Preprocessing):
     """Stem, then one residual block per width; every width after the first halves the grid."""
 
-    def __init__(self, config: ViTRMConfig):
+    def __init__(self, config: CNNConfig):
         super().__init__()
+        check_model(config, "cnn")
         self.config = config
         w = config.cnn_widths
         self.stem = nn.Sequential(nn.Conv2d(config.in_channels, w[0], 3, 1, 1, bias=False),

@@ -1,7 +1,8 @@
 """The checkpoint directory format: safetensors plus JSON, written atomically, loaded safely.
 
     DIR/model.safetensors   weights (EMA weights when training used EMA)
-    DIR/config.json         ViTRMConfig: architecture, class names, normalization, trained steps
+    DIR/config.json         the model config (ViTRMConfig, ViTConfig or CNNConfig, named by its "arch"):
+                            architecture, class names, normalization, trained steps
     DIR/metrics.json        written by ``python -m vitrm evaluate``
     DIR/predictions.csv.gz  per-image table (gzip of a CSV), written by evaluate; older
                             checkpoints hold it uncompressed as predictions.csv
@@ -33,12 +34,13 @@ from .config import (  # noqa: F401 - the limits are part of the checkpoint form
     MAX_PARAMETERS,
     MAX_TOKENS,
     ConfigError,
+    config_classes,
     estimate_activation_bytes,
     estimate_parameters,
     parse_model_config,
 )
 from .errors import UserError
-from .model import ViTRM, ViTRMConfig, num_parameters
+from .model import ModelConfig, ViTRM, num_parameters
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -56,7 +58,7 @@ class CheckpointError(UserError):
 
 # --------------------------------------------------------------------------- building
 
-def build_model(config: ViTRMConfig) -> torch.nn.Module:
+def build_model(config: ModelConfig) -> torch.nn.Module:
     from .baselines import CompactCNN, ViT
     archs = {"vitrm": ViTRM, "vit": ViT, "cnn": CompactCNN}
     if config.arch not in archs:
@@ -66,8 +68,9 @@ def build_model(config: ViTRMConfig) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- config validation
 
-def config_from_dict(raw: object, source: str = CONFIG) -> ViTRMConfig:
-    """Untrusted JSON -> a ViTRMConfig that passes every rule of ``vitrm.config``, or CheckpointError."""
+def config_from_dict(raw: object, source: str = CONFIG) -> ModelConfig:
+    """Untrusted JSON -> the config of its architecture that passes every rule of ``vitrm.config``,
+    or CheckpointError."""
     try:
         return parse_model_config(raw)
     except ConfigError as e:
@@ -83,7 +86,7 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
         raise CheckpointError(str(e)) from None
 
 
-def read_config(path: str | os.PathLike) -> ViTRMConfig:
+def read_config(path: str | os.PathLike) -> ModelConfig:
     path = checkpoint_path(path)
     file = path / CONFIG
     if not file.is_file():
@@ -150,10 +153,13 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.n
 
 
 def _comparable(config_json: str) -> dict | None:
-    """A config as JSON data without class names, which may be relabelled after saving.
+    """A config as JSON data, in the fields its architecture reads, without class names (which may be
+    relabelled after saving).
 
     A field the config does not name holds its default, as it does when the config is loaded: weights
     saved before a field existed (``conv_stages``) still match a config.json that now spells it out.
+    Fields the architecture does not read are left out: weights saved when every architecture's config
+    carried every field (the shipped baselines') match the config.json of their own architecture.
     """
     try:
         config = json.loads(config_json)
@@ -161,8 +167,13 @@ def _comparable(config_json: str) -> dict | None:
         return None
     if not isinstance(config, dict):
         return None
-    full = json.loads(json.dumps(ViTRMConfig().to_dict())) | config
-    return {k: v for k, v in full.items() if k != "class_names"}
+    arch = config.get("arch", "vitrm")
+    cls = config_classes().get(arch) if isinstance(arch, str) else None
+    if cls is None:
+        return config
+    full = json.loads(json.dumps(cls().to_dict())) | config
+    read = cls.field_names() - {"class_names"}
+    return {k: v for k, v in full.items() if k == "arch" or k in read}
 
 
 # --------------------------------------------------------------------------- saving

@@ -1,22 +1,27 @@
 """Every rule about a config, in one place: the schema, the per-architecture rules, the budget.
 
-``ViTRMConfig`` (``vitrm.model``) is the one model config, saved as ``config.json``; its ``arch``
-field says which architecture it builds, and each architecture reads only its own fields:
+Each architecture has one config dataclass, saved as ``config.json`` with its ``arch``, and
+holding only the fields that architecture reads; all share ``ModelConfig``'s
+(image_size, in_channels, num_classes, class_names, mean, std):
 
-    vitrm   image_size, in_channels, num_classes, tokenizer, patch_size, conv_stages (conv tokenizer),
-            dim, heads, mlp_ratio, layers (k), latent_updates (n), combine, trained_steps (N), dropout
-    vit     the same but latent_updates and combine; trained_steps is 1
-    cnn     image_size, in_channels, num_classes, cnn_widths; trained_steps is 1
-    all     class_names, mean, std
+    vitrm   ViTRMConfig (vitrm.model): tokenizer, patch_size, conv_stages (conv tokenizer), dim, heads,
+            mlp_ratio, layers (k), latent_updates (n), combine, trained_steps (N), dropout
+    vit     ViTConfig (vitrm.baselines): the same but latent_updates and combine; trained_steps is 1
+    cnn     CNNConfig (vitrm.baselines): cnn_widths; trained_steps is 1
+
+A key the architecture does not read is refused, not ignored: a CNN config with a ``dim``, or
+a ViT config with ``latent_updates``, says something its model would not do. A config without
+``arch`` is a ViTRM's.
 
 Three callers, one set of rules:
 
 * ``vitrm.load`` (``checkpoint.config_from_dict``) parses untrusted ``config.json``:
-  ``parse_model_config`` checks types, ranges and unknown keys, then ``check_model`` and
-  ``check_budget``, before a single weight is allocated;
+  ``parse_model_config`` picks the class from ``arch``, checks types, ranges and unknown keys,
+  then ``check_model`` and ``check_budget``, before a single weight is allocated;
 * training configs and the command line (``vitrm.train.load_train_config``, ``--set``) parse
   with ``parse_dataclass``, which hands the ``model`` section to ``parse_model_config``;
-* ``ViTRM(config)`` calls ``check_model`` on a config built in code.
+* ``ViTRM(config)``, ``ViT(config)`` and ``CompactCNN(config)`` call ``check_model`` on a
+  config built in code.
 """
 
 from __future__ import annotations
@@ -50,16 +55,35 @@ class ConfigError(UserError, ValueError):
 
 # --------------------------------------------------------------------------- the model config
 
-def parse_model_config(raw: object):
-    """Untrusted data (JSON, YAML) -> a ViTRMConfig that passes every rule, or ConfigError."""
+def config_classes() -> dict[str, type]:
+    """The config dataclass of each architecture, by its ``arch``."""
+    from .baselines import CNNConfig, ViTConfig
     from .model import ViTRMConfig
+    return {"vitrm": ViTRMConfig, "vit": ViTConfig, "cnn": CNNConfig}
+
+
+def config_class(arch: object) -> type:
+    """The config dataclass for ``arch``, or ConfigError."""
+    if not isinstance(arch, str):
+        raise ConfigError(f"arch must be a string, got {arch!r}")
+    classes = config_classes()
+    if arch not in classes:
+        raise ConfigError(f"unknown architecture {arch!r}; expected one of {sorted(classes)}")
+    return classes[arch]
+
+
+def parse_model_config(raw: object):
+    """Untrusted data (JSON, YAML) -> the config of its ``arch`` that passes every rule, or ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
-    unknown = set(raw) - ViTRMConfig.field_names()
+    arch = raw.get("arch", "vitrm")
+    cls = config_class(arch)
+    unknown = set(raw) - {"arch"} - cls.field_names()
     if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}")
+        raise ConfigError(f"unknown keys {sorted(unknown)} for a {arch} model; "
+                          f"its keys are {sorted(cls.field_names() | {'arch'})}")
     _check_types(raw)
-    cfg = ViTRMConfig(**raw)
+    cfg = cls(**{k: v for k, v in raw.items() if k != "arch"})
     check_model(cfg)
     check_budget(cfg)
     return cfg
@@ -73,7 +97,7 @@ def _check_types(raw: dict) -> None:
                 raise ConfigError(f"{key} must be an integer, got {v!r}")
             if not lo <= v <= hi:
                 raise ConfigError(f"{key}={v} is outside the allowed range {lo}..{hi}")
-    for key in ("arch", "tokenizer", "combine"):
+    for key in ("tokenizer", "combine"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"{key} must be a string, got {raw[key]!r}")
     for key in ("mlp_ratio", "dropout"):
@@ -89,40 +113,46 @@ def _check_types(raw: dict) -> None:
                 raise ConfigError(f"{key} is too long")
 
 
-def check_model(cfg) -> None:
-    """The rules a config must meet to build its architecture; ConfigError names the first broken one."""
-    if not 0 < float(cfg.mlp_ratio) <= 16:
-        raise ConfigError("mlp_ratio must be in (0, 16]")
-    if not 0 <= float(cfg.dropout) < 1:
-        raise ConfigError("dropout must be in [0, 1)")
-    if not (cfg.cnn_widths and all(1 <= w <= 4096 for w in cfg.cnn_widths)):
-        raise ConfigError("cnn_widths must be a non-empty list of widths between 1 and 4096")
+def check_model(cfg, arch: str | None = None) -> None:
+    """The rules a config must meet to build its architecture (``arch``, when a model asks for
+    its own); ConfigError names the first broken one."""
+    expected = config_classes() if arch is None else {arch: config_class(arch)}
+    if not isinstance(cfg, tuple(expected.values())):
+        wanted = " or ".join(c.__name__ for c in expected.values())
+        raise ConfigError(f"expected a {wanted}, got {type(cfg).__name__}")
     if not all(math.isfinite(v) for v in (*cfg.mean, *cfg.std)):
         raise ConfigError("mean and std values must be finite numbers")
-    if cfg.arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture {cfg.arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    if cfg.tokenizer not in TOKENIZERS:
-        raise ConfigError(f"unknown tokenizer {cfg.tokenizer!r}; expected 'patch' or 'conv'")
-    if cfg.combine not in COMBINES:
-        raise ConfigError(f"unknown combine {cfg.combine!r}; expected 'concat' or 'add'")
     if len(cfg.class_names) != cfg.num_classes:
         raise ConfigError(f"class_names has {len(cfg.class_names)} names but num_classes is {cfg.num_classes}")
     if len(cfg.mean) != cfg.in_channels or len(cfg.std) != cfg.in_channels:
         raise ConfigError(f"mean and std need {cfg.in_channels} values each")
     if any(s <= 0 for s in cfg.std):
         raise ConfigError("std values must be positive")
-    if cfg.arch != "cnn":
-        if cfg.image_size % cfg.patch_size:
-            raise ConfigError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
-        if cfg.dim % cfg.heads:
-            raise ConfigError(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
-        if cfg.tokenizer == "conv" and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
-            raise ConfigError("the conv tokenizer needs patch_size to be a power of two, at least 2")
-        if cfg.tokenizer == "conv" and not (0 <= cfg.conv_stages and 2 ** cfg.conv_stages <= cfg.patch_size):
-            raise ConfigError(f"conv_stages={cfg.conv_stages} must be between 0 (the full stem) and "
-                              f"log2(patch_size) = {cfg.patch_size.bit_length() - 1}")
-    if cfg.arch == "vitrm" and cfg.latent_updates < 1:
-        raise ConfigError(f"a ViTRM needs latent_updates of at least 1, got {cfg.latent_updates}")
+    if cfg.arch == "cnn":
+        if not (cfg.cnn_widths and all(1 <= w <= 4096 for w in cfg.cnn_widths)):
+            raise ConfigError("cnn_widths must be a non-empty list of widths between 1 and 4096")
+        return
+    # The transformers: ViTRM and the ViT baseline share the tokenizer and the layers.
+    if not 0 < float(cfg.mlp_ratio) <= 16:
+        raise ConfigError("mlp_ratio must be in (0, 16]")
+    if not 0 <= float(cfg.dropout) < 1:
+        raise ConfigError("dropout must be in [0, 1)")
+    if cfg.tokenizer not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenizer {cfg.tokenizer!r}; expected 'patch' or 'conv'")
+    if cfg.image_size % cfg.patch_size:
+        raise ConfigError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+    if cfg.dim % cfg.heads:
+        raise ConfigError(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
+    if cfg.tokenizer == "conv" and (cfg.patch_size < 2 or cfg.patch_size & (cfg.patch_size - 1)):
+        raise ConfigError("the conv tokenizer needs patch_size to be a power of two, at least 2")
+    if cfg.tokenizer == "conv" and not (0 <= cfg.conv_stages and 2 ** cfg.conv_stages <= cfg.patch_size):
+        raise ConfigError(f"conv_stages={cfg.conv_stages} must be between 0 (the full stem) and "
+                          f"log2(patch_size) = {cfg.patch_size.bit_length() - 1}")
+    if cfg.arch == "vitrm":
+        if cfg.combine not in COMBINES:
+            raise ConfigError(f"unknown combine {cfg.combine!r}; expected 'concat' or 'add'")
+        if cfg.latent_updates < 1:
+            raise ConfigError(f"a ViTRM needs latent_updates of at least 1, got {cfg.latent_updates}")
 
 
 def check_budget(cfg) -> None:
@@ -171,7 +201,7 @@ def parse_dataclass(cls, raw: object, where: str = ""):
     Each value must have its default's type (a YAML "1e-3" string counts as a number); a
     nested dataclass is parsed in turn, and a ``model`` section by ``parse_model_config``.
     """
-    from .model import ViTRMConfig
+    from .model import ModelConfig
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -183,12 +213,15 @@ def parse_dataclass(cls, raw: object, where: str = ""):
     for key, value in raw.items():
         default = getattr(defaults, key)
         name = f"{where}.{key}" if where else key
-        if isinstance(default, ViTRMConfig):
+        if isinstance(default, ModelConfig):
             if isinstance(value, dict):
                 # Each key's type first, named as written ("model.dim must be an integer"); a hand-written
-                # section may say "mlp_ratio: 2" or "dropout: 1e-1", and both are numbers.
-                value = {k: _typed(getattr(default, k), v, f"{name}.{k}") if hasattr(default, k) else v
-                         for k, v in value.items()}
+                # section may say "mlp_ratio: 2" or "dropout: 1e-1", and both are numbers. The types are
+                # those of the section's own architecture; parse_model_config names any key it lacks.
+                arch = value.get("arch", "vitrm")
+                template = config_classes()[arch]() if arch in ARCHITECTURES else default
+                value = {k: _typed(getattr(template, k), v, f"{name}.{k}")
+                         if k in template.field_names() else v for k, v in value.items()}
             try:
                 kwargs[key] = parse_model_config(value)
             except ConfigError as e:

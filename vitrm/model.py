@@ -39,10 +39,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .baselines import ViTConfig
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -51,13 +55,42 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass
-class ViTRMConfig:
-    """Everything needed to rebuild a model; saved as ``config.json`` next to the weights."""
+class ModelConfig:
+    """What every architecture reads: the input, the classes and the normalization.
 
-    arch: str = "vitrm"               # "vitrm", or a baseline: "vit", "cnn"
+    One dataclass per architecture adds the fields that architecture reads and nothing else:
+    ``ViTRMConfig`` below, ``ViTConfig`` and ``CNNConfig`` in ``vitrm.baselines``. ``arch`` names
+    the class in ``config.json``; ``trained_steps`` is the step count a model answers at by
+    default (1 for the baselines). The rules a config must meet live in ``vitrm.config``.
+    """
+
+    arch: ClassVar[str]
     image_size: int = 32
     in_channels: int = 3
     num_classes: int = 10
+    class_names: tuple[str, ...] = CIFAR10_CLASSES
+    mean: tuple[float, ...] = CIFAR10_MEAN
+    std: tuple[float, ...] = CIFAR10_STD
+
+    def __post_init__(self):
+        # JSON gives lists; keep tuples so configs compare equal after a round trip.
+        for f in fields(self):
+            if isinstance(f.default, tuple):
+                setattr(self, f.name, tuple(getattr(self, f.name)))
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, **asdict(self)}
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+
+@dataclass
+class ViTRMConfig(ModelConfig):
+    """Everything needed to rebuild a ViTRM; saved as ``config.json`` next to the weights."""
+
+    arch: ClassVar[str] = "vitrm"
     tokenizer: str = "patch"          # "patch": Conv2d(kernel=stride=patch); "conv": CCT stem
     patch_size: int = 4               # for "conv": the stem's total downsampling
     conv_stages: int = 0              # for "conv": conv-ReLU-pool stages; 0 = log2(patch_size), all of it
@@ -69,15 +102,6 @@ class ViTRMConfig:
     combine: str = "add"              # "concat" or "add"; see the module docstring
     trained_steps: int = 4            # N: recursion steps used in training; default at inference
     dropout: float = 0.0
-    cnn_widths: tuple[int, ...] = (32, 64, 128)   # only for arch="cnn"
-    class_names: tuple[str, ...] = CIFAR10_CLASSES
-    mean: tuple[float, ...] = CIFAR10_MEAN
-    std: tuple[float, ...] = CIFAR10_STD
-
-    def __post_init__(self):
-        # JSON gives lists; keep tuples so configs compare equal after a round trip.
-        for name in ("cnn_widths", "class_names", "mean", "std"):
-            setattr(self, name, tuple(getattr(self, name)))
 
     @property
     def grid(self) -> int:
@@ -93,17 +117,8 @@ class ViTRMConfig:
 
     @property
     def effective_depth(self) -> int:
-        """Transformer layers applied to reach the trained answer (1 step for baselines)."""
-        if self.arch != "vitrm":
-            return self.layers if self.arch == "vit" else 0
+        """Transformer layers applied to reach the trained answer."""
         return self.trained_steps * self.block_calls_per_step * self.layers
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def field_names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -151,7 +166,7 @@ class TransformerLayer(nn.Module):
 class Block(nn.Module):
     """f: ``k`` layers and a closing LayerNorm. ViTRM owns one; the ViT baseline stacks them."""
 
-    def __init__(self, cfg: ViTRMConfig, layers: int | None = None):
+    def __init__(self, cfg: ViTRMConfig | ViTConfig, layers: int | None = None):
         super().__init__()
         self.layers = nn.ModuleList(
             TransformerLayer(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout)
@@ -167,7 +182,7 @@ class Block(nn.Module):
         return self.norm(x), (torch.stack(maps) if need_weights else None)
 
 
-def make_tokenizer(cfg: ViTRMConfig) -> nn.Module:
+def make_tokenizer(cfg: ViTRMConfig | ViTConfig) -> nn.Module:
     """Image [B, C, H, W] -> tokens [B, D, H/p, W/p] (flattened by the caller)."""
     if cfg.tokenizer == "patch":
         return nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
@@ -253,7 +268,7 @@ class Trace:
 class Preprocessing:
     """PIL images -> normalized float tensor; shared by ViTRM and the baselines."""
 
-    config: ViTRMConfig
+    config: ModelConfig
 
     def preprocess(self, images) -> torch.Tensor:
         """PIL image(s) -> [B, C, H, W] float, normalized with the config's mean and std.
@@ -275,7 +290,7 @@ class ViTRM(nn.Module, Preprocessing):
     def __init__(self, config: ViTRMConfig):
         super().__init__()
         from .config import check_model
-        check_model(config)          # raises ConfigError (a ValueError) naming the broken rule
+        check_model(config, "vitrm")  # raises ConfigError (a ValueError) naming the broken rule
         self.config = config
         T, D = config.num_tokens, config.dim
         self.tokenizer = make_tokenizer(config)

@@ -56,7 +56,7 @@ from .data import (
     load_split,
     train_val_split,
 )
-from .model import ViTRMConfig, num_parameters
+from .model import ModelConfig, ViTRMConfig, num_parameters
 
 STATE_WEIGHTS = "train_state.safetensors"
 STATE_JSON = "train_state.json"
@@ -70,7 +70,7 @@ LOG_FIELDS = ["epoch", "train_loss", "train_ce", "train_halt_bce", "train_top1",
 
 @dataclass
 class TrainConfig:
-    model: ViTRMConfig = field(default_factory=ViTRMConfig)
+    model: ModelConfig = field(default_factory=ViTRMConfig)   # or ViTConfig, CNNConfig: its "arch" says
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     data: str = "cifar10"
     data_dir: str = "data"
@@ -100,7 +100,7 @@ class TrainConfig:
     amp: bool = True                # bfloat16 autocast, only where a GPU is present
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"model": self.model.to_dict()}   # with its "arch"
 
 
 def _set_dotted(raw: dict, dotted: str, value) -> None:
@@ -117,7 +117,9 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfi
     """Read a YAML or JSON config and apply ``KEY=VALUE`` overrides (values parsed as YAML).
 
     A config may name another as its ``base:`` (a path relative to it): the base is read first and
-    the file's own keys override it, nested sections key by key. A run's train_config.json is a
+    the file's own keys override it, nested sections key by key, except a ``model`` section that
+    names another architecture than its base's: it replaces the base's section, whose keys that
+    architecture would not read. A run's train_config.json is a
     config too (its recorded command aside), so a run can be repeated from its record.
     """
     import yaml
@@ -159,8 +161,18 @@ def _merged(base: dict, override: dict) -> dict:
     """``override`` over ``base``; where both hold a section (a mapping), merged key by key."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _switches_model(key, out[key], value):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
     return out
+
+
+def _switches_model(key: str, base: dict, override: dict) -> bool:
+    """A model section of another architecture replaces its base's rather than inheriting keys the
+    new architecture does not read (a ViT has no latent_updates)."""
+    base_arch = base.get("arch", "vitrm")
+    return key == "model" and override.get("arch", base_arch) != base_arch
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from vitrm import ViTRMConfig
+from vitrm import ModelConfig, ViTRMConfig
 
 from ..text import md
 
@@ -19,9 +19,8 @@ def tokenizer_text(cfg: ViTRMConfig) -> str:
     return f"{cfg.patch_size}x{cfg.patch_size} patches, linear embedding"
 
 
-def diagram(cfg: ViTRMConfig, parameters: int) -> str:
+def diagram(cfg: ModelConfig, parameters: int) -> str:
     """Graphviz DOT source of the model; every number comes from ``cfg``."""
-    t, d = cfg.num_tokens, cfg.dim
     if cfg.arch != "vitrm":
         body = (f"{cfg.layers} unshared transformer layers" if cfg.arch == "vit"
                 else f"residual CNN, widths {list(cfg.cnn_widths)}")
@@ -30,6 +29,7 @@ def diagram(cfg: ViTRMConfig, parameters: int) -> str:
   net [label="{body}\\n{parameters:,} parameters"];
   out [label="class logits ({cfg.num_classes})"];
   img -> net -> out; }}"""
+    t, d = cfg.num_tokens, cfg.dim
     latent_tokens = 2 * t + 1 if cfg.combine == "concat" else t + 1
     latent_input = "[y, x, z]" if cfg.combine == "concat" else "[y, x + z]"
     return f"""digraph {{
@@ -58,7 +58,7 @@ def diagram(cfg: ViTRMConfig, parameters: int) -> str:
 }}"""
 
 
-def facts_table(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int]) -> pd.DataFrame:
+def facts_table(cfg: ModelConfig, parameters: int, by_part: dict[str, int]) -> pd.DataFrame:
     """``by_part``: parameter counts per part in words (``vitrm.analysis.parameters_by_part``)."""
     rows = [("parameters", f"{parameters:,}")]
     rows += [(f"  in the {part}", f"{n:,}") for part, n in sorted(by_part.items(), key=lambda kv: -kv[1])]
@@ -72,7 +72,7 @@ def facts_table(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int]) -> p
     return pd.DataFrame(rows, columns=["", "value"])
 
 
-def draw_how_it_works(cfg: ViTRMConfig, parameters: int, by_part: dict[str, int], name: str) -> None:
+def draw_how_it_works(cfg: ModelConfig, parameters: int, by_part: dict[str, int], name: str) -> None:
     st.graphviz_chart(diagram(cfg, parameters), width="stretch")
     st.caption(f"Drawn from the configuration of {md(name)}. Solid arrows carry data; dotted lines show that both "
                "updates use the same block f.")
