@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import vitrm
-from vitrm import CheckpointError, CompactCNN, ViT, ViTRM, ViTRMConfig, vit_config_for
+from vitrm import CheckpointError, CNNConfig, CompactCNN, ViT, ViTConfig, ViTRM, ViTRMConfig, vit_config_for
 from vitrm.checkpoint import MAX_PARAMETERS, estimate_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ MODELS = {
     "vitrm-add-conv": lambda: ViTRM(tiny(combine="add", tokenizer="conv")),
     "vitrm-concat-conv": lambda: ViTRM(tiny(combine="concat", tokenizer="conv")),
     "vit": lambda: ViT(vit_config_for(tiny(layers=1))),
-    "cnn": lambda: CompactCNN(tiny(arch="cnn", cnn_widths=(8, 16))),
+    "cnn": lambda: CompactCNN(CNNConfig(cnn_widths=(8, 16))),
 }
 
 
@@ -103,6 +103,34 @@ def test_config_json_carries_class_names_normalization_and_steps(tmp_path):
     raw = json.loads((path / "config.json").read_text())
     assert raw["class_names"] == list("abcdefghij")
     assert raw["mean"] == [0.1, 0.2, 0.3] and raw["trained_steps"] == 5 and raw["arch"] == "vitrm"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_config_json_holds_only_the_keys_its_architecture_reads(name, tmp_path):
+    path, model = saved(tmp_path, make=MODELS[name])
+    raw = json.loads((path / "config.json").read_text())
+    assert set(raw) == type(model.config).field_names() | {"arch"}
+    assert vitrm.read_config(path) == model.config
+
+
+@pytest.mark.parametrize("arch, key", [("cnn", "dim"), ("cnn", "trained_steps"), ("vit", "latent_updates"),
+                                       ("vit", "combine"), ("vitrm", "cnn_widths")])
+def test_a_key_its_architecture_does_not_read_is_refused_by_name(arch, key, tmp_path):
+    # A baseline saved when one config class served every architecture carried them all; such a
+    # config.json is refused, naming the key, rather than quietly ignoring what it says.
+    path, _ = saved(tmp_path, make=MODELS[arch] if arch in MODELS else MODELS["vitrm-add-conv"])
+    _config_with(path, **{key: getattr(ViTRMConfig(), key, None) or [8]})
+    with pytest.raises(CheckpointError, match=rf"config.json: unknown keys \['{key}'\] for a {arch} model"):
+        vitrm.load(path)
+
+
+def test_a_config_built_in_code_must_be_its_models_own():
+    with pytest.raises(ValueError, match="expected a ViTConfig, got ViTRMConfig"):
+        ViT(tiny())
+    with pytest.raises(ValueError, match="expected a ViTRMConfig, got CNNConfig"):
+        ViTRM(CNNConfig())
+    with pytest.raises(TypeError):
+        ViTConfig(latent_updates=1)
 
 
 def test_saving_again_keeps_the_other_files_of_the_directory(tmp_path):
@@ -233,7 +261,7 @@ BAD_CHECKPOINTS = {
         (10**9).to_bytes(8, "little") + b"{}"), "model.safetensors", "corrupt"),
     "weights for another width": (lambda p: _config_with(p, dim=64), "model.safetensors", "config.json implies"),
     "weights of another architecture": (lambda p: (p / "model.safetensors").write_bytes(
-        _weights_of(lambda: CompactCNN(tiny(arch="cnn", cnn_widths=(8,))))), "model.safetensors", "do not match"),
+        _weights_of(lambda: CompactCNN(CNNConfig(cnn_widths=(8,))))), "model.safetensors", "do not match"),
     "weights in another dtype": (lambda p: (p / "model.safetensors").write_bytes(
         _weights_of(lambda: ViTRM(tiny(combine="concat")).double())), "model.safetensors", "float64"),
     "shape-compatible config edit": (lambda p: _config_with(p, heads=4), "model.safetensors", "different config.json"),
@@ -363,6 +391,13 @@ MALICIOUS_CONFIGS = {
     "no latent updates": (dict(latent_updates=0), "latent_updates"),
     "unknown combine": (dict(combine="xor"), "combine"),
     "empty cnn": (dict(arch="cnn", cnn_widths=[]), "cnn_widths"),
+    "cnn width of zero": (dict(arch="cnn", cnn_widths=[8, 0]), "cnn_widths"),
+    "cnn budget exceeded": (dict(arch="cnn", cnn_widths=[4096] * 8), "parameters, over the limit"),
+    "vit budget exceeded": (dict(arch="vit", dim=4096, heads=64, layers=512, mlp_ratio=16.0),
+                            "parameters, over the limit"),
+    "too many tokens for a vit": (dict(arch="vit", dim=4, heads=1, layers=1, image_size=1024, patch_size=1),
+                                  "tokens per image"),
+    "vit dim not divisible by heads": (dict(arch="vit", dim=30, heads=4), "not divisible by heads"),
     "too many tokens for few weights": (dict(dim=4, heads=1, layers=1, image_size=1024, patch_size=1),
                                         "tokens per image"),
     "attention maps of terabytes": (dict(dim=64, heads=64, layers=64, latent_updates=64, image_size=256,
@@ -376,7 +411,7 @@ MALICIOUS_CONFIGS = {
 @pytest.mark.parametrize("case", MALICIOUS_CONFIGS)
 def test_a_malicious_config_is_refused_with_a_clear_error(case, tmp_path):
     changes, words = MALICIOUS_CONFIGS[case]
-    path, _ = saved(tmp_path)
+    path, _ = saved(tmp_path, make=MODELS.get(changes.get("arch"), MODELS["vitrm-concat-patch"]))
     _config_with(path, **changes)
     with pytest.raises(CheckpointError) as caught:
         vitrm.load(path)
@@ -407,13 +442,13 @@ def test_the_parameter_estimate_tracks_the_real_count():
 def test_a_trillion_parameter_config_fails_fast_and_allocates_nothing_big(tmp_path):
     path, _ = saved(tmp_path)
     code = textwrap.dedent(f"""
-        import json, sys, tracemalloc
+        import dataclasses, json, sys, tracemalloc
         from tests.oddfiles import peak_rss_mb, rss_mb
         import vitrm
         from vitrm.checkpoint import estimate_parameters
-        from vitrm import ViTRMConfig
         path = {str(path)!r}
         raw = json.load(open(path + "/config.json"))
+        config = vitrm.read_config(path)
         results = {{}}
         rss_before = rss_mb()
         tracemalloc.start()
@@ -421,7 +456,7 @@ def test_a_trillion_parameter_config_fails_fast_and_allocates_nothing_big(tmp_pa
             "out of range": dict(dim=2**17, heads=64, layers=64),
             "in range": dict(dim=4096, heads=64, layers=512, mlp_ratio=16.0, image_size=1024, patch_size=1),
         }}.items():
-            asked = estimate_parameters(ViTRMConfig(**{{**raw, **changes}}))
+            asked = estimate_parameters(dataclasses.replace(config, **changes))
             json.dump({{**raw, **changes}}, open(path + "/config.json", "w"))
             try:
                 vitrm.load(path)
