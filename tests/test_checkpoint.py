@@ -19,6 +19,7 @@ from PIL import Image
 import vitrm
 from vitrm import CheckpointError, CNNConfig, CompactCNN, ViT, ViTConfig, ViTRM, ViTRMConfig, vit_config_for
 from vitrm.checkpoint import MAX_PARAMETERS, estimate_parameters
+from vitrm.config import LEGACY_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,13 +115,33 @@ def test_config_json_holds_only_the_keys_its_architecture_reads(name, tmp_path):
 
 
 @pytest.mark.parametrize("arch, key", [("cnn", "dim"), ("cnn", "trained_steps"), ("vit", "latent_updates"),
-                                       ("vit", "combine"), ("vitrm", "cnn_widths")])
+                                       ("vit", "combine"), ("vit", "cnn_widths")])
 def test_a_key_its_architecture_does_not_read_is_refused_by_name(arch, key, tmp_path):
-    # A baseline saved when one config class served every architecture carried them all; such a
-    # config.json is refused, naming the key, rather than quietly ignoring what it says.
-    path, _ = saved(tmp_path, make=MODELS[arch] if arch in MODELS else MODELS["vitrm-add-conv"])
-    _config_with(path, **{key: getattr(ViTRMConfig(), key, None) or [8]})
+    # A CNN config with a width, a ViT's with latent updates: refused, naming the key, rather than
+    # quietly ignoring what it says.
+    path, _ = saved(tmp_path, make=MODELS[arch])
+    _config_with(path, **{key: [8] if key == "cnn_widths" else getattr(ViTRMConfig(), key)})
     with pytest.raises(CheckpointError, match=rf"config.json: unknown keys \['{key}'\] for a {arch} model"):
+        vitrm.load(path)
+
+
+def _legacy_layout(config) -> dict:
+    """``config`` as the one config class that served every architecture wrote it: every field of
+    every architecture (the ones this architecture ignores at that class's defaults)."""
+    everything = {**CNNConfig().to_dict(), **ViTRMConfig().to_dict(), **config.to_dict()}
+    return {k: v for k, v in everything.items() if k in LEGACY_FIELDS}
+
+
+@pytest.mark.parametrize("name", ["vitrm-add-conv", "vit", "cnn"])
+def test_a_config_json_in_the_former_single_layout_is_read_as_its_architectures(name, tmp_path):
+    # The runs and checkpoints written before each architecture had its own config (every shipped
+    # ViTRM's among them) name every field of every architecture; the ones it does not read are dropped.
+    path, model = saved(tmp_path, make=MODELS[name])
+    _write_json(path / "config.json", _legacy_layout(model.config))
+    assert vitrm.load(path).config == model.config
+    # One field short of that layout, it is a config of today, and the foreign keys are errors.
+    _write_json(path / "config.json", {k: v for k, v in _legacy_layout(model.config).items() if k != "mean"})
+    with pytest.raises(CheckpointError, match=f"unknown keys .* for a {model.config.arch} model"):
         vitrm.load(path)
 
 

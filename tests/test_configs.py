@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vitrm import CNNConfig, ViTConfig, ViTRMConfig
 from vitrm.train import ConfigError, load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,51 @@ def test_a_base_merges_nested_sections_and_the_file_wins(tmp_path):
     (tmp_path / "stage.yaml").write_text("base: base.yaml\nlr: 0.002\nmodel: {heads: 2}\n")
     cfg = load_train_config(str(tmp_path / "stage.yaml"), ["epochs=5"])
     assert (cfg.epochs, cfg.lr, cfg.model.dim, cfg.model.heads) == (5, 0.002, 64, 2)
+
+
+def test_a_model_section_of_another_architecture_replaces_its_bases(tmp_path):
+    # A ViT reads no latent_updates: the base's ViTRM section does not leak into it.
+    (tmp_path / "base.yaml").write_text("model: {dim: 64, heads: 4, latent_updates: 1, combine: add}\n")
+    (tmp_path / "vit.yaml").write_text("base: base.yaml\nmodel: {arch: vit, layers: 6}\n")
+    (tmp_path / "vitrm.yaml").write_text("base: base.yaml\nmodel: {arch: vitrm, layers: 6}\n")
+    assert load_train_config(str(tmp_path / "vit.yaml")).model == ViTConfig(layers=6)
+    assert load_train_config(str(tmp_path / "vitrm.yaml")).model == ViTRMConfig(
+        dim=64, heads=4, latent_updates=1, combine="add", layers=6)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["model.arch=cnn", "model.dim=64"], "model: unknown keys ['dim'] for a cnn model"),
+    (["model.arch=vit", "model.latent_updates=2"], "model: unknown keys ['latent_updates'] for a vit model"),
+    (["model.arch=vit", "model.trained_steps=1"], "unknown keys ['trained_steps'] for a vit model"),
+    (["model={arch: vit, layers: two}"], "model.layers must be an integer"),
+    (["model={arch: cnn, cnn_widths: 8}"], "cnn_widths must be a list"),
+    (["model={arch: cnn, cnn_widths: []}"], "cnn_widths must be a non-empty list"),
+    (["model={arch: transformer}"], "unknown architecture 'transformer'"),
+])
+def test_the_command_line_refuses_a_key_the_architecture_does_not_read(overrides, words):
+    with pytest.raises(ConfigError) as caught:
+        load_train_config(None, overrides)
+    assert words in str(caught.value)
+
+
+def test_the_command_line_builds_each_architectures_config():
+    assert load_train_config(None, ["model={arch: cnn, cnn_widths: [8, 16]}"]).model == CNNConfig(cnn_widths=(8, 16))
+    assert load_train_config(None, ["model.arch=vit"]).model == ViTConfig()
+    assert load_train_config(None, ["model.dim=96"]).model == ViTRMConfig(dim=96)
+
+
+@pytest.mark.parametrize("name, checkpoint", [("compare-vit.yaml", "vit-cifar10"), ("compare-cnn.yaml", "cnn-cifar10")])
+def test_the_baselines_configs_resolve_to_their_records_and_the_records_repeat_them(name, checkpoint):
+    record_file = ROOT / "checkpoints" / checkpoint / "train_config.json"
+    record, ours = json.loads(record_file.read_text()), resolved(CONFIGS / name)
+    # The runs predate compare.yaml's ema_decay: 0 (their NOTES.md: the shipped weights are the raw ones)
+    # and the fields added since, which keep their defaults.
+    for key in ("out", "cache_dir", "command", "command_note", "ema_decay"):
+        record.pop(key, None), ours.pop(key, None)
+    ours["model"] = {key: ours["model"][key] for key in record["model"]}
+    assert {key: ours[key] for key in record} == record
+    assert load_train_config(str(record_file)).model == load_train_config(str(CONFIGS / name)).model
+    assert json.loads(record_file.read_text())["command"][4] == f"configs/{name}"
 
 
 def test_a_config_that_is_its_own_base_is_one_clear_error(tmp_path):

@@ -30,7 +30,9 @@ from vitrm.evaluate import MAX_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = tuple(CIFAR10_CLASSES[:3])
-TINY = dict(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=3, class_names=CLASSES)
+LABELS = dict(num_classes=3, class_names=CLASSES)
+TINY = dict(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, **LABELS)
+TINY_CNN = vitrm.CNNConfig(cnn_widths=(8, 16), **LABELS)
 
 
 def run_cli(*args, timeout=300):
@@ -38,9 +40,10 @@ def run_cli(*args, timeout=300):
                           text=True, timeout=timeout)
 
 
-def save_tiny(path, seed=0, **overrides) -> Path:
+def save_tiny(path, seed=0, config=None, **overrides) -> Path:
+    """A tiny ViTRM with ``overrides``, or the model of ``config``, saved at ``path``."""
     torch.manual_seed(seed)
-    vitrm.save(vitrm.build_model(vitrm.ViTRMConfig(**(TINY | overrides))), path)
+    vitrm.save(vitrm.build_model(config or vitrm.ViTRMConfig(**(TINY | overrides))), path)
     return path
 
 
@@ -212,10 +215,10 @@ def test_max_steps_defaults_to_twice_the_trained_count(tmp_path, folder, cache, 
     assert pd.read_csv(ckpt / "predictions.csv.gz")["index"].tolist() == evenly_spaced(21, 5).tolist()
 
 
-@pytest.mark.parametrize("arch, extra", [("vit", dict(layers=2, trained_steps=1, latent_updates=0)),
-                                         ("cnn", dict(cnn_widths=(8, 16), trained_steps=1))])
-def test_a_baseline_has_one_step_and_no_halting(tmp_path, folder, cache, capsys, arch, extra):
-    ckpt = save_tiny(tmp_path / arch, arch=arch, **extra)
+@pytest.mark.parametrize("arch, config", [("vit", vitrm.ViTConfig(dim=16, heads=2, layers=2, **LABELS)),
+                                          ("cnn", TINY_CNN)])
+def test_a_baseline_has_one_step_and_no_halting(tmp_path, folder, cache, capsys, arch, config):
+    ckpt = save_tiny(tmp_path / arch, config=config)
     assert evaluate(ckpt, folder, cache) == 0
     m = vitrm.read_metrics(ckpt)
     assert (m["arch"], m["max_steps"], m["trained_steps"]) == (arch, 1, 1)
@@ -271,7 +274,7 @@ def test_absurd_evaluate_flags_exit_with_one_line(tmp_path, folder, cache, capsy
 
 
 def test_a_baseline_refuses_more_than_one_step(tmp_path, folder, cache, capsys):
-    ckpt = save_tiny(tmp_path / "cnn", arch="cnn", cnn_widths=(8,), trained_steps=1)
+    ckpt = save_tiny(tmp_path / "cnn", config=TINY_CNN)
     err = assert_one_clear_line(evaluate(ckpt, folder, cache, "--max-steps", 3), capsys)
     assert "not recursive" in err
 

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitrm import CompactCNN, ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
+from vitrm import CNNConfig, CompactCNN, ViT, ViTConfig, ViTRM, ViTRMConfig, num_parameters, vit_config_for
+from vitrm.config import parse_model_config
 from vitrm.train import TrainConfig, step_weights, supervision_loss
 
 B, S = 3, 3
@@ -187,14 +188,25 @@ def test_a_lighter_stem_has_fewer_conv_stages_and_a_patch_embedding_for_the_rest
     assert model.embed(torch.randn(2, 3, 32, 32)).shape == (2, 16, 32)
 
 
-def test_the_config_survives_a_dict_round_trip():
-    cfg = tiny(class_names=tuple("abcdefghij"), combine="concat")
-    assert ViTRMConfig(**cfg.to_dict()) == cfg
+@pytest.mark.parametrize("cfg", [ViTRMConfig(class_names=tuple("abcdefghij"), combine="concat"),
+                                 ViTConfig(layers=5, tokenizer="conv", patch_size=8), CNNConfig(cnn_widths=(8, 16))],
+                         ids=["vitrm", "vit", "cnn"])
+def test_each_architectures_config_survives_a_dict_round_trip(cfg):
+    raw = cfg.to_dict()
+    assert raw["arch"] == cfg.arch and set(raw) == type(cfg).field_names() | {"arch"}
+    assert parse_model_config(raw) == cfg
 
 
 def test_the_effective_depth_counts_every_layer_application():
     cfg = tiny(trained_steps=4, latent_updates=2, layers=3)
     assert cfg.effective_depth == 4 * (2 + 1) * 3
+    assert ViTConfig(layers=7).effective_depth == 7 and CNNConfig().effective_depth == 0
+
+
+def test_the_baselines_configs_hold_only_what_they_read_and_answer_in_one_step():
+    assert {"latent_updates", "combine", "trained_steps", "cnn_widths"}.isdisjoint(ViTConfig.field_names())
+    assert {"dim", "heads", "layers", "tokenizer", "trained_steps"}.isdisjoint(CNNConfig.field_names())
+    assert ViTConfig().trained_steps == CNNConfig().trained_steps == 1
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -325,7 +337,7 @@ def test_the_vit_baseline_has_one_layer_per_effective_depth():
 def baseline_models():
     torch.manual_seed(0)
     cfg = tiny(trained_steps=1, latent_updates=1, layers=1)
-    return [ViT(vit_config_for(cfg)).eval(), CompactCNN(tiny(arch="cnn", cnn_widths=(8, 16))).eval()]
+    return [ViT(vit_config_for(cfg)).eval(), CompactCNN(CNNConfig(cnn_widths=(8, 16))).eval()]
 
 
 @pytest.mark.parametrize("model", baseline_models(), ids=["vit", "cnn"])

@@ -376,8 +376,8 @@ def test_a_cnns_ema_weights_get_batchnorm_statistics_of_their_own(tmp_path, fold
     from vitrm.analysis import normalize
     from vitrm.data import load_split, train_val_split
     out = tmp_path / "cnn"
-    done = run_cli(train_args(folder, out, cache, 2, "model.arch=cnn", "model.trained_steps=1",
-                              "model.cnn_widths=[8,16]", "ema_decay=0.9"))
+    # The whole model section, set at once, replaces the tiny ViTRM's: a CNN reads none of its keys.
+    done = run_cli(train_args(folder, out, cache, 2, "model={arch: cnn, cnn_widths: [8, 16]}", "ema_decay=0.9"))
     assert done.returncode == 0, done.stderr
     saved = vitrm.load(out)
     train, _ = train_val_split(load_split(f"imagefolder:{folder}", "train", cache_dir=cache), 6)

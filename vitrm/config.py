@@ -13,6 +13,13 @@ A key the architecture does not read is refused, not ignored: a CNN config with 
 a ViT config with ``latent_updates``, says something its model would not do. A config without
 ``arch`` is a ViTRM's.
 
+One exception, read-only: before each architecture had its own class, one config class served
+them all, and every config it wrote (config.json, a run's train_config.json, the config saved
+with the weights) names every one of its fields (``LEGACY_FIELDS``; ``conv_stages`` came later).
+A config that names all of them is read in that layout: the fields its architecture does not
+read are dropped, as that code ignored them. Anything short of the whole layout is a config of
+today, where such a field is an error.
+
 Three callers, one set of rules:
 
 * ``vitrm.load`` (``checkpoint.config_from_dict``) parses untrusted ``config.json``:
@@ -47,6 +54,10 @@ INT_RANGES = {
     "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8),
 }
 LIST_TYPES = {"class_names": str, "mean": (int, float), "std": (int, float), "cnn_widths": int}
+# Every field of the one config class that served all architectures before each had its own.
+LEGACY_FIELDS = frozenset({
+    "arch", "image_size", "in_channels", "num_classes", "tokenizer", "patch_size", "dim", "heads", "mlp_ratio",
+    "layers", "latent_updates", "combine", "trained_steps", "dropout", "cnn_widths", "class_names", "mean", "std"})
 
 
 class ConfigError(UserError, ValueError):
@@ -78,15 +89,23 @@ def parse_model_config(raw: object):
         raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
     arch = raw.get("arch", "vitrm")
     cls = config_class(arch)
-    unknown = set(raw) - {"arch"} - cls.field_names()
+    _check_types(raw)
+    read = cls.field_names()
+    if is_legacy(raw):
+        raw = {k: v for k, v in raw.items() if k in read}
+    unknown = set(raw) - {"arch"} - read
     if unknown:
         raise ConfigError(f"unknown keys {sorted(unknown)} for a {arch} model; "
-                          f"its keys are {sorted(cls.field_names() | {'arch'})}")
-    _check_types(raw)
+                          f"its keys are {sorted(read | {'arch'})}")
     cfg = cls(**{k: v for k, v in raw.items() if k != "arch"})
     check_model(cfg)
     check_budget(cfg)
     return cfg
+
+
+def is_legacy(raw: dict) -> bool:
+    """Whether ``raw`` is in the layout of the former single config class (see the module docstring)."""
+    return LEGACY_FIELDS <= set(raw) <= LEGACY_FIELDS | {"conv_stages"}
 
 
 def _check_types(raw: dict) -> None:
