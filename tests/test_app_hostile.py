@@ -328,3 +328,13 @@ def test_the_uploads_of_sessions_that_have_ended_are_freed(monkeypatch):
     assert release_departed_sessions() == 1
     assert sorted(store.file_storage) == ["here", "waiting-to-reconnect"]
     assert store.get_files("gone", ["gone-1"]) == [] and len(store.get_files("here", ["here-1"])) == 1
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:9/x", "HTTPS://127.0.0.1:9", "www.localhost", "user@127.0.0.1",
+                                     "see <http://127.0.0.1:9>", "ftp://127.0.0.1/f", "mailto:user@127.0.0.1"])
+def test_a_bare_address_in_an_outside_string_cannot_become_a_link(address):
+    """Streamlit's markdown links bare addresses after escapes are resolved (tests/test_browser_hostile.py saw
+    it): what md() gives, read as the browser reads it, matches none of GitHub markdown's autolink patterns."""
+    shown = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md(address))          # the escapes resolved
+    assert not re.search(r"(?i)(https?://|www\.|[-.\w+]@[-\w]+\.)", shown), repr(shown)
+    assert shown.replace("\u2060", "") == address, "only invisible joiners were added"
