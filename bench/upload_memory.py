@@ -95,15 +95,15 @@ class Sampler(threading.Thread):
         self.pid, self.period = pid, period
         self.phase = "start"
         self.samples: list[tuple[float, str, int]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.samples.append((time.perf_counter(), self.phase, rss_bytes(self.pid)))
-            self._stop.wait(self.period)
+            self._halt.wait(self.period)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
     def peak(self, phases: set[str] | None = None) -> int:
@@ -234,7 +234,10 @@ def main() -> None:
         has_weights = (FLAGSHIP / "model.safetensors").is_file()
         root, _, described = checkpoints_root(FLAGSHIP if has_weights else None, tmp)
         env = {"VITRM_CHECKPOINTS": str(root), "OMP_NUM_THREADS": "1",
-               "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(args.ttl)}
+               "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(args.ttl),
+               # A browser answers the server's websocket pings at any time; this client only while it reads,
+               # and a 19 MB upload on a busy machine can outlast the ping timeout.
+               "STREAMLIT_SERVER_WEBSOCKET_PING_INTERVAL": "600"}
         log = tmp / "streamlit.log"
         began = time.perf_counter()
         with serve_process(log, env=env, timeout=600) as (url, process):
