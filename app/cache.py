@@ -139,18 +139,31 @@ class PreparedImage:
 
 @st.cache_data(max_entries=128, show_spinner="Decoding the image…")
 def prepare_image(key: str, name: str, sizes: tuple[int, ...], label: str | None, _data: bytes) -> PreparedImage:
-    """Decode once (``key`` is the content hash); keep a thumbnail and the model inputs."""
+    """Decode once (``key`` is the content hash); keep a thumbnail and the model inputs.
+
+    The full-size image lives only inside a decode slot (``vitrm.decode_slot``), so that a class uploading
+    large images together holds at most the library's cap of full-size images at once.
+    """
     source = io.BytesIO(_data)
     source.name = name          # so the library's message names the file
-    try:
-        image = vitrm.load_image(source)
-    except vitrm.InvalidImageError as e:
-        return PreparedImage(name=name, digest=key, label=label, error=str(e))
-    pixels = {s: to_model_input(image, s).permute(1, 2, 0).numpy() for s in sizes}
-    thumbnail = image.copy()
-    thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
-    return PreparedImage(name=name, digest=key, label=label, thumbnail=thumbnail,
-                         original_size=image.size, pixels=pixels)
+    with vitrm.decode_slot():
+        try:
+            image = vitrm.load_image(source)
+        except vitrm.InvalidImageError as e:
+            return PreparedImage(name=name, digest=key, label=label, error=str(e))
+        pixels = {s: to_model_input(image, s).permute(1, 2, 0).numpy() for s in sizes}
+        return PreparedImage(name=name, digest=key, label=label, thumbnail=_thumbnail(image),
+                             original_size=image.size, pixels=pixels)
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    """At most THUMBNAIL pixels on the longest side, made without a full-size copy (Image.thumbnail copies)."""
+    w, h = image.size
+    if max(w, h) <= THUMBNAIL:
+        return image
+    scale = THUMBNAIL / max(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC,
+                        reducing_gap=2.0)
 
 
 # --------------------------------------------------------------------------- traces

@@ -62,6 +62,7 @@ def _store_uploads() -> None:
     st.session_state["uploads"] = [(f.name, f.getvalue()) for f in kept]
     st.session_state["uploads_dropped"] = [plain(f.name) for f in dropped]
     _release(dropped)
+    release_departed_sessions()
     st.session_state["explore_newest_upload"] = True
 
 
@@ -74,6 +75,29 @@ def _release(files) -> None:
         return
     for f in files:
         ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=f.file_id)
+
+
+def release_departed_sessions() -> int:
+    """Free the uploads of sessions that have ended; how many sessions' files were freed.
+
+    Streamlit keeps a session that left for its reconnect window (``server.disconnectedSessionTTL``,
+    two minutes) and then forgets it, but not the files it uploaded: its upload store keeps them by
+    session id until the server stops. So every class that leaves would leave its uploads in memory for
+    good. At each upload, the files of every session the runtime no longer knows are dropped. (Reads the
+    runtime's session manager, which Streamlit does not export: if that changes, nothing is freed.)
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    if not Runtime.exists():
+        return 0
+    runtime = Runtime.instance()
+    store, sessions = runtime.uploaded_file_mgr, getattr(runtime, "_session_mgr", None)
+    if not isinstance(store, MemoryUploadedFileManager) or not hasattr(sessions, "get_session_info"):
+        return 0
+    departed = [s for s in list(store.file_storage) if sessions.get_session_info(s) is None]
+    for session_id in departed:
+        store.remove_session_files(session_id)
+    return len(departed)
 
 
 def _store_photo() -> None:

@@ -19,6 +19,7 @@ Never ``unsafe_allow_html``; never an outside string inside a Plotly ``hovertemp
 
 from __future__ import annotations
 
+import re
 import string
 
 MAX_CHARS = 120
@@ -31,6 +32,9 @@ _LINE_BREAKS = {0x2028, 0x2029, 0x85}
 # escaping all of them covers Streamlit's extensions too (":red[...]", "$...$" for LaTeX, "~~").
 _MARKDOWN_SPECIAL = {c: "\\" + c for c in string.punctuation}
 _PLOTLY_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|xmpp|www)(?=[:.])")
+_JOINER = r"\1" + _WORD_JOINER
 
 
 def plain(value: object, limit: int | None = MAX_CHARS) -> str:
@@ -53,8 +57,18 @@ def plain(value: object, limit: int | None = MAX_CHARS) -> str:
 def md(value: object, limit: int | None = MAX_CHARS) -> str:
     """``value`` for Streamlit markdown: :func:`plain`, then every punctuation character escaped, so that
     links, images, emphasis, HTML, code spans, headings, lists, colour directives and LaTeX all show as
-    the characters they are made of."""
-    return "".join(_MARKDOWN_SPECIAL.get(c, c) for c in plain(value, limit))
+    the characters they are made of; and bare addresses are kept from becoming links (:func:`_unlinkable`)."""
+    return "".join(_MARKDOWN_SPECIAL.get(c, c) for c in _unlinkable(plain(value, limit)))
+
+
+def _unlinkable(text: str) -> str:
+    """``text`` with an invisible word joiner inside every bare address.
+
+    Streamlit's markdown (GitHub's dialect) turns bare ``http://...``, ``www....`` and ``name@host.tld``
+    into links after escapes are resolved, so backslashes cannot stop it: a joiner after the scheme or
+    "www" and before "@" breaks the pattern and shows nothing. (Found by tests/test_browser_hostile.py.)
+    """
+    return _AUTOLINK.sub(_JOINER, text).replace("@", _WORD_JOINER + "@")
 
 
 def plotly(value: object, limit: int | None = MAX_CHARS) -> str:

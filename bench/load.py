@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -57,11 +58,12 @@ def checkpoints_root(requested: Path | None, tmp: Path) -> tuple[Path, Path, str
     if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
         if requested is None:
             return path.parent, path, f"{path.relative_to(ROOT)} (its weights as they were when loaded)"
-        # Alone in a root of its own, so that it is the app's default selection.
+        # A copy, alone in a root of its own, so that it is the app's default selection (a symlink pointing
+        # out of the root would not be listed) and a training run writing new weights cannot swap it.
         root = tmp / "checkpoints"
         root.mkdir()
-        (root / path.name).symlink_to(path.resolve(), target_is_directory=True)
-        return root, root / path.name, str(path)
+        shutil.copytree(path, root / path.name, ignore=shutil.ignore_patterns("train_state.*"))
+        return root, root / path.name, f"{path} (a copy of its weights as they were when the run started)"
     if requested is not None:
         raise SystemExit(f"{requested}: no model.safetensors and config.json")
     raw = json.loads((FLAGSHIP / "train_config.json").read_text())["model"]

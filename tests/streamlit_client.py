@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "main.py"
 
 # A run ends with one of these; FINISHED_EARLY_FOR_RERUN (st.rerun) is followed by another run.
+XSRF_COOKIE = "_streamlit_xsrf"
 _FINAL = {ForwardMsg.FINISHED_SUCCESSFULLY: "success", ForwardMsg.FINISHED_WITH_COMPILE_ERROR: "compile error"}
 
 
@@ -116,45 +118,90 @@ def open_page(url: str, query: str = "", page: str = "", timeout: float = 120.0)
     page's URL path name ("" for the default page). Raises TimeoutError when the run does not
     finish within ``timeout`` seconds and ServerError on anything the protocol does not allow.
     """
-    ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/") + "/_stcore/stream"
     start = time.perf_counter()
-    deadline = start + timeout
-    try:
-        ws = websocket.create_connection(ws_url, timeout=timeout, subprotocols=["streamlit"])
-    except (OSError, websocket.WebSocketException) as e:
-        raise ServerError(f"cannot open {ws_url}: {e}") from e
-    try:
+    with Session(url, timeout) as session:
+        result = session.run(query=query, page=page, timeout=timeout - (time.perf_counter() - start))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class Session:
+    """One browser tab's session, kept open: script runs with widget values, and uploads.
+
+    A widget's value is sent as the browser sends it, a ``WidgetState`` keyed by the widget's id
+    (the ``id`` of its element in an earlier :class:`Page`); every run sends all the values given
+    so far, as the browser does. :meth:`upload` asks for an upload URL over the websocket
+    (``file_urls_request``) and PUTs the file there with the server's XSRF cookie as its header,
+    as the file uploader does; the returned ``UploadedFileInfo`` goes into a later run's value
+    of that uploader (:meth:`uploader_state`).
+    """
+
+    def __init__(self, url: str, timeout: float = 120.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.widgets: dict[str, object] = {}         # widget id -> WidgetState
+        self.session_id = ""
+        self._requests = 0
+        self._xsrf: str | None = None
+        ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/_stcore/stream"
+        try:
+            self.ws = websocket.create_connection(ws_url, timeout=timeout, subprotocols=["streamlit"])
+        except (OSError, websocket.WebSocketException) as e:
+            raise ServerError(f"cannot open {ws_url}: {e}") from e
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close()
+
+    def _receive(self, deadline: float, messages: int):
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise TimeoutError(f"no answer within {self.timeout} s ({messages} messages received)")
+        self.ws.settimeout(remaining)
+        try:
+            data = self.ws.recv()
+        except websocket.WebSocketTimeoutException as e:
+            raise TimeoutError(f"no answer within {self.timeout} s ({messages} messages received)") from e
+        except websocket.WebSocketConnectionClosedException as e:
+            raise ServerError(f"the server closed the websocket after {messages} messages") from e
+        if isinstance(data, str):
+            raise ServerError(f"text frame from the server: {data[:200]!r}")
+        msg = ForwardMsg.FromString(data)
+        if msg.WhichOneof("type") == "ref_hash":
+            raise ServerError("the server sent a cached-message reference that this client never asked for")
+        return msg
+
+    def set_widget(self, state) -> None:
+        """Send ``state`` (a streamlit.proto WidgetState) with every later run."""
+        self.widgets[state.id] = state
+
+    def run(self, query: str = "", page: str = "", timeout: float | None = None) -> Page:
+        """Run the page once with the widget values set so far; what it drew."""
+        start = time.perf_counter()
+        deadline = start + (timeout or self.timeout)
         request = BackMsg()
         request.rerun_script.query_string = query
         request.rerun_script.page_name = page
-        ws.send_binary(request.SerializeToString())
+        for state in self.widgets.values():
+            request.rerun_script.widget_states.widgets.append(state)
+        self.ws.send_binary(request.SerializeToString())
 
         found: dict[tuple[int, ...], Element] = {}
-        blocks: set[tuple[int, ...]] = set()
-        messages, compile_error, session_id, query_string = 0, None, "", query
+        messages, compile_error, query_string = 0, None, query
         while True:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                raise TimeoutError(f"no script_finished within {timeout} s ({messages} messages received)")
-            ws.settimeout(remaining)
-            try:
-                data = ws.recv()
-            except websocket.WebSocketTimeoutException as e:
-                raise TimeoutError(f"no script_finished within {timeout} s ({messages} messages received)") from e
-            except websocket.WebSocketConnectionClosedException as e:
-                raise ServerError(f"the server closed the websocket after {messages} messages") from e
-            if isinstance(data, str):
-                raise ServerError(f"text frame from the server: {data[:200]!r}")
-            msg = ForwardMsg.FromString(data)
+            msg = self._receive(deadline, messages)
             messages += 1
             kind = msg.WhichOneof("type")
-            if kind == "ref_hash":
-                raise ServerError("the server sent a cached-message reference that this client never asked for")
             if kind == "new_session":
                 if msg.new_session.initialize.session_id:
-                    session_id = msg.new_session.initialize.session_id
+                    self.session_id = msg.new_session.initialize.session_id
                 found.clear()          # a full run redraws the page from the top
-                blocks.clear()
             elif kind == "page_info_changed":
                 query_string = msg.page_info_changed.query_string
             elif kind == "delta":
@@ -166,18 +213,85 @@ def open_page(url: str, query: str = "", page: str = "", timeout: float = 120.0)
                 if what == "new_element":
                     el_kind, text = element_text(msg.delta.new_element)
                     found[path] = Element(path, el_kind, text, getattr(msg.delta.new_element, el_kind))
-                elif what == "add_block":
-                    blocks.add(path)
             elif kind == "session_event" and msg.session_event.WhichOneof("type") == "script_compilation_exception":
                 e = msg.session_event.script_compilation_exception
                 compile_error = f"{e.type}: {e.message}"
             elif kind == "script_finished" and msg.script_finished in _FINAL:
                 return Page(status=_FINAL[msg.script_finished], seconds=time.perf_counter() - start,
                             elements=[found[p] for p in sorted(found)], messages=messages,
-                            compile_error=compile_error, session_id=session_id, query_string=query_string)
-    finally:
-        with contextlib.suppress(Exception):
-            ws.close()
+                            compile_error=compile_error, session_id=self.session_id, query_string=query_string)
+
+    def _xsrf_cookie(self) -> str | None:
+        """The XSRF cookie the server sets with its health check (None when XSRF protection is off)."""
+        if self._xsrf is None:
+            with urllib.request.urlopen(self.url + "/_stcore/health", timeout=self.timeout) as r:
+                for header in r.headers.get_all("Set-Cookie") or []:
+                    name, _, rest = header.partition("=")
+                    if name.strip() == XSRF_COOKIE:
+                        self._xsrf = rest.split(";", 1)[0]
+            self._xsrf = self._xsrf or ""
+        return self._xsrf or None
+
+    def upload(self, name: str, data: bytes, content_type: str = "application/octet-stream"):
+        """Upload one file as the file uploader does; its ``UploadedFileInfo``."""
+        from streamlit.proto.Common_pb2 import UploadedFileInfo
+
+        if not self.session_id:
+            raise ServerError("run the page once before uploading: the session has no id yet")
+        self._requests += 1
+        request = BackMsg()
+        request.file_urls_request.request_id = str(self._requests)
+        request.file_urls_request.session_id = self.session_id
+        request.file_urls_request.file_names.append(name)
+        self.ws.send_binary(request.SerializeToString())
+        deadline, messages = time.perf_counter() + self.timeout, 0
+        while True:
+            msg = self._receive(deadline, messages)
+            messages += 1
+            if msg.WhichOneof("type") == "file_urls_response" and msg.file_urls_response.response_id == str(
+                    self._requests):
+                break
+        if msg.file_urls_response.error_msg:
+            raise ServerError(f"no upload URL for {name}: {msg.file_urls_response.error_msg}")
+        urls = msg.file_urls_response.file_urls[0]
+        boundary = f"----vitrm{os.urandom(8).hex()}"
+        body = b"".join([f"--{boundary}\r\n".encode(),
+                         f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'.encode(),
+                         f"Content-Type: {content_type}\r\n\r\n".encode(), data,
+                         f"\r\n--{boundary}--\r\n".encode()])
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        cookie = self._xsrf_cookie()
+        if cookie:
+            headers.update({"X-Xsrftoken": cookie, "Cookie": f"{XSRF_COOKIE}={cookie}"})
+        put = urllib.request.Request(self.url + urls.upload_url, data=body, headers=headers, method="PUT")
+        try:
+            with urllib.request.urlopen(put, timeout=self.timeout) as r:
+                r.read()
+        except urllib.error.HTTPError as e:
+            raise ServerError(f"uploading {name}: HTTP {e.code} {e.reason}") from e
+        return UploadedFileInfo(file_id=urls.file_id, name=name, size=len(data))
+
+    @staticmethod
+    def uploader_state(widget_id: str, files) -> object:
+        """The WidgetState of a file uploader holding ``files`` (UploadedFileInfo, in upload order)."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+        state = WidgetState(id=widget_id)
+        state.file_uploader_state_value.uploaded_file_info.extend(files)
+        return state
+
+    @staticmethod
+    def string_state(widget_id: str, value: str) -> object:
+        """The WidgetState of a radio or select box showing ``value``."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+        return WidgetState(id=widget_id, string_value=value)
+
+    def idle(self, seconds: float) -> None:
+        """Stay connected for ``seconds``, reading what the server sends (so its pings are answered)."""
+        end = time.perf_counter() + seconds
+        while (left := end - time.perf_counter()) > 0:
+            self.ws.settimeout(min(left, 1.0))
+            with contextlib.suppress(websocket.WebSocketTimeoutException):
+                self.ws.recv()
 
 
 # --------------------------------------------------------------------------- a server
@@ -204,6 +318,14 @@ def serve(log: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
     lines, when it exits or does not answer /_stcore/health within ``timeout`` seconds. The
     server is stopped on exit (terminate, then kill after 10 s).
     """
+    with serve_process(log, env, timeout, app) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(log: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
+                  app: Path = APP) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`serve`, yielding (URL, the server's process) for those who measure the process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log, "w") as out:
@@ -228,7 +350,7 @@ def serve(log: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
                     raise ServerError(f"streamlit did not answer {url}/_stcore/health within {timeout} s; "
                                       f"its log ({log}):\n{_tail(log)}")
                 time.sleep(0.3)
-            yield url
+            yield url, process
         finally:
             process.terminate()
             try:

@@ -6,7 +6,7 @@ names), predictions.csv (label names) and the link and upload names of the sessi
 markup: markdown links, images and emphasis, HTML, newlines, backticks, LaTeX, Streamlit's colour
 directive and a very long string. Every page and view is opened; then every string the app sent
 that Streamlit renders as markdown, and every string in every Plotly figure, is checked for the raw
-markup. The real browser's side of the same rule is tests/test_browser.py.
+markup. The real browser's side of the same rule is tests/test_browser_hostile.py.
 """
 
 from __future__ import annotations
@@ -51,7 +51,12 @@ PLAIN_WIDGET_FIELDS = {"Selectbox.options", "Selectbox.raw_value", "MultiSelect.
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> Path:
     """A checkpoints root holding one evaluated checkpoint whose every outside string carries markup."""
-    root = tmp_path_factory.mktemp("hostile")
+    return plant_hostile_checkpoint(tmp_path_factory.mktemp("hostile"), CLASS_NAMES, DATA_NOTE, DIR_NAME)
+
+
+def plant_hostile_checkpoint(root: Path, class_names: tuple[str, ...], data_note: str, dir_name: str) -> Path:
+    """``root/checkpoints/dir_name``: a tiny ViTRM evaluated on gallery images under ``root/data``, whose
+    config, metrics.json and predictions.csv then carry ``class_names`` and ``data_note`` (three classes)."""
     data = root / "data"
     table = pd.read_csv(GALLERY / "labels.csv")
     for split in ("test", "train"):
@@ -59,17 +64,17 @@ def hostile(tmp_path_factory) -> Path:
             (data / split / folder).mkdir(parents=True)
             for file in table[table["label"] == label]["file"][:2]:
                 shutil.copy(GALLERY / file, data / split / folder / file)
-    path = root / "checkpoints" / DIR_NAME
+    path = root / "checkpoints" / dir_name
     torch.manual_seed(0)
     vitrm.save(ViTRM(TINY), path)
     evaluate_checkpoint(path, f"imagefolder:{data}", cache_dir=None, progress=False)
     config = json.loads((path / "config.json").read_text())
-    (path / "config.json").write_text(json.dumps({**config, "class_names": list(CLASS_NAMES)}))
+    (path / "config.json").write_text(json.dumps({**config, "class_names": list(class_names)}))
     metrics = json.loads((path / "metrics.json").read_text())
-    (path / "metrics.json").write_text(json.dumps({**metrics, "class_names": list(CLASS_NAMES),
-                                                   "data_note": DATA_NOTE}))
+    (path / "metrics.json").write_text(json.dumps({**metrics, "class_names": list(class_names),
+                                                   "data_note": data_note}))
     predictions = vitrm.read_predictions(path)
-    predictions["label_name"] = [CLASS_NAMES[i] for i in predictions["label"]]
+    predictions["label_name"] = [class_names[i] for i in predictions["label"]]
     # Kept as a plain predictions.csv (the older format, still read), so that tests can damage it as text.
     vitrm.predictions_file(path).unlink()
     predictions.to_csv(path / "predictions.csv", index=False)
@@ -295,3 +300,41 @@ def test_uploads_beyond_the_session_budget_drop_the_oldest_with_a_message(hostil
     assert [name for name, _ in at.session_state["uploads"]] == ["photo2.png", "photo3.png"]
     assert sum(len(data) for _, data in at.session_state["uploads"]) <= inputs.UPLOAD_BUDGET_BYTES
     assert list(at.table[0].value["file"]) == ["photo2.png", "photo3.png"]
+
+
+def test_the_uploads_of_sessions_that_have_ended_are_freed(monkeypatch):
+    """Streamlit forgets a session after its reconnect window but keeps its uploaded files: the app frees them."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from app.inputs import release_departed_sessions
+
+    store = MemoryUploadedFileManager("/_stcore/upload_file")
+    for session in ("here", "waiting-to-reconnect", "gone"):
+        store.add_file(session, UploadedFileRec(file_id=f"{session}-1", name="a.png", type="image/png",
+                                                data=b"x" * 1000))
+
+    class Sessions:
+        def get_session_info(self, session_id):
+            return object() if session_id in ("here", "waiting-to-reconnect") else None
+
+    class FakeRuntime:
+        uploaded_file_mgr = store
+        _session_mgr = Sessions()
+
+    monkeypatch.setattr(Runtime, "exists", classmethod(lambda cls: True))
+    monkeypatch.setattr(Runtime, "instance", classmethod(lambda cls: FakeRuntime()))
+    assert release_departed_sessions() == 1
+    assert sorted(store.file_storage) == ["here", "waiting-to-reconnect"]
+    assert store.get_files("gone", ["gone-1"]) == [] and len(store.get_files("here", ["here-1"])) == 1
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:9/x", "HTTPS://127.0.0.1:9", "www.localhost", "user@127.0.0.1",
+                                     "see <http://127.0.0.1:9>", "ftp://127.0.0.1/f", "mailto:user@127.0.0.1"])
+def test_a_bare_address_in_an_outside_string_cannot_become_a_link(address):
+    """Streamlit's markdown links bare addresses after escapes are resolved (tests/test_browser_hostile.py saw
+    it): what md() gives, read as the browser reads it, matches none of GitHub markdown's autolink patterns."""
+    shown = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md(address))          # the escapes resolved
+    assert not re.search(r"(?i)(https?://|www\.|[-.\w+]@[-\w]+\.)", shown), repr(shown)
+    assert shown.replace("\u2060", "") == address, "only invisible joiners were added"

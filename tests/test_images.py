@@ -231,3 +231,61 @@ def test_a_32x32_rgb_image_passes_through_unchanged():
 def test_model_input_refuses_what_is_not_a_pil_image():
     with pytest.raises(TypeError, match="load_image"):
         to_model_input(torch.zeros(3, 32, 32), 32)
+
+
+def _png(size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_no_more_decodes_than_the_cap_run_at_once_and_a_held_slot_is_reused_by_its_thread():
+    import threading
+    import time
+
+    from vitrm.images import MAX_CONCURRENT_DECODES, decode_slot
+    release, holding = threading.Event(), threading.Barrier(MAX_CONCURRENT_DECODES + 1)
+    done = threading.Event()
+
+    def hold():
+        with decode_slot():
+            holding.wait(timeout=30)
+            release.wait(timeout=30)
+
+    holders = [threading.Thread(target=hold) for _ in range(MAX_CONCURRENT_DECODES)]
+    for t in holders:
+        t.start()
+    holding.wait(timeout=30)               # every slot is taken
+    waiter = threading.Thread(target=lambda: (load_image(_png()), done.set()))
+    waiter.start()
+    time.sleep(0.5)
+    assert not done.is_set(), "a decode ran while every slot was held"
+    release.set()
+    waiter.join(timeout=30)
+    assert done.is_set(), "the decode did not run once a slot was free"
+    for t in holders:
+        t.join(timeout=30)
+    # A caller holding a slot around the decode and its reductions does not wait on itself.
+    with decode_slot():
+        with decode_slot():
+            assert load_image(_png()).size == (64, 48)
+
+
+def test_an_rgb_image_is_decoded_without_a_second_full_size_copy():
+    """A decode near MAX_PIXELS must cost about one image (3 bytes a pixel), not three."""
+    code = textwrap.dedent("""
+        import io
+        from PIL import Image
+        import vitrm
+        buffer = io.BytesIO()
+        Image.new("RGB", (4000, 4000), (1, 2, 3)).save(buffer, "PNG")
+        data = buffer.getvalue()
+        def rss():
+            return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+        before = rss()
+        image = vitrm.load_image(data)
+        print((rss() - before) / (image.size[0] * image.size[1] * 3))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 1.6

@@ -31,7 +31,14 @@ from .checkpoint import (
 )
 from .compare import DISAGREEMENTS, KINDS as COMPARISON_KINDS, Comparison, ComparisonError, compare_predictions
 from .errors import UserError
-from .images import MAX_PIXELS, InvalidImageError, load_image, read_file as read_image_file, to_model_input
+from .images import (
+    MAX_PIXELS,
+    InvalidImageError,
+    decode_slot,
+    load_image,
+    read_file as read_image_file,
+    to_model_input,
+)
 from .model import AttentionMaps, ModelConfig, Trace, ViTRM, ViTRMConfig, num_parameters
 from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
 from .sweep import EXPLANATION as SWEEP_EXPLANATION, SweepPoint, find_sweeps, flops_per_image
@@ -44,7 +51,7 @@ __all__ = [
     "build_model", "load", "save", "read_config", "read_metrics", "read_predictions", "predictions_file",
     "earlier_stages", "averaged_runs", "CONFIG_FILE", "WEIGHTS_FILE",
     # images and their preparation
-    "load_image", "read_image_file", "to_model_input", "normalize", "MAX_PIXELS",
+    "load_image", "read_image_file", "to_model_input", "normalize", "MAX_PIXELS", "decode_slot",
     # the one confinement rule for outside paths, and the safe walk of image folders
     "paths",
     # the files beside the weights, read as untrusted data (caps and schemas)

@@ -13,10 +13,12 @@ accepts and explicit about why it refuses:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +36,7 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 # uploading together) would add up. At most this many decodes run at once in a process; the others wait.
 MAX_CONCURRENT_DECODES = max(1, int(os.environ.get("VITRM_MAX_DECODES", "2")))
 _DECODES = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
+_HELD = threading.local()
 
 Source = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -106,8 +109,31 @@ def load_image(source: Source) -> Image.Image:
     data, name = _read_bytes(source)
     if not data:
         raise InvalidImageError(f"{name}: the file is empty")
-    with _DECODES:
+    with decode_slot():
         return _decode(data, name)
+
+
+@contextlib.contextmanager
+def decode_slot() -> Iterator[None]:
+    """Hold one of the ``MAX_CONCURRENT_DECODES`` decode slots of this process (waiting for one if need be).
+
+    ``load_image`` takes one for its decode. A caller that keeps the full-size image to reduce it (to a
+    thumbnail and the model's input) holds a slot around all of it, so that the full-size images alive at
+    once stay within the cap; ``load_image`` inside reuses the slot its thread holds.
+    """
+    if getattr(_HELD, "depth", 0):
+        _HELD.depth += 1
+        try:
+            yield
+        finally:
+            _HELD.depth -= 1
+        return
+    with _DECODES:
+        _HELD.depth = 1
+        try:
+            yield
+        finally:
+            _HELD.depth = 0
 
 
 def _decode(data: bytes, name: str) -> Image.Image:
@@ -125,7 +151,7 @@ def _decode(data: bytes, name: str) -> Image.Image:
                     f"{MAX_PIXELS:,} pixels. Resize it and try again.")
             im.seek(0)          # first frame of an animation
             im.load()
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)     # no second full-size copy
             return _to_rgb(im)
     except InvalidImageError:
         raise
@@ -166,7 +192,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         im = Image.alpha_composite(background, im)
     if im.mode == "F":
         im = im.convert("L")
-    return im.convert("RGB")
+    # An RGB image is returned as it is: converting it would copy every pixel.
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def to_model_input(image: Image.Image, size: int) -> torch.Tensor:
