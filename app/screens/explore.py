@@ -118,7 +118,9 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
     names = run.class_names
     c1, c2, c3 = st.columns([3, 2, 2])
     st.session_state.setdefault("attr_methods", list(METHODS))
-    methods = c1.multiselect("Methods", list(METHODS), format_func=METHODS.get, key="attr_methods")
+    # Pills, not a multiselect: its chips cut a name short ("Occlu…") in a column this wide.
+    methods = c1.pills("Methods", list(METHODS), selection_mode="multi", format_func=METHODS.get,
+                       key="attr_methods") or []
     choice = c2.selectbox("Explain which class", ["the class predicted at this step"] + list(names),
                           key="attr_target", format_func=plain)
     follow = c3.toggle("Recompute when the step changes", key="attr_follow",

@@ -12,8 +12,10 @@ from .. import derive
 from . import figures
 
 
-def answer_figure(pixels, weights: np.ndarray, grid: int, step: int, layer: int, head_name: str) -> go.Figure:
-    return figures.overlay(pixels, weights.reshape(grid, grid), zmin=0, colorscale="Hot",
+def answer_figure(pixels, weights: np.ndarray, grid: int, step: int, largest: float) -> go.Figure:
+    """``largest``: the largest weight at any step, so the colours mean the same at every step."""
+    return figures.overlay(pixels, weights.reshape(grid, grid), zmin=0, zmax=max(largest, 1e-6),
+                           colorbar_title="weight<br>(scale of<br>all steps)",
                            title=f"Answer token's attention, step {step}")
 
 
@@ -26,8 +28,10 @@ def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figur
     return figures.compact(fig, 420, title)
 
 
-def rollout_figure(pixels, shares: dict, grid: int, step: int, head_name: str) -> go.Figure:
-    return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorscale="Hot",
+def rollout_figure(pixels, shares: dict, grid: int, step: int) -> go.Figure:
+    """Each patch's share of the new answer, from 0 (rolling out every step for one scale costs too much)."""
+    return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorbar_format=".0%",
+                           colorbar_title="share of<br>the answer",
                            title=f"Rollout over step {step}")
 
 
@@ -46,12 +50,14 @@ def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int
 
     left, right = st.columns(2)
     with left:
-        figures.show(answer_figure(pixels, derive.answer_attention(maps, step, layer, head, 0), grid,
-                                   step, layer, head_choice))
+        largest = max(float(derive.answer_attention(maps, s, layer, head, 0).max())
+                      for s in range(1, maps.answer.shape[0] + 1))
+        figures.show(answer_figure(pixels, derive.answer_attention(maps, step, layer, head, 0), grid, step,
+                                   largest))
         st.caption(f"Layer {layer + 1}, {head_choice}. Where the answer token y looks when it commits to an "
                    "answer at this step: its attention over the latent patch tokens z, laid over the image.")
         shares = derive.step_rollout(maps, step, 0, head)
-        figures.show(rollout_figure(pixels, shares, grid, step, head_choice))
+        figures.show(rollout_figure(pixels, shares, grid, step))
         st.caption(f"Attention rollout follows attention (plus the residual path) through all "
                    f"{len(calls)} block calls of the step, back to its inputs. The new answer draws "
                    f"{100 * shares['y']:.0f}% on the previous answer, {100 * shares['x'].sum():.0f}% on the image "
