@@ -101,6 +101,16 @@ def help_for(*texts: str, extra: str | None = None) -> str | None:
     return "\n\n".join(parts) or None
 
 
+def caption(body: str, *context: str, help: str | None = None, **kwargs) -> None:
+    """``st.caption`` with a tooltip for every term in it and in ``context`` (the chart or table it explains)."""
+    st.caption(body, help=help_for(body, *context, extra=help), **kwargs)
+
+
+def markdown(body: str, *context: str, help: str | None = None, **kwargs) -> None:
+    """``st.markdown`` with a tooltip for every term in it and in ``context``."""
+    st.markdown(body, help=help_for(body, *context, extra=help), **kwargs)
+
+
 def draw() -> None:
     """Every term, in a popover next to the page title."""
     with st.popover("Glossary", icon="📖"):

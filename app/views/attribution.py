@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import streamlit as st
 
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
+from .. import glossary
 from ..text import md, plotly
 from . import figures
 
@@ -49,14 +49,14 @@ def row_figure(pixels: np.ndarray, row: list, class_names) -> go.Figure:
 
 
 def draw_attributions(results: list, pixels: np.ndarray, class_names, step: int) -> None:
-    st.markdown(f"Attributions for **{md(class_names[results[0].target])}** at step {step}: " +
-                ", ".join(f"**{METHODS[r.method]}** {r.seconds:.2f} s" for r in results))
+    glossary.markdown(f"Attributions for **{md(class_names[results[0].target])}** at step {step}: " +
+                      ", ".join(f"**{METHODS[r.method]}** {r.seconds:.2f} s" for r in results))
     figures.show(methods_figure(pixels, results, class_names))
-    st.caption(f"Red pixels pushed the model towards the class named above at step {step}, blue pixels away "
-               "from it; where the photo shows through, a pixel mattered little (Saliency has no sign: it shows "
-               "only how sensitive the answer is to each pixel, in red). Each map is scaled to its own strongest "
-               "pixel, so the methods share one colour scale. Methods that agree point at real evidence; a map "
-               "that lights up background is worth a second look.")
+    glossary.caption(f"Red pixels pushed the model towards the class named above at step {step}, blue pixels away "
+                     "from it; where the photo shows through, a pixel mattered little (Saliency has no sign: it shows "
+                     "only how sensitive the answer is to each pixel, in red). Each map is scaled to its own strongest "
+                     "pixel, so the methods share one colour scale. Methods that agree point at real evidence; a map "
+                     "that lights up background is worth a second look.", *(METHODS[r.method] for r in results))
 
 
 def draw_attribution_row(row: list, pixels: np.ndarray, class_names) -> None:
@@ -64,6 +64,6 @@ def draw_attribution_row(row: list, pixels: np.ndarray, class_names) -> None:
         return
     figures.show(row_figure(pixels, row, class_names))
     total = sum(r.seconds for r in row)
-    st.caption(f"{METHODS[row[0].method]} for **{md(class_names[row[0].target])}** at each step ({total:.2f} s "
-               "in all), every map on the one colour scale in the colour bar, so colours compare between steps. "
-               "If the evidence sharpens as recursion goes on, later maps concentrate on the object.")
+    glossary.caption(f"{METHODS[row[0].method]} for **{md(class_names[row[0].target])}** at each step ({total:.2f} s "
+                     "in all), every map on the one colour scale in the colour bar, so colours compare between steps. "
+                     "If the evidence sharpens as recursion goes on, later maps concentrate on the object.")

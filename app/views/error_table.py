@@ -19,7 +19,7 @@ import streamlit as st
 
 import vitrm
 
-from .. import error_list, text
+from .. import error_list, glossary, text
 from . import analysis, list_nav
 
 SECTION = "Browse images"      # the Dataset analysis section that shows the table
@@ -70,13 +70,15 @@ def _filter_widgets(model_key: str, class_names, step: int, n: int) -> None:
     c4.selectbox(f"Recursion (step 1 vs N={n})", list(error_list.RECURSION), key=_key(model_key, "recursion"),
                  format_func=error_list.RECURSION.get)
     st.session_state.setdefault(_key(model_key, "confidence"), (0.0, 1.0))
-    st.slider(f"Confidence of the answer at step {step}", 0.0, 1.0, step=0.01, key=_key(model_key, "confidence"))
+    st.slider(f"Confidence of the answer at step {step}", 0.0, 1.0, step=0.01, key=_key(model_key, "confidence"),
+              help=glossary.tip("confidence"))
 
 
 def _order_widgets(model_key: str, rows: int) -> tuple[str, bool, int, int]:
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     column = c1.selectbox("Sort by", error_list.SORTABLE, key=_key(model_key, "sort"),
-                          format_func=lambda c: "dataset order" if c == "image" else c)
+                          format_func=lambda c: "dataset order" if c == "image" else c,
+                          help=glossary.help_for(*error_list.SORTABLE))
     st.session_state.setdefault(_key(model_key, "descending"), True)
     descending = c2.toggle("Largest first", key=_key(model_key, "descending"))
     size = c3.selectbox("Rows per page", error_list.PAGE_SIZES, key=_key(model_key, "size"))

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from .. import glossary
 from ..text import plotly, plotly_all
 from . import figures
 
@@ -69,25 +70,32 @@ def draw_state(pixels: np.ndarray, z_norm: np.ndarray, z_change: np.ndarray, z_r
                class_names) -> None:
     left, middle = st.columns(2)
     with left:
-        measure = st.radio("Latent map", ["‖z‖: size of the latent", "‖z − previous z‖: how far it moved"],
-                           horizontal=True, key="z_measure", label_visibility="collapsed")
+        options = ["‖z‖: size of the latent", "‖z − previous z‖: how far it moved"]
+        measure = st.radio("Latent map", options, horizontal=True, key="z_measure", label_visibility="collapsed",
+                           help=glossary.help_for(*options))
         if measure.startswith("‖z‖"):
-            figures.show(z_size_figure(pixels, z_norm, step))
-            st.caption("The size of each patch's latent z, the model's scratch pad, as its difference from the "
-                       "average patch (the block ends in a LayerNorm, so sizes differ by a few percent): red "
-                       "patches carry larger latents than average, blue smaller; the scale is the same at every "
-                       "step.")
+            fig = z_size_figure(pixels, z_norm, step)
+            figures.show(fig)
+            glossary.caption("The size of each patch's latent z, the model's scratch pad, as its difference from the "
+                             "average patch (the block ends in a LayerNorm, so sizes differ by a few percent): red "
+                             "patches carry larger latents than average, blue smaller; the scale is the same at every "
+                             "step.", fig.layout.title.text)
         else:
-            figures.show(z_change_figure(pixels, z_change, step))
-            st.caption("How far each patch's latent moved during this step, on one scale for all steps. Coloured "
-                       "patches are where the model is still revising its notes; where the photo shows through "
-                       "clearly, its thinking has settled.")
+            fig = z_change_figure(pixels, z_change, step)
+            figures.show(fig)
+            glossary.caption("How far each patch's latent moved during this step, on one scale for all steps. Coloured "
+                             "patches are where the model is still revising its notes; where the photo shows through "
+                             "clearly, its thinking has settled.", fig.layout.title.text)
     with middle:
-        figures.show(z_pca_figure(pixels, z_rgb, step))
-        st.caption("The three main directions in which the latents vary, shown as red, green and blue. "
-                   "The colours mean the same at every step, so a patch that changes colour changed its mind.")
-    figures.show(y_path_figure(points, arrows, ratio, step, class_names, probs))
-    st.caption("Each dot is the answer token y after one step, projected to 2-D (fitted on all steps; the "
-               "learned starting point is left out, as the first step jumps far from it). Grey arrows point "
-               "where the classifier head reads each class (approximately: the head sees y after a LayerNorm). "
-               "A path that heads towards one arrow and stops is a model making up its mind.")
+        fig = z_pca_figure(pixels, z_rgb, step)
+        figures.show(fig)
+        glossary.caption("The three main directions in which the latents vary, shown as red, green and blue. "
+                         "The colours mean the same at every step, so a patch that changes colour changed its mind.",
+                         fig.layout.title.text)
+    fig = y_path_figure(points, arrows, ratio, step, class_names, probs)
+    figures.show(fig)
+    glossary.caption("Each dot is the answer token y after one step, projected to 2-D (fitted on all steps; the "
+                     "learned starting point is left out, as the first step jumps far from it). Grey arrows point "
+                     "where the classifier head reads each class (approximately: the head sees y after a LayerNorm). "
+                     "A path that heads towards one arrow and stops is a model making up its mind.",
+                     fig.layout.title.text)
