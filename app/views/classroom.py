@@ -15,6 +15,7 @@ from . import figures, scrubber
 
 TOGGLE = "classroom"
 IMAGE_SIDE = 256          # the model's input, enlarged (nearest neighbour) for the back row
+CHART_HEIGHT = 210        # the slider, the answer and this chart fit beside the image on a 1366x768 screen
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -44,7 +45,10 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
             st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
     with right:
         scrubber.draw_prediction(probs_n, step, class_names, label)
-        figures.show(scrubber.top_k_figure(probs_n[step - 1], class_names, min(5, len(class_names))))
+        chart = scrubber.top_k_figure(probs_n[step - 1], class_names, min(5, len(class_names)))
+        # Bar labels keep the 14 px minimum: plotly would otherwise shrink a label to fit inside a short bar.
+        chart.update_layout(height=CHART_HEIGHT, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))
+        figures.show(chart)
     halt_n = None if halt is None else halt[:n]
     st.info(classroom.narrate(probs_n, step, class_names, halt_n, derive.HALT_THRESHOLD),
             icon="🗣️")
