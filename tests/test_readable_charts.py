@@ -151,3 +151,17 @@ def test_maps_are_drawn_without_a_toolbar_and_other_charts_keep_it(monkeypatch):
     figures.show(attribution.row_figure(PHOTO, [attribution_result("saliency", 1, 1.0)], ["c"] * 10))
     figures.show(analysis.ece_figure({"m": [0.1, 0.05]}))
     assert [c.get("displayModeBar", True) for c in drawn] == [False, False, False, True]
+
+
+def test_every_piece_of_chart_text_is_set_to_14_px_over_streamlits_12_px_theme():
+    maps = attribution.row_figure(PHOTO, [attribution_result("occlusion", 1, 1.0)], ["c"] * 10)
+    for fig in (figures.compact(analysis.ece_figure({"m": [0.1, 0.05]}), 300, "title"), maps,
+                state.z_change_figure(PHOTO, np.ones((2, 4, 4)), 1)):
+        layout = fig.layout
+        assert layout.font.size >= 14 and layout.legend.font.size >= 14
+        for axis in [layout[name] for name in layout if name.startswith(("xaxis", "yaxis"))]:
+            assert axis.tickfont.size >= 14 and axis.title.font.size >= 14
+        for heat in (t for t in fig.data if t.type == "heatmap" and not t.coloraxis):
+            assert heat.colorbar.tickfont.size >= 14
+    assert maps.layout.coloraxis.colorbar.tickfont.size >= 14
+    assert all(a.font.size >= 14 for a in maps.layout.annotations)

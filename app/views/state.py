@@ -50,7 +50,8 @@ def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarr
                                showarrow=True, arrowhead=2, arrowcolor="#bbbbbb")
         fig.add_trace(go.Scatter(x=arrows[:, 0] * 1.12, y=arrows[:, 1] * 1.12, mode="text",
                                  text=plotly_all(class_names),
-                                 textfont=dict(size=10, color="#888888"), hoverinfo="skip", name="classes"))
+                                 textfont=dict(size=figures.MIN_FONT, color="#888888"), hoverinfo="skip",
+                                 name="classes"))
     fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="lines+markers", text=labels,
                              hovertemplate="%{text}<extra></extra>", line=dict(color="#4c78a8"),
                              marker=dict(size=7), name="y"))
