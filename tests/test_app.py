@@ -16,6 +16,7 @@ import base64
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -300,18 +301,24 @@ def test_every_attribution_method_runs_and_shows_its_time(app, lab):
     run(at)
     at.button[0].click()
     run(at)
-    timed = [m.value for m in at.markdown if " s" in m.value and "for" in m.value]
-    for name in ("Integrated Gradients", "Saliency", "GradientShap", "Occlusion"):
-        assert any(t.startswith(f"**{name}**") for t in timed), timed
+    names = ("Integrated Gradients", "Saliency", "GradientShap", "Occlusion")
+    timed = next(m.value for m in at.markdown if m.value.startswith("Attributions for"))
+    for name in names:
+        assert re.search(rf"\*\*{name}\*\* \d+\.\d\d s", timed), timed
+    maps = plotly_specs(at)[-1]
+    assert [a["text"].split(" (")[0] for a in maps["layout"]["annotations"]] == list(names)
+    assert sum(t["type"] == "heatmap" for t in maps["data"]) == 4
     at.selectbox(key="attr_target").set_value("truck")
     run(at)
     at.button[0].click()
     run(at)
-    assert sum("for truck" in m.value for m in at.markdown) == 4
+    assert any(m.value.startswith("Attributions for **truck**") for m in at.markdown)
     row_button = next(b for b in at.button if b.label.startswith("Row for truck"))
     row_button.click()
     run(at)
     assert any("at each step" in c.value for c in at.caption)
+    row = plotly_specs(at)[-1]
+    assert row["layout"]["coloraxis"]["cmin"] == -row["layout"]["coloraxis"]["cmax"], "one symmetric scale"
 
 
 # --------------------------------------------------------------------------- dataset analysis

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.views import analysis, figures
+from app.views import analysis, attention, attribution, figures, state
 
 
 def test_per_class_accuracy_is_drawn_as_change_since_step_1_on_a_scale_centred_on_zero():
@@ -43,3 +43,125 @@ def test_the_model_table_shows_epochs_and_gives_a_cnn_no_effective_depth():
     table = summaries.comparison_table(cards).set_index("model")
     assert table.loc["vitrm", "epochs"] == "86" and table.loc["cnn", "epochs"] == "no log"
     assert table.loc["vitrm", "effective depth"] == "24" and table.loc["cnn", "effective depth"] == "n/a (CNN)"
+
+
+# --------------------------------------------------------------------------- maps over the image
+
+PHOTO = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def attribution_result(method: str, step: int, scale: float, seed: int = 0):
+    from app.cache import AttributionResult
+    values = np.random.default_rng(seed).normal(size=(32, 32)) * scale
+    return AttributionResult(method=method, step=step, target=3, map=np.abs(values) if method == "saliency"
+                             else values, seconds=0.1)
+
+
+def maps_and_photos(fig):
+    return ([t for t in fig.data if t.type == "heatmap"], [t for t in fig.data if t.type == "image"])
+
+
+def rgba_alpha(colour: str) -> float:
+    return float(colour.rsplit(",", 1)[1].rstrip(")"))
+
+
+def test_a_map_is_upsampled_to_the_photo_and_blended_over_it_with_the_photo_showing_through_low_values():
+    fig = figures.overlay(PHOTO, np.arange(16.0).reshape(4, 4), title="map", zmin=0, zmax=15)
+    (heat,), (photo,) = maps_and_photos(fig)
+    assert fig.data.index(photo) < fig.data.index(heat), "the map lies over the photo"
+    assert np.asarray(heat.z).shape == (32, 32), "a 4x4 patch grid is upsampled to the photo's pixels"
+    z = np.asarray(heat.z)
+    assert z[0, 0] == pytest.approx(0, abs=0.5) and z[-1, -1] == pytest.approx(15, abs=0.5)
+    assert len(np.unique(z.round(4))) > 16, "interpolated, not blown-up squares"
+    low, high = heat.colorscale[0][1], heat.colorscale[-1][1]
+    assert rgba_alpha(low) == 0 and rgba_alpha(high) > 0.5, "small values leave the photo visible"
+
+
+def test_the_attribution_row_over_steps_shares_one_symmetric_scale_and_says_so():
+    row = [attribution_result("integrated_gradients", step, scale, seed=step)
+           for step, scale in [(1, 0.1), (2, 1.0), (3, 0.5), (4, 2.0), (5, 0.3)]]
+    fig = attribution.row_figure(PHOTO, row, [f"c{i}" for i in range(10)])
+    heats, photos = maps_and_photos(fig)
+    assert len(heats) == len(photos) == 5, "every step's map is drawn over its own copy of the photo"
+    assert {h.coloraxis for h in heats} == {"coloraxis"}, "one colour axis for every step"
+    bound = max(float(np.abs(r.map).max()) for r in row)
+    axis = fig.layout.coloraxis
+    assert axis.cmin == pytest.approx(-bound) and axis.cmax == pytest.approx(bound), "symmetric around zero"
+    mid = [c for position, c in axis.colorscale if position == 0.5]
+    assert mid and rgba_alpha(mid[0]) == 0, "zero is transparent: the photo shows where nothing pushed"
+    assert f"±{bound:.2g}" in axis.colorbar.title.text and "all steps" in axis.colorbar.title.text
+    assert [a.text for a in fig.layout.annotations] == [f"step {s}" for s in range(1, 6)]
+    assert fig.layout.meta == figures.MAP
+
+
+def test_a_saliency_row_starts_its_shared_scale_at_zero():
+    row = [attribution_result("saliency", step, scale, seed=step) for step, scale in [(1, 1.0), (2, 3.0)]]
+    axis = attribution.row_figure(PHOTO, row, [f"c{i}" for i in range(10)]).layout.coloraxis
+    assert axis.cmin == 0 and axis.cmax == pytest.approx(max(float(r.map.max()) for r in row))
+
+
+def test_attribution_maps_are_big_enough_to_read():
+    row = [attribution_result("occlusion", step, 1.0, seed=step) for step in range(1, 9)]
+    fig = attribution.row_figure(PHOTO, row, [f"c{i}" for i in range(10)])
+    widths = [fig.layout[f"xaxis{'' if i == 0 else i + 1}"].domain for i in range(8)]
+    assert min(d[1] - d[0] for d in widths) > 0.2, "at most four maps to a line of the page"
+    assert fig.layout.height >= 2 * 250, "eight steps: two lines of maps at least 250 px high"
+
+
+def test_the_methods_at_one_step_share_one_scale_each_map_scaled_to_its_own_strongest_pixel():
+    results = [attribution_result(m, 2, scale, seed=i) for i, (m, scale) in
+               enumerate([("integrated_gradients", 0.01), ("saliency", 5.0), ("gradient_shap", 1.0),
+                          ("occlusion", 40.0)])]
+    fig = attribution.methods_figure(PHOTO, results, [f"c{i}" for i in range(10)])
+    heats, _ = maps_and_photos(fig)
+    assert {h.coloraxis for h in heats} == {"coloraxis"}
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (-1.0, 1.0)
+    assert [float(np.abs(np.asarray(h.z)).max()) for h in heats] == pytest.approx([1.0] * 4)
+    assert "largest" in fig.layout.coloraxis.colorbar.title.text
+    assert [a.text.split(" (")[0] for a in fig.layout.annotations[:4]] == \
+        ["Integrated Gradients", "Saliency", "GradientShap", "Occlusion"]
+
+
+def test_the_latent_size_map_shows_difference_from_the_average_patch_on_one_scale_for_every_step():
+    z_norm = 12.0 + np.random.default_rng(1).normal(size=(6, 4, 4)) * 0.1     # LayerNorm: all near one value
+    figs = [state.z_size_figure(PHOTO, z_norm, step) for step in (1, 6)]
+    (first,), (last,) = (maps_and_photos(f)[0] for f in figs)
+    assert (first.zmin, first.zmax) == (last.zmin, last.zmax), "the same scale at every step"
+    assert first.zmid == 0 and first.zmin == pytest.approx(-first.zmax)
+    assert first.zmax < 0.1, "the scale spans the few percent patches differ by, not 11.7-12.1"
+    assert "average" in first.colorbar.title.text and first.colorbar.tickformat == "+.1%"
+
+
+def test_the_latent_change_map_runs_from_zero_to_the_largest_move_of_any_step():
+    change = np.random.default_rng(2).random((5, 4, 4)) * np.arange(1, 6)[:, None, None]
+    heat = maps_and_photos(state.z_change_figure(PHOTO, change, 1))[0][0]
+    assert heat.zmin == 0 and heat.zmax == pytest.approx(change.max())
+
+
+def test_the_answer_tokens_attention_uses_the_scale_of_all_steps():
+    heat = maps_and_photos(attention.answer_figure(PHOTO, np.full(16, 1 / 16), 4, 1, largest=0.5))[0][0]
+    assert (heat.zmin, heat.zmax) == (0, 0.5)
+
+
+def test_maps_are_drawn_without_a_toolbar_and_other_charts_keep_it(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(figures.st, "plotly_chart", lambda fig, **kw: drawn.append(kw["config"]))
+    figures.show(state.z_change_figure(PHOTO, np.ones((2, 4, 4)), 1))
+    figures.show(state.z_pca_figure(PHOTO, np.zeros((2, 4, 4, 3)), 1))
+    figures.show(attribution.row_figure(PHOTO, [attribution_result("saliency", 1, 1.0)], ["c"] * 10))
+    figures.show(analysis.ece_figure({"m": [0.1, 0.05]}))
+    assert [c.get("displayModeBar", True) for c in drawn] == [False, False, False, True]
+
+
+def test_every_piece_of_chart_text_is_set_to_14_px_over_streamlits_12_px_theme():
+    maps = attribution.row_figure(PHOTO, [attribution_result("occlusion", 1, 1.0)], ["c"] * 10)
+    for fig in (figures.compact(analysis.ece_figure({"m": [0.1, 0.05]}), 300, "title"), maps,
+                state.z_change_figure(PHOTO, np.ones((2, 4, 4)), 1)):
+        layout = fig.layout
+        assert layout.font.size >= 14 and layout.legend.font.size >= 14
+        for axis in [layout[name] for name in layout if name.startswith(("xaxis", "yaxis"))]:
+            assert axis.tickfont.size >= 14 and axis.title.font.size >= 14
+        for heat in (t for t in fig.data if t.type == "heatmap" and not t.coloraxis):
+            assert heat.colorbar.tickfont.size >= 14
+    assert maps.layout.coloraxis.colorbar.tickfont.size >= 14
+    assert all(a.font.size >= 14 for a in maps.layout.annotations)

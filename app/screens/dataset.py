@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 import vitrm
-from app import cache, checkpoints, session, summaries
+from app import cache, checkpoints, glossary, session, summaries
 from app.text import MAX_MESSAGE, md, plain
 from app.views import analysis, compare, error_table, galleries, list_nav, trained_n
 from vitrm import paths
@@ -300,7 +300,8 @@ def page() -> None:
     evaluations = gather(models)
     if not evaluations and not any(m.files.train_log is not None for m in models):
         return
-    section = st.radio("Section", SECTIONS, key="analysis_view", horizontal=True, label_visibility="collapsed")
+    section = st.radio("Section", SECTIONS, key="analysis_view", horizontal=True, label_visibility="collapsed",
+                       help=glossary.help_for(*SECTIONS))
     named = {m.key: m for m in models}
     focus_keys = [k for k in named if k in evaluations]
     if section == "Training log":

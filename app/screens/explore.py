@@ -118,7 +118,9 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
     names = run.class_names
     c1, c2, c3 = st.columns([3, 2, 2])
     st.session_state.setdefault("attr_methods", list(METHODS))
-    methods = c1.multiselect("Methods", list(METHODS), format_func=METHODS.get, key="attr_methods")
+    # Pills, not a multiselect: its chips cut a name short ("Occlu…") in a column this wide.
+    methods = c1.pills("Methods", list(METHODS), selection_mode="multi", format_func=METHODS.get,
+                       key="attr_methods", help=glossary.help_for(*METHODS.values())) or []
     choice = c2.selectbox("Explain which class", ["the class predicted at this step"] + list(names),
                           key="attr_target", format_func=plain)
     follow = c3.toggle("Recompute when the step changes", key="attr_follow",
@@ -142,7 +144,8 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
 
     st.markdown("**One method across steps**")
     c1, c2 = st.columns([3, 2])
-    method = c1.selectbox("Method for the row", list(METHODS), format_func=METHODS.get, key="row_method")
+    method = c1.selectbox("Method for the row", list(METHODS), format_func=METHODS.get, key="row_method",
+                          help=glossary.help_for(*METHODS.values()))
     steps = sorted({int(round(s)) for s in np.linspace(1, n, min(n, ROW_STEPS))})
     row_target = target if target is not None else int(run.probs[step - 1].argmax())
     row_key = (model.key, image.digest, method, row_target, tuple(steps))
@@ -205,7 +208,8 @@ with st.expander(f"Model card: {md(model.name)}"):
 run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
 honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
 n, step = step_controls(model)
-view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed")
+view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
+                help=glossary.help_for(*VIEWS))
 probs = run.probs[:n]
 if view == "Scrubber":
     halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
@@ -214,8 +218,8 @@ if view == "Scrubber":
                            file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
     if halt is not None:
         evaluated = model.files.predictions
-        st.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
-                                        reliability.at(evaluated, step, float(halt[step - 1]))))
+        glossary.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
+                                              reliability.at(evaluated, step, float(halt[step - 1]))))
     other_models(models, model, image, step)
 elif view == "Evolving state":
     state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,

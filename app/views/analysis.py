@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from .. import glossary
 from ..text import md, plotly, plotly_all
 from . import figures
 
@@ -131,7 +132,7 @@ def draw_accuracy(curves: dict[str, dict], baselines: dict[str, float], data_not
     st.caption("Each line is one recursive model asked to answer after 1, 2, ... steps; the diamond marks the "
                "step count it was trained with, and dashed lines are non-recursive baselines. A curve that keeps "
                f"rising past the diamond means extra thinking helps. Compare models only at equal training budgets "
-               f"(epochs in each label). Test data: {data_note}.")
+               f"(epochs in each label). Test data: {data_note}.", help=glossary.tip("top-1"))
 
 
 def draw_per_class(per_class, class_names) -> None:
@@ -150,7 +151,7 @@ def draw_confusion(confusion, class_names, n: int) -> None:
 def draw_ece(curves: dict[str, list[float]]) -> None:
     figures.show(ece_figure(curves))
     st.caption("Calibration error: the gap between how sure the model says it is and how often it is right. "
-               "Lower means its probabilities can be taken at face value.")
+               "Lower means its probabilities can be taken at face value.", help=glossary.tip("ECE"))
 
 
 def draw_halting(halting: dict, fixed_top1: list[float], sweep: pd.DataFrame | None) -> None:
@@ -163,7 +164,7 @@ def draw_halting(halting: dict, fixed_top1: list[float], sweep: pd.DataFrame | N
     st.caption(f"Rule: {md(halting['rule'], None)}. Adaptive halting reaches {halting['adaptive_top1']:.2%} with "
                f"{halting['adaptive_mean_steps']:.2f} steps on average. Easy images stop early; points above the "
                "fixed-N line mean the halting head saves compute for free. This is an analysis only: the "
-               "scrubber always runs the steps you choose.")
+               "scrubber always runs the steps you choose.", help=glossary.tip("halting output", "top-1"))
 
 
 def draw_train_log(log: pd.DataFrame) -> None:

@@ -8,12 +8,14 @@ import streamlit as st
 
 from vitrm import AttentionMaps
 
-from .. import derive
+from .. import derive, glossary
 from . import figures
 
 
-def answer_figure(pixels, weights: np.ndarray, grid: int, step: int, layer: int, head_name: str) -> go.Figure:
-    return figures.overlay(pixels, weights.reshape(grid, grid), zmin=0, colorscale="Hot",
+def answer_figure(pixels, weights: np.ndarray, grid: int, step: int, largest: float) -> go.Figure:
+    """``largest``: the largest weight at any step, so the colours mean the same at every step."""
+    return figures.overlay(pixels, weights.reshape(grid, grid), zmin=0, zmax=max(largest, 1e-6),
+                           colorbar_title="weight<br>(scale of<br>all steps)",
                            title=f"Answer token's attention, step {step}")
 
 
@@ -26,8 +28,10 @@ def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figur
     return figures.compact(fig, 420, title)
 
 
-def rollout_figure(pixels, shares: dict, grid: int, step: int, head_name: str) -> go.Figure:
-    return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorscale="Hot",
+def rollout_figure(pixels, shares: dict, grid: int, step: int) -> go.Figure:
+    """Each patch's share of the new answer, from 0 (rolling out every step for one scale costs too much)."""
+    return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorbar_format=".0%",
+                           colorbar_title="share of<br>the answer",
                            title=f"Rollout over step {step}")
 
 
@@ -41,25 +45,28 @@ def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int
     head_choice = c2.selectbox("Head", ["mean over heads"] + [f"head {h + 1}" for h in range(heads)],
                                key=f"att_head::{key}")
     call = c3.selectbox("Block call for the matrix", range(len(calls)), format_func=lambda i: calls[i],
-                        index=len(calls) - 1, key=f"att_call::{key}")
+                        index=len(calls) - 1, key=f"att_call::{key}",
+                        help=glossary.help_for("block call", *calls))
     head = None if head_choice == "mean over heads" else int(head_choice.split()[-1]) - 1
 
     left, right = st.columns(2)
     with left:
-        figures.show(answer_figure(pixels, derive.answer_attention(maps, step, layer, head, 0), grid,
-                                   step, layer, head_choice))
-        st.caption(f"Layer {layer + 1}, {head_choice}. Where the answer token y looks when it commits to an "
-                   "answer at this step: its attention over the latent patch tokens z, laid over the image.")
+        largest = max(float(derive.answer_attention(maps, s, layer, head, 0).max())
+                      for s in range(1, maps.answer.shape[0] + 1))
+        figures.show(answer_figure(pixels, derive.answer_attention(maps, step, layer, head, 0), grid, step,
+                                   largest))
+        glossary.caption(f"Layer {layer + 1}, {head_choice}. Where the answer token y looks when it commits to an "
+                         "answer at this step: its attention over the latent patch tokens z, laid over the image.")
         shares = derive.step_rollout(maps, step, 0, head)
-        figures.show(rollout_figure(pixels, shares, grid, step, head_choice))
-        st.caption(f"Attention rollout follows attention (plus the residual path) through all "
-                   f"{len(calls)} block calls of the step, back to its inputs. The new answer draws "
-                   f"{100 * shares['y']:.0f}% on the previous answer, {100 * shares['x'].sum():.0f}% on the image "
-                   f"patches (shown) and {100 * shares['z'].sum():.0f}% on the previous latents.")
+        figures.show(rollout_figure(pixels, shares, grid, step))
+        glossary.caption(f"Attention rollout follows attention (plus the residual path) through all "
+                         f"{len(calls)} block calls of the step, back to its inputs. The new answer draws "
+                         f"{100 * shares['y']:.0f}% on the previous answer, {100 * shares['x'].sum():.0f}% on the "
+                         f"image patches (shown) and {100 * shares['z'].sum():.0f}% on the previous latents.")
     with right:
         matrix = derive.call_attention(maps, step, call, 0, head)[layer].numpy()
         figures.show(matrix_figure(matrix, derive.token_labels(maps, call),
                                    f"Token to token: {calls[call].split(':')[0]}"))
-        st.caption(f"Layer {layer + 1}, {head_choice}. Row = the token that is looking, column = the token it "
-                   "looks at; each row sums to 1. "
-                   "y is the answer token, x the image patches, z the latent patches.")
+        glossary.caption(f"Layer {layer + 1}, {head_choice}. Row = the token that is looking, column = the token it "
+                         "looks at; each row sums to 1. "
+                         "y is the answer token, x the image patches, z the latent patches.")

@@ -15,6 +15,7 @@ from . import figures, scrubber
 
 TOGGLE = "classroom"
 IMAGE_SIDE = 256          # the model's input, enlarged (nearest neighbour) for the back row
+CHART_HEIGHT = 200        # the slider, the answer and this chart fit beside the image on a 1366x768 screen
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -37,14 +38,25 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
     with right:
         n, step = step_controls()
     probs_n = probs[:n]
+    p = probs_n[step - 1]
+    top = int(p.argmax())
     with left:
         big = Image.fromarray(pixels).resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.NEAREST)
-        st.image(big, width=IMAGE_SIDE, caption=(f"true class: {text.plain(label)}" if label else None))
+        verdict = "right" if class_names[top] == label else "wrong"
+        st.image(big, width=IMAGE_SIDE, caption=(f"true class: {text.plain(label)} (the model is {verdict} at "
+                                                 f"step {step})" if label else None))
         if why:
             st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
     with right:
-        scrubber.draw_prediction(probs_n, step, class_names, label)
-        figures.show(scrubber.top_k_figure(probs_n[step - 1], class_names, min(5, len(class_names))))
+        # Two metrics, not the scrubber's three: the true class sits under the image, and the row stays one
+        # line high, so the chart below still fits the screen.
+        answer, probability = st.columns(2)
+        answer.metric(f"Top class at step {step}", text.md(class_names[top]))
+        probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
+        chart = scrubber.top_k_figure(probs_n[step - 1], class_names, min(5, len(class_names)))
+        # Bar labels keep the 14 px minimum: plotly would otherwise shrink a label to fit inside a short bar.
+        chart.update_layout(height=CHART_HEIGHT, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))
+        figures.show(chart)
     halt_n = None if halt is None else halt[:n]
     st.info(classroom.narrate(probs_n, step, class_names, halt_n, derive.HALT_THRESHOLD),
             icon="🗣️")

@@ -18,7 +18,7 @@ import streamlit as st
 
 import vitrm
 
-from .. import error_list, session, text
+from .. import error_list, glossary, session, text
 from . import error_table, figures, list_nav
 
 SECTION = "Compare with…"
@@ -116,7 +116,8 @@ def draw_list(result: vitrm.Comparison, a, b, root: Path | None) -> None:
                                                else f"{kind_label(k)} ({counts[k]:,})"))
     classes = c2.multiselect("True class", list(result.class_names), key=state_key(a_key, "true"),
                              placeholder="every class", format_func=text.plain)
-    sort = c3.selectbox("Sort by", list(SORTS), key=state_key(a_key, "sort"), format_func=SORTS.get)
+    sort = c3.selectbox("Sort by", list(SORTS), key=state_key(a_key, "sort"), format_func=SORTS.get,
+                        help=glossary.help_for(*SORTS.values()))
     st.session_state.setdefault(state_key(a_key, "descending"), False)
     descending = c4.toggle("Largest first", key=state_key(a_key, "descending"))
     rows = listed(result, kind, classes, sort, descending)
@@ -195,10 +196,11 @@ def draw_counts(result: vitrm.Comparison) -> None:
     cols = st.columns(4)
     for col, kind in zip(cols, vitrm.DISAGREEMENTS):
         col.metric(kind_label(kind), f"{counts[kind]:,}")
-    cols[3].metric("Top-1, A → B", f"{top1_a:.2%} → {top1_b:.2%}", f"{100 * (top1_b - top1_a):+.2f} points")
-    st.caption(f"Of {len(result.images):,} images: {counts['both_right']:,} both right, "
-               f"{counts['both_wrong_same']:,} both wrong with the same answer. Top-1 of each is over exactly these "
-               "images, at the step shown.")
+    cols[3].metric("Top-1, A → B", f"{top1_a:.2%} → {top1_b:.2%}", f"{100 * (top1_b - top1_a):+.2f} points",
+                   help=glossary.tip("top-1"))
+    glossary.caption(f"Of {len(result.images):,} images: {counts['both_right']:,} both right, "
+                     f"{counts['both_wrong_same']:,} both wrong with the same answer. Top-1 of each is over "
+                     "exactly these images, at the step shown.")
 
 
 def draw_models(cards: list[dict]) -> None:
@@ -209,10 +211,11 @@ def draw_models(cards: list[dict]) -> None:
                             "top-1 at trained N": table["top-1 at trained N"].map(
                                 lambda x: "not evaluated" if x is None or pd.isna(x) else f"{100 * x:.2f}%")})
     st.table(table.fillna("not evaluated"), hide_index=True)
-    st.caption("MFLOPs per image: one forward pass at the trained N, counted by torch (multiply-adds count "
-               "two). Training time: wall-clock time recorded in train_log.csv, summed over the runs the weights "
-               "come from (stages, and runs averaged together, which may have trained at the same time), on the "
-               "machine each ran on; \"unknown\" where the log does not record it.")
+    glossary.caption("MFLOPs per image: one forward pass at the trained N, counted by torch (multiply-adds count "
+                     "two). Training time: wall-clock time recorded in train_log.csv, summed over the runs the "
+                     "weights come from (stages, and runs averaged together, which may have trained at the same "
+                     "time), on the "
+                     "machine each ran on; \"unknown\" where the log does not record it.", *table.columns)
 
 
 def draw_comparison(result: vitrm.Comparison, a, b, root: Path | None, cards: list[dict], notes_: list[str]) -> None:
@@ -224,8 +227,8 @@ def draw_comparison(result: vitrm.Comparison, a, b, root: Path | None, cards: li
     left, right = st.columns(2)
     with left:
         figures.show(per_class_figure(result.per_class, a.name, b.name))
-        st.caption("Each bar is one class: B's accuracy minus A's. Right of zero (blue), B does better on that "
-                   "class; left (red), A does. Hover for both accuracies.")
+        glossary.caption("Each bar is one class: B's accuracy minus A's. Right of zero (blue), B does better on "
+                         "that class; left (red), A does. Hover for both accuracies.", "top-1")
     with right:
         figures.show(confusion_difference_figure(result.confusion_difference, result.class_names))
         st.caption("B's confusion counts minus A's (rows: true class; columns: answer). On the diagonal, blue "

@@ -19,7 +19,7 @@ import streamlit as st
 
 import vitrm
 
-from .. import error_list, text
+from .. import error_list, glossary, text
 from . import analysis, list_nav
 
 SECTION = "Browse images"      # the Dataset analysis section that shows the table
@@ -70,13 +70,15 @@ def _filter_widgets(model_key: str, class_names, step: int, n: int) -> None:
     c4.selectbox(f"Recursion (step 1 vs N={n})", list(error_list.RECURSION), key=_key(model_key, "recursion"),
                  format_func=error_list.RECURSION.get)
     st.session_state.setdefault(_key(model_key, "confidence"), (0.0, 1.0))
-    st.slider(f"Confidence of the answer at step {step}", 0.0, 1.0, step=0.01, key=_key(model_key, "confidence"))
+    st.slider(f"Confidence of the answer at step {step}", 0.0, 1.0, step=0.01, key=_key(model_key, "confidence"),
+              help=glossary.tip("confidence"))
 
 
 def _order_widgets(model_key: str, rows: int) -> tuple[str, bool, int, int]:
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     column = c1.selectbox("Sort by", error_list.SORTABLE, key=_key(model_key, "sort"),
-                          format_func=lambda c: "dataset order" if c == "image" else c)
+                          format_func=lambda c: "dataset order" if c == "image" else c,
+                          help=glossary.help_for(*error_list.SORTABLE))
     st.session_state.setdefault(_key(model_key, "descending"), True)
     descending = c2.toggle("Largest first", key=_key(model_key, "descending"))
     size = c3.selectbox("Rows per page", error_list.PAGE_SIZES, key=_key(model_key, "size"))
@@ -169,19 +171,25 @@ def draw_error_table(model, predictions: pd.DataFrame, class_names, step: int, n
 # --------------------------------------------------------------------------- confusion matrix, clickable
 
 def clickable_confusion_figure(confusion, class_names, n: int) -> go.Figure:
-    """The confusion heatmap with one invisible marker per cell, so that a click selects a cell."""
+    """The confusion heatmap with one invisible square marker per cell on top, so that a click selects a cell.
+
+    The markers carry the hover text too: plotly.js sends no click for a trace whose hoverinfo is "skip", and a
+    heatmap cell cannot be selected, so the click layer must be the hoverable one.
+    """
     fig = analysis.confusion_figure(confusion, class_names, n)
     m = np.array(confusion)
+    shares = m / np.maximum(m.sum(1, keepdims=True), 1)
     names = text.plotly_all(class_names)
-    xs = [names[j] for i in range(len(names)) for j in range(len(names))]
-    ys = [names[i] for i in range(len(names)) for j in range(len(names))]
-    counts = [int(m[i, j]) for i in range(len(names)) for j in range(len(names))]
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=[f"{c:,}" if c else "" for c in counts],
-                             textfont=dict(size=14), customdata=[[i, j] for i in range(len(names))
-                                                                 for j in range(len(names))],
+    cells = [(i, j) for i in range(len(names)) for j in range(len(names))]
+    fig.data[0].hoverinfo = "skip"
+    fig.add_trace(go.Scatter(x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers+text",
+                             text=[f"{m[i, j]:,}" if m[i, j] else "" for i, j in cells], textfont=dict(size=14),
+                             customdata=[[i, j, int(m[i, j]), float(shares[i, j])] for i, j in cells],
                              marker=dict(symbol="square", size=30, color="rgba(0,0,0,0)"),
-                             hoverinfo="skip", showlegend=False))
-    fig.update_layout(clickmode="event+select", dragmode=False)
+                             hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} (%{customdata[3]:.1%})"
+                                           "<br>click to list these images<extra></extra>",
+                             showlegend=False))
+    fig.update_layout(clickmode="event+select", dragmode=False, hovermode="closest")
     return fig
 
 
@@ -192,7 +200,7 @@ def draw_clickable_confusion(model_key: str, confusion, class_names, n: int) -> 
         points = st.session_state[chart_key].selection.points
         if not points or "customdata" not in points[0]:
             return
-        true, predicted = points[0]["customdata"]
+        true, predicted = points[0]["customdata"][:2]
         set_filters(model_key, error_list.Filters(true=[class_names[true]], predicted=[class_names[predicted]]))
         st.session_state["analysis_view"] = SECTION
 

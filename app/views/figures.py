@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
+from plotly.subplots import make_subplots
 
 MIN_FONT = 14
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 3}}
@@ -20,26 +22,74 @@ def show(fig: go.Figure, key: str | None = None) -> None:
 
 
 def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
-    # 14 px at the least, everywhere: read from the back of a classroom on a projector.
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=44 if title else 10, b=10), font=dict(size=MIN_FONT),
-                      title=dict(text=title, font=dict(size=MIN_FONT + 2)) if title else None)
+    # 14 px at the least, everywhere: read from the back of a classroom on a projector. Streamlit's chart theme
+    # sets 12 px on ticks, axis titles, legends and colour bars, over the layout's font, so each is set here.
+    readable = dict(size=MIN_FONT)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=44 if title else 10, b=10), font=readable,
+                      title=dict(text=title, font=dict(size=MIN_FONT + 2)) if title else None,
+                      legend=dict(font=readable, title_font=readable), hoverlabel=dict(font=readable))
+    fig.update_xaxes(tickfont=readable, title_font=readable)
+    fig.update_yaxes(tickfont=readable, title_font=readable)
+    fig.update_traces(colorbar=dict(tickfont=readable, title_font=readable), selector=dict(type="heatmap"))
+    fig.update_coloraxes(colorbar=dict(tickfont=readable, title_font=readable))
     return fig
 
 
-def overlay(pixels: np.ndarray, values: np.ndarray, *, title: str, colorscale: str = "Inferno",
+# Colour scales for maps over a photo: the low end (or, when signed, the middle) is transparent, so the
+# photo shows through wherever the map has nothing to say; only strong values cover it.
+OVER_PHOTO = [[0.0, "rgba(255,255,178,0)"], [0.3, "rgba(254,204,92,0.45)"], [0.65, "rgba(253,141,60,0.75)"],
+              [1.0, "rgba(189,0,38,0.9)"]]
+SIGNED_OVER_PHOTO = [[0.0, "rgba(5,48,97,0.9)"], [0.3, "rgba(67,147,195,0.55)"], [0.5, "rgba(247,247,247,0)"],
+                     [0.7, "rgba(214,96,77,0.55)"], [1.0, "rgba(103,0,31,0.9)"]]
+
+
+def upsample(values: np.ndarray, size: int) -> np.ndarray:
+    """A [g, g] grid resized to [size, size] by bilinear interpolation (cell centres keep their values)."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape[0] == size:
+        return values
+    return np.asarray(Image.fromarray(values, mode="F").resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _map_layer(pixels: np.ndarray, values: np.ndarray, **heatmap) -> list[go.BaseTraceType]:
+    """The photo, and ``values`` upsampled to its pixels and drawn over it."""
+    return [go.Image(z=pixels, hoverinfo="skip"),
+            go.Heatmap(z=upsample(values, pixels.shape[0]), hovertemplate="%{z:.3g}<extra></extra>", **heatmap)]
+
+
+def overlay(pixels: np.ndarray, values: np.ndarray, *, title: str, colorscale=OVER_PHOTO,
             zmin: float | None = None, zmax: float | None = None, zmid: float | None = None,
-            opacity: float = 0.6, height: int = 300) -> go.Figure:
-    """``values`` (any square grid: patches or pixels) drawn semi-transparent over the image."""
-    size, cells = pixels.shape[0], values.shape[0]
-    cell = size / cells
-    fig = go.Figure(go.Image(z=pixels, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(z=values, x0=cell / 2 - 0.5, dx=cell, y0=cell / 2 - 0.5, dy=cell,
-                             colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, opacity=opacity,
-                             colorbar=dict(thickness=10), hovertemplate="%{z:.3g}<extra></extra>"))
+            colorbar_title: str | None = None, colorbar_format: str | None = None, height: int = 300) -> go.Figure:
+    """``values`` (any square grid: patches or pixels), upsampled and blended over the image."""
+    fig = go.Figure(_map_layer(pixels, values, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid,
+                               colorbar=dict(thickness=10, title=colorbar_title, tickformat=colorbar_format)))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     fig.update_layout(meta=MAP)
     return compact(fig, height, title)
+
+
+def overlay_grid(pixels: np.ndarray, maps: list[np.ndarray], titles: list[str], *, zmin: float, zmax: float,
+                 colorbar_title: str, colorscale=SIGNED_OVER_PHOTO, columns: int = 4, map_height: int = 300,
+                 title: str | None = None) -> go.Figure:
+    """Several maps over the same image in one figure, on one colour scale (one colour axis, one colour bar):
+    equal colours mean equal values in every map."""
+    columns = max(1, min(columns, len(maps)))
+    rows = -(-len(maps) // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.08 if rows > 1 else 0.0)
+    for i, values in enumerate(maps):
+        for trace in _map_layer(pixels, values, coloraxis="coloraxis"):
+            fig.add_trace(trace, row=i // columns + 1, col=i % columns + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    for i in range(len(maps)):       # keep every map square: its y axis follows its own x axis
+        suffix = "" if i == 0 else str(i + 1)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    fig.update_layout(meta=MAP, coloraxis=dict(colorscale=colorscale, cmin=zmin, cmax=zmax,
+                                               colorbar=dict(thickness=12, title=colorbar_title)))
+    fig.update_annotations(font=dict(size=MIN_FONT))
+    return compact(fig, rows * map_height + (44 if title else 30), title)
 
 
 def upscale(grid: np.ndarray, size: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from vitrm import ModelConfig, ViTRMConfig
 
+from .. import glossary
 from ..text import md
 
 
@@ -73,11 +74,12 @@ def facts_table(cfg: ModelConfig, parameters: int, by_part: dict[str, int]) -> p
 
 
 def draw_how_it_works(cfg: ModelConfig, parameters: int, by_part: dict[str, int], name: str) -> None:
-    st.graphviz_chart(diagram(cfg, parameters), width="stretch")
-    st.caption(f"Drawn from the configuration of {md(name)}. Solid arrows carry data; dotted lines show that both "
-               "updates use the same block f.")
+    chart = diagram(cfg, parameters)
+    st.graphviz_chart(chart, width="stretch")
+    glossary.caption(f"Drawn from the configuration of {md(name)}. Solid arrows carry data; dotted lines show that "
+                     "both updates use the same block f.", chart)
     if cfg.arch == "vitrm":
-        st.markdown(f"""
+        glossary.markdown(f"""
 **In plain words.** The picture is cut into {cfg.num_tokens} patches, and each becomes a token of {cfg.dim} numbers
 (**x**). The model keeps two more things in mind: one **answer token y**, where its current guess lives, and one
 **latent token z per patch**, a scratch pad for its reasoning.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from .. import glossary
 from ..text import MAX_MESSAGE, md, plain
 
 
@@ -17,14 +18,16 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
     cols = st.columns(5)
     cols[0].metric("Parameters", f"{card['parameters']:,}")
     cols[1].metric("Effective depth", f"{card['effective_depth']} layers",
-                   help="Transformer layers applied to reach the trained answer: steps x (n + 1) block calls "
-                        "x k layers for a ViTRM.")
+                   help=glossary.help_for("effective depth", "block call", extra="Transformer layers applied to "
+                                          "reach the trained answer: steps x (n + 1) block calls x k layers for a "
+                                          "ViTRM."))
     cols[2].metric("Trained steps N", card["trained_steps"])
     # "n/a" in the narrow metric columns, where "not evaluated" would be cut short; the text below says why.
-    cols[3].metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}", _pct(card.get("top1_trained"), "n/a"))
+    cols[3].metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}", _pct(card.get("top1_trained"), "n/a"),
+                   help=glossary.tip("top-1"))
     cols[4].metric("Peak top-1", _pct(card.get("top1_peak"), "n/a"),
-                   help="not evaluated yet" if "peak_n" not in card
-                   else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated")
+                   help=glossary.help_for("top-1", extra="not evaluated yet" if "peak_n" not in card
+                                          else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated"))
     lines = [f"**{md(card['name'])}** · {md(card['architecture'])}"]
     if "block" in card:
         lines.append(f"Block: {card['block']}.")
@@ -38,11 +41,12 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
                      "compute it on a few test images on the Dataset analysis page.")
     if card.get("epochs_logged") is not None:
         lines.append(f"Training log: {card['epochs_logged']} epochs so far.")
-    st.markdown("  \n".join(lines))
+    glossary.markdown("  \n".join(lines))
     shown = baselines.assign(**{"model": baselines["model"].map(plain),
                                 "parameters": baselines["parameters"].map("{:,}".format),
                                 "top-1 at trained N": baselines["top-1 at trained N"].map(_pct)})
     st.table(shown.fillna("not evaluated"), hide_index=True)
-    st.caption("Effective depth counts the transformer layers applied to reach an answer. A recursive model "
-               "reuses one small block, so it reaches a deep baseline's depth with a fraction of its parameters; "
-               "compare accuracies only between rows evaluated on the same test data.")
+    glossary.caption("Effective depth counts the transformer layers applied to reach an answer. A recursive model "
+                     "reuses one small block, so it reaches a deep baseline's depth with a fraction of its "
+                     "parameters; compare accuracies only between rows evaluated on the same test data.",
+                     *baselines.columns)

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from .. import derive
+from .. import derive, glossary
 from ..text import md, plotly
 from . import figures
 
@@ -95,15 +95,16 @@ def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | Non
         else:
             stop = derive.halting_step(halt)
             figures.show(halting_figure(halt, step, stop))
-            st.caption(
+            glossary.caption(
                 f"The halting head estimates whether the current answer is right. It would stop at step {stop} "
                 f"(the first step at or above {derive.HALT_THRESHOLD})." if stop else
                 f"The halting head never reaches {derive.HALT_THRESHOLD} within {len(halt)} steps, so it would "
-                "run them all. This is an analysis: the scrubber always shows the step you choose.")
+                "run them all. This is an analysis: the scrubber always shows the step you choose.", "halting")
     with right:
-        figures.show(updates_figure(table["y_update"].to_numpy(), table["z_update"].to_numpy(), step))
-        st.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
-                   "mean its thinking has settled.")
+        updates = updates_figure(table["y_update"].to_numpy(), table["z_update"].to_numpy(), step)
+        figures.show(updates)
+        glossary.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
+                         "mean its thinking has settled.", *(t.name for t in updates.data))
 
     st.download_button("Download per-step results (CSV)", table.to_csv(index=False).encode(),
                        file_name=f"{file_stem}-per-step.csv", mime="text/csv")

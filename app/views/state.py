@@ -6,14 +6,27 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from .. import glossary
 from ..text import plotly, plotly_all
 from . import figures
 
 
-def z_map_figure(pixels: np.ndarray, values: np.ndarray, step: int, title: str) -> go.Figure:
-    """``values`` [S, g, g]; the colour scale spans every step, so brightness compares between steps."""
-    return figures.overlay(pixels, values[step - 1], title=f"{title}, step {step}",
-                           zmin=float(values.min()), zmax=float(values.max()), colorscale="Viridis")
+def z_size_figure(pixels: np.ndarray, z_norm: np.ndarray, step: int) -> go.Figure:
+    """``z_norm`` [S, g, g]. The block ends in a LayerNorm, so raw sizes all sit near one value and a colour bar
+    over them spans a meaningless sliver (11.7-12.1); drawn instead as each patch's difference from the average
+    patch of this image over all steps, on one scale centred on that average for every step."""
+    relative = z_norm / float(z_norm.mean()) - 1.0
+    reach = max(float(np.abs(relative).max()), 1e-3)
+    return figures.overlay(pixels, relative[step - 1], title=f"‖z‖ per patch vs the average patch, step {step}",
+                           colorscale=figures.SIGNED_OVER_PHOTO, zmin=-reach, zmax=reach, zmid=0.0,
+                           colorbar_title="vs average<br>(all steps)", colorbar_format="+.1%")
+
+
+def z_change_figure(pixels: np.ndarray, z_change: np.ndarray, step: int) -> go.Figure:
+    """``z_change`` [S, g, g]; one scale from 0 (did not move) to the largest move of any step."""
+    return figures.overlay(pixels, z_change[step - 1], title=f"‖z − previous z‖, step {step}",
+                           zmin=0.0, zmax=max(float(z_change.max()), 1e-6),
+                           colorbar_title="moved<br>(0 = not at all;<br>scale of all steps)")
 
 
 def z_pca_figure(pixels: np.ndarray, z_rgb: np.ndarray, step: int) -> go.Figure:
@@ -21,6 +34,7 @@ def z_pca_figure(pixels: np.ndarray, z_rgb: np.ndarray, step: int) -> go.Figure:
     fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(meta=figures.MAP)
     return figures.compact(fig, 300, f"z as colour (PCA), step {step}")
 
 
@@ -36,7 +50,8 @@ def y_path_figure(points: np.ndarray, arrows: np.ndarray | None, ratio: np.ndarr
                                showarrow=True, arrowhead=2, arrowcolor="#bbbbbb")
         fig.add_trace(go.Scatter(x=arrows[:, 0] * 1.12, y=arrows[:, 1] * 1.12, mode="text",
                                  text=plotly_all(class_names),
-                                 textfont=dict(size=10, color="#888888"), hoverinfo="skip", name="classes"))
+                                 textfont=dict(size=figures.MIN_FONT, color="#888888"), hoverinfo="skip",
+                                 name="classes"))
     fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="lines+markers", text=labels,
                              hovertemplate="%{text}<extra></extra>", line=dict(color="#4c78a8"),
                              marker=dict(size=7), name="y"))
@@ -56,22 +71,32 @@ def draw_state(pixels: np.ndarray, z_norm: np.ndarray, z_change: np.ndarray, z_r
                class_names) -> None:
     left, middle = st.columns(2)
     with left:
-        measure = st.radio("Latent map", ["‖z‖: size of the latent", "‖z − previous z‖: how far it moved"],
-                           horizontal=True, key="z_measure", label_visibility="collapsed")
+        options = ["‖z‖: size of the latent", "‖z − previous z‖: how far it moved"]
+        measure = st.radio("Latent map", options, horizontal=True, key="z_measure", label_visibility="collapsed",
+                           help=glossary.help_for(*options))
         if measure.startswith("‖z‖"):
-            figures.show(z_map_figure(pixels, z_norm, step, "‖z‖ per patch"))
-            st.caption("Each square is one patch's latent z, the model's scratch pad. The block ends in a "
-                       "LayerNorm, so sizes differ little; bright patches carry the largest latents.")
+            fig = z_size_figure(pixels, z_norm, step)
+            figures.show(fig)
+            glossary.caption("The size of each patch's latent z, the model's scratch pad, as its difference from the "
+                             "average patch (the block ends in a LayerNorm, so sizes differ by a few percent): red "
+                             "patches carry larger latents than average, blue smaller; the scale is the same at every "
+                             "step.", fig.layout.title.text)
         else:
-            figures.show(z_map_figure(pixels, z_change, step, "‖z − previous z‖"))
-            st.caption("How far each patch's latent moved during this step. Bright patches are where the model "
-                       "is still revising its notes; a dark map means its thinking has settled.")
+            fig = z_change_figure(pixels, z_change, step)
+            figures.show(fig)
+            glossary.caption("How far each patch's latent moved during this step, on one scale for all steps. Coloured "
+                             "patches are where the model is still revising its notes; where the photo shows through "
+                             "clearly, its thinking has settled.", fig.layout.title.text)
     with middle:
-        figures.show(z_pca_figure(pixels, z_rgb, step))
-        st.caption("The three main directions in which the latents vary, shown as red, green and blue. "
-                   "The colours mean the same at every step, so a patch that changes colour changed its mind.")
-    figures.show(y_path_figure(points, arrows, ratio, step, class_names, probs))
-    st.caption("Each dot is the answer token y after one step, projected to 2-D (fitted on all steps; the "
-               "learned starting point is left out, as the first step jumps far from it). Grey arrows point "
-               "where the classifier head reads each class (approximately: the head sees y after a LayerNorm). "
-               "A path that heads towards one arrow and stops is a model making up its mind.")
+        fig = z_pca_figure(pixels, z_rgb, step)
+        figures.show(fig)
+        glossary.caption("The three main directions in which the latents vary, shown as red, green and blue. "
+                         "The colours mean the same at every step, so a patch that changes colour changed its mind.",
+                         fig.layout.title.text)
+    fig = y_path_figure(points, arrows, ratio, step, class_names, probs)
+    figures.show(fig)
+    glossary.caption("Each dot is the answer token y after one step, projected to 2-D (fitted on all steps; the "
+                     "learned starting point is left out, as the first step jumps far from it). Grey arrows point "
+                     "where the classifier head reads each class (approximately: the head sees y after a LayerNorm). "
+                     "A path that heads towards one arrow and stops is a model making up its mind.",
+                     fig.layout.title.text)

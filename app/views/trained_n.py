@@ -10,6 +10,7 @@ import streamlit as st
 
 import vitrm
 
+from .. import glossary
 from ..text import md, plain, plotly
 from . import figures
 
@@ -53,4 +54,4 @@ def draw_trained_n(sweeps: list[list[vitrm.SweepPoint]]) -> None:
         data = sorted({str(p.data) for p in points if p.data})
         st.caption(vitrm.SWEEP_EXPLANATION + " Same parameters at every N; only the compute per image grows. "
                    f"Test data: {md(', '.join(data), 400) or 'not evaluated yet'} "
-                   f"({md(Path(points[0].path).parent.name)}/).")
+                   f"({md(Path(points[0].path).parent.name)}/).", help=glossary.tip("MFLOPs", "top-1"))
