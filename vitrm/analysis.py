@@ -168,9 +168,10 @@ def halting_budget(curve: pd.DataFrame, reference_top1: float, tolerance: float 
 def halting_tradeoff(predictions: pd.DataFrame, thresholds=HALT_CURVE_THRESHOLDS) -> pd.DataFrame:
     """``halting_curve`` from a per-image table (predictions.csv)."""
     steps = sum(1 for c in predictions.columns if c.startswith("pred_"))
-    halt = torch.from_numpy(predictions[[f"halt_{s}" for s in range(1, steps + 1)]].to_numpy(dtype=float).T)
-    preds = torch.from_numpy(predictions[[f"pred_{s}" for s in range(1, steps + 1)]].to_numpy().T)
-    labels = torch.from_numpy(predictions["label"].to_numpy())
+    # Copies: a table read by pandas may hand out read-only arrays, which torch will not wrap.
+    halt = torch.tensor(predictions[[f"halt_{s}" for s in range(1, steps + 1)]].to_numpy(dtype=float).T)
+    preds = torch.tensor(predictions[[f"pred_{s}" for s in range(1, steps + 1)]].to_numpy().T)
+    labels = torch.tensor(predictions["label"].to_numpy())
     return halting_curve(halt, preds == labels, thresholds)
 
 
