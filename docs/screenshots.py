@@ -92,6 +92,15 @@ def main() -> None:
             settle(driver, extra=8)
             shoot(driver, "attribution")
 
+            # Classroom mode on a projector's screen: image, answer, chart and slider at once.
+            click(driver, "Scrubber")
+            driver.set_window_size(1366, 768)
+            click(driver, "Classroom mode")
+            shoot(driver, "classroom")
+            click(driver, "Classroom mode")
+            driver.set_window_size(1400, 1900)
+            settle(driver)
+
             click(driver, "Dataset analysis")
             # Only a visible offer: the recompute buttons of evaluated models sit in closed expanders.
             buttons = driver.find_elements(By.XPATH, "//button[.//p[starts-with(normalize-space(), 'Compute on')]]")
@@ -100,7 +109,8 @@ def main() -> None:
                 offers[0].click()
                 settle(driver, extra=6)
             shoot(driver, "accuracy")
-            for section, name in (("Per class", "per-class"), ("Halting", "halting"), ("Galleries", "galleries")):
+            for section, name in (("Per class", "per-class"), ("Browse images", "error-table"),
+                                  ("Compare with…", "compare"), ("Halting", "halting"), ("Galleries", "galleries")):
                 click(driver, section)
                 shoot(driver, name)
 
