@@ -19,33 +19,49 @@ VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 
 
 # --------------------------------------------------------------------------- step controls and play
+#
+# Everything that depends on the step (the controls, the answer, the charts, the step views) is one
+# fragment, `step_part`: a slider move or a Play tick reruns only it, never the image decoding, the
+# trace or the model card above it. The step lives in one place, the slider's session-state key; Play
+# advances that key before the slider is drawn, in the same fragment run that draws the answer, so the
+# slider and the answer always show the same step. Play is the fragment's own timer (run_every): the
+# timer is set when a full run draws the fragment, so starting or stopping Play costs one full run.
+
+PLAYING = "playing"               # the Play toggle's key
+PLAY_TIMER = "play_timer"         # whether the last full run gave step_part Play's timer
+LAST_TICK = "last_tick"           # time.monotonic() of Play's last step
+
 
 def _start_playing(step_key: str, n_key: str) -> None:
-    if st.session_state.get("playing") and st.session_state.get(step_key, 1) >= st.session_state.get(n_key, 1):
-        st.session_state[step_key] = 1          # play from the start when already at the end
-    st.session_state["last_tick"] = 0.0
+    if st.session_state.get(PLAYING):
+        if st.session_state.get(step_key, 1) >= st.session_state.get(n_key, 1):
+            st.session_state[step_key] = 1          # play from the start when already at the end
+        st.session_state[LAST_TICK] = time.monotonic()
 
 
-def _apply_tick(step_key: str, n: int) -> None:
-    """Advance one step if the player asked for it (before the slider is drawn, so it may move)."""
-    if not st.session_state.pop("advance", False):
+def _stop_playing() -> None:
+    """A hand on the slider stops Play."""
+    st.session_state[PLAYING] = False
+
+
+def _play_tick(step_key: str, n: int) -> None:
+    """While playing, one step further per PLAY_INTERVAL (before the slider is drawn, so it may move).
+
+    The timer's runs are the fragment's only runs while playing, bar a click elsewhere in it; one that
+    comes early (a click) does not advance, and a late one advances by one step only, so Play never
+    skips a step, however loaded the machine.
+    """
+    if not st.session_state.get(PLAYING):
         return
+    now = time.monotonic()
+    if now - st.session_state.get(LAST_TICK, 0.0) < PLAY_INTERVAL * 0.6:
+        return
+    st.session_state[LAST_TICK] = now
     current = st.session_state.get(step_key, 1)
     if current < n:
         st.session_state[step_key] = current + 1
     if current + 1 >= n:
-        st.session_state["playing"] = False
-
-
-def _player() -> None:
-    """While playing, ask for the next step every PLAY_INTERVAL seconds (a timed fragment rerun)."""
-    if not st.session_state.get("playing"):
-        return
-    now = time.monotonic()
-    if now - st.session_state.get("last_tick", 0.0) >= PLAY_INTERVAL * 0.9:
-        st.session_state["last_tick"] = now
-        st.session_state["advance"] = True
-        st.rerun()
+        st.session_state[PLAYING] = False
 
 
 def step_controls(model: session.LoadedModel) -> tuple[int, int]:
@@ -59,7 +75,7 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     st.session_state.setdefault(step_key, trained)
     n = int(st.session_state[n_key])
     st.session_state[step_key] = min(st.session_state[step_key], n)
-    _apply_tick(step_key, n)
+    _play_tick(step_key, n)
     c1, c2, c3 = st.columns([1.2, 5, 1])
     n = int(c1.number_input("Steps to run (N)", min_value=1, max_value=model.max_steps, key=n_key,
                             help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
@@ -67,12 +83,25 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     if n == 1:
         c2.caption("One step: raise N to scrub through the recursion.")
         return 1, 1
-    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
+    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key, on_change=_stop_playing,
                      help="Moving the slider only reads the stored trace: no model work.")
-    c3.toggle("▶ Play", key="playing", on_change=_start_playing, args=(step_key, n_key),
-              help="Animate the steps, one every 0.8 s.")
-    st.fragment(_player, run_every=PLAY_INTERVAL if st.session_state.get("playing") else None)()
+    c3.toggle("▶ Play", key=PLAYING, on_change=_start_playing, args=(step_key, n_key),
+              help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
     return n, step
+
+
+def step_fragment(body, *args) -> None:
+    """Draw ``body(*args)`` as the page's step-dependent fragment, with Play's timer while playing."""
+    playing = bool(st.session_state.get(PLAYING))
+    st.session_state[PLAY_TIMER] = playing
+
+    def part(*args) -> None:
+        body(*args)
+        if bool(st.session_state.get(PLAYING)) != st.session_state.get(PLAY_TIMER):
+            st.rerun()        # Play started or stopped: a full run sets or clears the timer
+
+    part.__qualname__ = part.__name__ = f"step_part_{body.__name__}"
+    st.fragment(part, run_every=PLAY_INTERVAL if playing else None)(*args)
 
 
 # --------------------------------------------------------------------------- sections
@@ -156,6 +185,43 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
         attribution.draw_attribution_row(row, pixels, names)
 
 
+# --------------------------------------------------------------------------- the step-dependent part
+
+def classroom_part(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
+                   why: str | None) -> None:
+    classroom.draw(image.pixels[model.config.image_size], run.probs,
+                   None if run.trace.halt is None else run.trace.halt[:, 0].numpy(),
+                   run.class_names, image.label, lambda: step_controls(model), why)
+
+
+def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
+                 run: cache.ImageRun, table: pd.DataFrame) -> None:
+    """The step controls and the chosen view at the chosen step (``table``: the per-step table, all steps)."""
+    n, step = step_controls(model)
+    view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed")
+    pixels = image.pixels[model.config.image_size]
+    probs = run.probs[:n]
+    if view == "Scrubber":
+        halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
+        scrubber.draw_scrubber(table.head(n), probs, halt, step, run.class_names, image.label,
+                               file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
+        if halt is not None:
+            evaluated = model.files.predictions
+            st.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
+                                            reliability.at(evaluated, step, float(halt[step - 1]))))
+        other_models(models, model, image, step)
+    elif view == "Evolving state":
+        state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
+                         probs, step, run.class_names)
+    elif view == "Attention":
+        if run.trace.attention is None:
+            st.info(f"{md(model.name)} is not a ViTRM, so its trace has no recursion attention to show.")
+        else:
+            attention.draw_attention(run.trace.attention, pixels, run.grid, step, key=model.key)
+    else:
+        attribution_section(model, image, run, n, step)
+
+
 # --------------------------------------------------------------------------- page
 
 def demo_marks(model: session.LoadedModel) -> dict[str, str]:
@@ -190,11 +256,10 @@ if not image.ok:
     st.stop()
 
 pixels = image.pixels[model.config.image_size]
+run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
 if teaching:
-    run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
-    classroom.draw(pixels, run.probs, None if run.trace.halt is None else run.trace.halt[:, 0].numpy(),
-                   run.class_names, image.label, lambda: step_controls(model),
-                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
+    step_fragment(classroom_part, model, image, run,
+                  marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
     honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
     st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
@@ -202,28 +267,5 @@ with st.expander(f"Model card: {md(model.name)}"):
     cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
     model_card.draw_model_card(model.card, summaries.comparison_table(cards))
 
-run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
 honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
-n, step = step_controls(model)
-view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed")
-probs = run.probs[:n]
-if view == "Scrubber":
-    halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
-    table = derive.per_step_table(run.trace, 0, run.class_names).head(n)
-    scrubber.draw_scrubber(table, probs, halt, step, run.class_names, image.label,
-                           file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
-    if halt is not None:
-        evaluated = model.files.predictions
-        st.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
-                                        reliability.at(evaluated, step, float(halt[step - 1]))))
-    other_models(models, model, image, step)
-elif view == "Evolving state":
-    state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
-                     probs, step, run.class_names)
-elif view == "Attention":
-    if run.trace.attention is None:
-        st.info(f"{md(model.name)} is not a ViTRM, so its trace has no recursion attention to show.")
-    else:
-        attention.draw_attention(run.trace.attention, pixels, run.grid, step, key=model.key)
-else:
-    attribution_section(model, image, run, n, step)
+step_fragment(explore_part, models, model, image, run, derive.per_step_table(run.trace, 0, run.class_names))

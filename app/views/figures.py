@@ -48,11 +48,34 @@ def upscale(grid: np.ndarray, size: int) -> np.ndarray:
     return grid.repeat(factor, 0).repeat(factor, 1)
 
 
+def _marker(step: int) -> dict:
+    return dict(type="line", x0=step, x1=step, xref="x", y0=0, y1=1, yref="paper",
+                line=dict(color="black", dash="dot", width=1))
+
+
 def step_marker(fig: go.Figure, step: int) -> go.Figure:
     """A dotted vertical line at the selected step (a plain shape: add_vline is slow to build)."""
-    fig.add_shape(type="line", x0=step, x1=step, xref="x", y0=0, y1=1, yref="paper",
-                  line=dict(color="black", dash="dot", width=1))
+    fig.add_shape(**_marker(step))
     return fig
+
+
+def spec(fig: go.Figure) -> dict:
+    """A figure as the plain dict that plotly validated while building it (cacheable with st.cache_data)."""
+    return fig.to_dict()
+
+
+def from_spec(validated: dict, step: int | None = None) -> go.Figure:
+    """The figure of ``spec(fig)`` again, with a step marker when ``step`` is given, without validating it twice.
+
+    Building a go.Figure validates every property: over 100 ms for a chart of ten lines on the 2-core
+    machine, most of a slider move's work. The spec passed validation when it was built, and the
+    marker is ``step_marker``'s own shape, so it is wrapped as it is (tests/test_app.py checks that
+    this draws exactly what building the figure with its marker draws).
+    """
+    layout = dict(validated.get("layout", {}))
+    if step is not None:
+        layout["shapes"] = [*layout.get("shapes", ()), _marker(step)]
+    return go.Figure({"data": validated.get("data", []), "layout": layout}, _validate=False)
 
 
 def level_line(fig: go.Figure, y: float, text: str) -> go.Figure:

@@ -25,26 +25,46 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
         cols[2].markdown(f":green[right at step {step}]" if verdict == "right" else f":red[wrong at step {step}]")
 
 
+# Figures are built once per trace (and per step for the bars) and kept as validated specs: a slider
+# move then only wraps a spec and moves the step marker (app.views.figures.from_spec).
+SPECS = 512
+
+
 def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:
+    return figures.from_spec(_top_k_spec(p, tuple(class_names), k))
+
+
+@st.cache_data(max_entries=SPECS, show_spinner=False)
+def _top_k_spec(p: np.ndarray, class_names: tuple[str, ...], k: int) -> dict:
     order = np.argsort(p)[::-1][:k][::-1]
     fig = go.Figure(go.Bar(x=p[order], y=[plotly(class_names[i]) for i in order], orientation="h",
                            text=[f"{100 * v:.1f}%" for v in p[order]], textposition="auto",
                            marker_color="#4c78a8"))
     fig.update_xaxes(range=[0, 1], title="probability")
-    return figures.compact(fig, 260, f"Top {k} classes")
+    return figures.spec(figures.compact(fig, 260, f"Top {k} classes"))
 
 
 def class_lines_figure(probs: np.ndarray, step: int, class_names) -> go.Figure:
+    return figures.from_spec(_class_lines_spec(probs, tuple(class_names)), step)
+
+
+@st.cache_data(max_entries=SPECS, show_spinner=False)
+def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
     steps = np.arange(1, len(probs) + 1)
     fig = go.Figure([go.Scatter(x=steps, y=probs[:, c], mode="lines+markers", name=plotly(name),
                                 hovertemplate="%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>")
                      for c, name in enumerate(class_names)])
     fig.update_xaxes(title="step", dtick=1 if len(probs) <= 20 else None)
     fig.update_yaxes(title="probability", range=[0, 1])
-    return figures.compact(figures.step_marker(fig, step), 300, "Every class's probability, step by step")
+    return figures.spec(figures.compact(fig, 300, "Every class's probability, step by step"))
 
 
 def halting_figure(halt: np.ndarray, step: int, stop: int | None) -> go.Figure:
+    return figures.from_spec(_halting_spec(halt, stop), step)
+
+
+@st.cache_data(max_entries=SPECS, show_spinner=False)
+def _halting_spec(halt: np.ndarray, stop: int | None) -> dict:
     steps = np.arange(1, len(halt) + 1)
     fig = go.Figure(go.Scatter(x=steps, y=halt, mode="lines+markers", name="halting probability",
                                line=dict(color="#54a24b")))
@@ -55,17 +75,22 @@ def halting_figure(halt: np.ndarray, step: int, stop: int | None) -> go.Figure:
     fig.update_xaxes(title="step", dtick=1 if len(halt) <= 20 else None)
     fig.update_yaxes(title="halting output", range=[0, 1])
     fig.update_layout(showlegend=False)
-    return figures.compact(figures.step_marker(fig, step), 260, "Halting head: its own guess that the answer is right")
+    return figures.spec(figures.compact(fig, 260, "Halting head: its own guess that the answer is right"))
 
 
 def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int) -> go.Figure:
+    return figures.from_spec(_updates_spec(y_update, z_update), step)
+
+
+@st.cache_data(max_entries=SPECS, show_spinner=False)
+def _updates_spec(y_update: np.ndarray, z_update: np.ndarray) -> dict:
     steps = np.arange(1, len(y_update) + 1)
     fig = go.Figure([go.Scatter(x=steps, y=y_update, mode="lines+markers", name="‖Δy‖ (answer)"),
                      go.Scatter(x=steps, y=z_update, mode="lines+markers", name="RMS ‖Δz‖ (latents)")])
     fig.update_xaxes(title="step", dtick=1 if len(steps) <= 20 else None)
     fig.update_yaxes(title="size of the update", rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", y=-0.3))
-    return figures.compact(figures.step_marker(fig, step), 260, "How much each step changes y and z")
+    return figures.spec(figures.compact(fig, 260, "How much each step changes y and z"))
 
 
 def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | None, step: int,
