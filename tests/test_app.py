@@ -184,6 +184,46 @@ def test_moving_the_slider_or_changing_n_does_no_model_work(app, lab, monkeypatc
     assert len(calls) == 1
 
 
+def test_a_scrubber_chart_from_its_kept_spec_is_the_chart_built_afresh_with_its_step_marker():
+    """A slider move wraps a spec kept from the first build (no second validation); it must draw the same."""
+    import plotly.graph_objects as go
+    import plotly.io
+
+    from app.views import figures, scrubber
+
+    rng = np.random.default_rng(0)
+    probs, halt = rng.dirichlet(np.ones(4), 6), rng.random(6)
+    names = ["cat", "dog", "a *bold* name", "ship"]
+    def drawn(fig) -> dict:
+        return json.loads(plotly.io.to_json(fig))
+
+    for step in (1, 4, 6):
+        falling = halt[::-1].copy()
+        pairs = [(scrubber.class_lines_figure(probs, step, names), scrubber._class_lines_spec(probs, tuple(names))),
+                 (scrubber.halting_figure(halt, step, 3), scrubber._halting_spec(halt, 3)),
+                 (scrubber.updates_figure(halt, falling, step), scrubber._updates_spec(halt, falling))]
+        for kept, spec in pairs:
+            assert drawn(kept) == drawn(figures.step_marker(go.Figure(spec), step))
+            assert kept.layout.shapes[-1].x0 == step
+        top = probs[step - 1]
+        afresh = go.Figure(scrubber._top_k_spec(top, tuple(names), 3))
+        assert drawn(scrubber.top_k_figure(top, names, 3)) == drawn(afresh)
+
+
+def test_a_traced_image_is_shared_read_only_between_sessions(lab):
+    from app import cache
+
+    model = vitrm.load(lab / "vitrm-tiny")
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    shared = cache.run_image(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels)
+    assert cache.run_image(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels) is shared
+    assert shared.probs.shape == (4, len(model.config.class_names))
+    for array in (shared.probs, shared.pixels, shared.z_norm, shared.z_rgb):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0
+    assert pixels.flags.writeable, "the caller's pixels stay its own"
+
+
 def test_uploads_of_any_format_are_classified_and_a_bad_file_gets_its_own_message(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny")
     at.radio(key="source").set_value("Upload")
