@@ -9,8 +9,10 @@ Streamlit redraws a page in place: while a script run is in progress, the previo
 stay on the page (marked ``data-stale="true"``) until the new run has replaced them, and a widget
 touched in the middle of a run may be redrawn by that run. So the test reads only elements that
 are not stale, and before each interaction it waits for the page to settle (the script has
-finished and nothing is stale). On a failure it saves a screenshot, the page source, the browser's
-console and the server's log, and names them in the error.
+finished and nothing is stale). What Play shows is recorded inside the page by a MutationObserver
+(tests/step_recorder.py), so no step it shows can slip between two polls. On a failure it saves
+a screenshot, the page source, the browser's console and the server's log, and names them in the
+error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import step_recorder
 import torch
 from PIL import Image
 from streamlit_client import serve
@@ -219,17 +222,19 @@ def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint,
         press_on_slider(browser, Keys.HOME, "1")
         assert metric_value(browser, "Top class at step 1") == expected_top(checkpoint, image, 1)
         settle(browser)
+        step_recorder.start(browser)        # records every change of the page, inside the page
         browser.find_element(By.XPATH, PLAY).click()
-        seen = ["1"]
-
-        def reached_last(d) -> bool:
-            value = slider_value(d)
-            if value is not None and value != seen[-1]:
-                seen.append(value)
-            return value == str(last)
-        wait(browser).until(reached_last, message=f"Play did not reach step {last}; the slider showed {seen}")
-        assert seen == [str(s) for s in range(1, last + 1)], f"Play should go one step at a time: {seen}"
+        wait(browser).until(lambda d: slider_value(d) == str(last),
+                            message=f"Play did not reach step {last}; the slider shows {slider_value(browser)}")
         settle(browser, quiet=2.0)        # playing has stopped: no more runs, even after a tick's time
+        seen, _, _ = step_recorder.read(browser)
+        steps = [str(s) for s in range(1, last + 1)]
+        assert step_recorder.distinct(o.slider for o in seen) == steps, \
+            f"Play should move the slider one step at a time: {[o.slider for o in seen]}"
+        assert step_recorder.distinct(o.headline for o in seen if not o.headline_stale) == steps, \
+            f"the answer should follow one step at a time: {[o.headline for o in seen]}"
+        stale_frames = [o for o in seen if o.settled and o.disagrees]
+        assert not stale_frames, f"the slider and the answer showed different steps: {stale_frames}"
         assert slider_value(browser) == str(last)
         assert browser.find_element(By.CSS_SELECTOR, "input[role='switch'][aria-label*='Play']").get_property(
             "checked") is False
