@@ -39,11 +39,6 @@ def _start_playing(step_key: str, n_key: str) -> None:
         st.session_state[LAST_TICK] = time.monotonic()
 
 
-def _stop_playing() -> None:
-    """A hand on the slider stops Play."""
-    st.session_state[PLAYING] = False
-
-
 def _play_tick(step_key: str, n: int) -> None:
     """While playing, one step further per PLAY_INTERVAL (before the slider is drawn, so it may move).
 
@@ -83,7 +78,7 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     if n == 1:
         c2.caption("One step: raise N to scrub through the recursion.")
         return 1, 1
-    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key, on_change=_stop_playing,
+    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
                      help="Moving the slider only reads the stored trace: no model work.")
     c3.toggle("▶ Play", key=PLAYING, on_change=_start_playing, args=(step_key, n_key),
               help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
