@@ -177,7 +177,7 @@ def main() -> None:
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         raise SystemExit(f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
 
-    from app.screens.explore import PLAY_INTERVAL  # noqa: PLC0415  (the app's own pace, not a copy)
+    from app.views.scrubber import PLAY_INTERVAL  # the app's own pace, not a copy
 
     command = "python -m bench.browser_speed " + " ".join(sys.argv[1:])
     gallery = list(pd.read_csv(GALLERY / "labels.csv")["file"])

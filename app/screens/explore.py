@@ -13,7 +13,7 @@ from app.text import MAX_MESSAGE, md, plain
 from app.views import attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
-PLAY_INTERVAL = 0.8      # seconds per step while playing
+PLAY_INTERVAL = scrubber.PLAY_INTERVAL
 ROW_STEPS = 8            # the attribution row shows at most this many steps
 VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 

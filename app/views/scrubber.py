@@ -28,6 +28,7 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
 # Figures are built once per trace (and per step for the bars) and kept as validated specs: a slider
 # move then only wraps a spec and moves the step marker (app.views.figures.from_spec).
 SPECS = 512
+PLAY_INTERVAL = 0.8      # seconds per step while the scrubber plays (bench/browser_speed.py reads it)
 
 
 def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:
