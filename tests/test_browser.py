@@ -39,7 +39,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
 # Generous, for a 2-core machine that also runs a training job: the first page includes the server's
 # imports (torch, plotly) and the first trace; later waits are for a script run of well under a second.
-FIRST_WAIT = 120
+FIRST_WAIT = 300
 WAIT = 60
 APP = "[data-testid='stApp']"
 SLIDER = "[data-testid='stSlider'] input[type='range']"
@@ -86,6 +86,7 @@ def browser(tmp_path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(FIRST_WAIT)
+    driver.set_script_timeout(WAIT)      # webdriver's 30 s is too short for a tiny script on a busy machine
     try:
         yield driver
     finally:
@@ -170,6 +171,10 @@ def evidence(driver, server: Server, folder: Path):
             (folder / "page.html").write_text(driver.page_source)
             console = driver.get_log("browser")
             (folder / "console.txt").write_text("\n".join(f"{e['level']} {e['message']}" for e in console))
+            seen, events, _ = step_recorder.read(driver)
+            if seen:
+                (folder / "steps.txt").write_text("\n".join(map(repr, seen + events)))
+                notes.append(f"recorded (slider, headline): {[(o.slider, o.headline) for o in seen][-40:]}")
             notes.append(f"page state (script run state, stale elements): {page_state(driver)}; "
                          f"slider value: {slider_value(driver)}")
             notes += [f"console: {e['level']} {e['message'][:300]}" for e in console if e["level"] == "SEVERE"][-5:]

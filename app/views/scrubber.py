@@ -131,5 +131,7 @@ def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | Non
         st.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
                    "mean its thinking has settled.")
 
-    st.download_button("Download per-step results (CSV)", table.to_csv(index=False).encode(),
-                       file_name=f"{file_stem}-per-step.csv", mime="text/csv")
+    # Deferred: the CSV is made on a click, not on every step, and the page holds no file URL that a
+    # fragment rerun (a slider move, a Play tick) could leave behind; clicking reruns nothing.
+    st.download_button("Download per-step results (CSV)", lambda: table.to_csv(index=False).encode(),
+                       file_name=f"{file_stem}-per-step.csv", mime="text/csv", on_click="ignore")
