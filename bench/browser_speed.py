@@ -72,6 +72,7 @@ def browser(profile: Path):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(120)
+    driver.set_script_timeout(120)      # webdriver's 30 s default fails a tiny script on a busy machine
     return driver
 
 

@@ -19,10 +19,18 @@ def show(fig: go.Figure, key: str | None = None) -> None:
     st.plotly_chart(fig, width="stretch", config=config, key=key)
 
 
-def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
+def compact_layout(height: int, title: str | None = None, **layout) -> dict:
+    """``compact``'s layout as a plain dict, with ``layout`` added (for a figure written as a dict)."""
     # 14 px at the least, everywhere: read from the back of a classroom on a projector.
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=44 if title else 10, b=10), font=dict(size=MIN_FONT),
-                      title=dict(text=title, font=dict(size=MIN_FONT + 2)) if title else None)
+    compact = {"height": height, "margin": {"l": 10, "r": 10, "t": 44 if title else 10, "b": 10},
+               "font": {"size": MIN_FONT}}
+    if title:
+        compact["title"] = {"text": title, "font": {"size": MIN_FONT + 2}}
+    return layout | compact
+
+
+def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
+    fig.update_layout(compact_layout(height, title))
     return fig
 
 
@@ -59,18 +67,12 @@ def step_marker(fig: go.Figure, step: int) -> go.Figure:
     return fig
 
 
-def spec(fig: go.Figure) -> dict:
-    """A figure as the plain dict that plotly validated while building it (cacheable with st.cache_data)."""
-    return fig.to_dict()
-
-
 def from_spec(validated: dict, step: int | None = None) -> go.Figure:
-    """The figure of ``spec(fig)`` again, with a step marker when ``step`` is given, without validating it twice.
+    """The figure written as the dict ``validated``, with a step marker when ``step`` is given, unvalidated.
 
     Building a go.Figure validates every property: over 100 ms for a chart of ten lines on the 2-core
-    machine, most of a slider move's work. The spec passed validation when it was built, and the
-    marker is ``step_marker``'s own shape, so it is wrapped as it is (tests/test_app.py checks that
-    this draws exactly what building the figure with its marker draws).
+    machine. A dict that the tests have checked against the validated build (tests/test_app.py) is
+    wrapped as it is, and the marker is ``step_marker``'s own shape.
     """
     layout = dict(validated.get("layout", {}))
     if step is not None:
@@ -78,10 +80,17 @@ def from_spec(validated: dict, step: int | None = None) -> go.Figure:
     return go.Figure({"data": validated.get("data", []), "layout": layout}, _validate=False)
 
 
+def level_line_layout(y: float, text: str) -> dict:
+    """``level_line``'s shape and label as layout entries (for a figure written as a dict)."""
+    return {"shapes": [{"type": "line", "x0": 0, "x1": 1, "xref": "paper", "y0": y, "y1": y, "yref": "y",
+                        "line": {"color": "grey", "dash": "dash", "width": 1}}],
+            "annotations": [{"x": 0, "xref": "paper", "y": y, "yref": "y", "text": text, "showarrow": False,
+                             "xanchor": "left", "yanchor": "bottom", "font": {"size": MIN_FONT, "color": "grey"}}]}
+
+
 def level_line(fig: go.Figure, y: float, text: str) -> go.Figure:
     """A dashed horizontal reference line across the plot, labelled at its left end."""
-    fig.add_shape(type="line", x0=0, x1=1, xref="paper", y0=y, y1=y, yref="y",
-                  line=dict(color="grey", dash="dash", width=1))
-    fig.add_annotation(x=0, xref="paper", y=y, yref="y", text=text, showarrow=False, xanchor="left",
-                       yanchor="bottom", font=dict(size=MIN_FONT, color="grey"))
+    entries = level_line_layout(y, text)
+    fig.add_shape(**entries["shapes"][0])
+    fig.add_annotation(**entries["annotations"][0])
     return fig
