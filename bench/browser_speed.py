@@ -49,7 +49,7 @@ from tests.streamlit_client import ServerError, serve
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SLIDER = "[data-testid='stSlider'] input[type='range']"
-PLAY = "//label[.//p[contains(normalize-space(), 'Play')]]"
+PLAY = "//button[.//p[contains(normalize-space(), 'Play')]]"
 FIRST_PAGE = """
 return [...document.querySelectorAll("[data-testid='stMetricLabel']")]
     .some(e => /Top class at step/.test(e.textContent))

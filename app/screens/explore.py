@@ -22,25 +22,35 @@ VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 #
 # Everything that depends on the step (the controls, the answer, the charts, the step views) is one
 # fragment, `step_part`: a slider move or a Play tick reruns only it, never the image decoding, the
-# trace or the model card above it. The step lives in one place, the slider's session-state key; Play
-# advances that key before the slider is drawn, in the same fragment run that draws the answer, so the
-# slider and the answer always show the same step. Play is the fragment's own timer (run_every): the
-# timer is set when a full run draws the fragment, so starting or stopping Play costs one full run.
+# trace or the model card above it. Play is the fragment's own timer (run_every): the timer is set
+# when a full run draws the fragment, so starting or stopping Play costs one full run.
+#
+# While playing, the step lives in PLAY_AT, which no widget owns, and the slider is drawn read-only
+# with no key (a new widget at each step). A timer's request carries the widget values the browser
+# holds, and on a busy machine those can be a step or more behind what the server last drew: had Play
+# written the keyed slider's value (or a Play toggle's), such a stale echo would come back as a user's
+# change and move the step backwards, or start Play again after it stopped. So Play is a button (a
+# click is never echoed) and the keyed slider returns, at PLAY_AT, only when Play stops.
 
-PLAYING = "playing"               # the Play toggle's key
+PLAYING = "playing"               # whether Play is on (no widget's key)
+PLAY_AT = "play_at"               # the step Play shows
 PLAY_TIMER = "play_timer"         # whether the last full run gave step_part Play's timer
 LAST_TICK = "last_tick"           # time.monotonic() of Play's last step
 
 
-def _start_playing(step_key: str, n_key: str) -> None:
+def _press_play(step_key: str, n_key: str) -> None:
     if st.session_state.get(PLAYING):
-        if st.session_state.get(step_key, 1) >= st.session_state.get(n_key, 1):
-            st.session_state[step_key] = 1          # play from the start when already at the end
-        st.session_state[LAST_TICK] = time.monotonic()
+        st.session_state[PLAYING] = False
+        st.session_state[step_key] = st.session_state.get(PLAY_AT, 1)
+        return
+    step, n = st.session_state.get(step_key, 1), st.session_state.get(n_key, 1)
+    st.session_state[PLAY_AT] = 1 if step >= n else step          # from the start when already at the end
+    st.session_state[PLAYING] = True
+    st.session_state[LAST_TICK] = time.monotonic()
 
 
 def _play_tick(step_key: str, n: int) -> None:
-    """While playing, one step further per PLAY_INTERVAL (before the slider is drawn, so it may move).
+    """While playing, one step further per PLAY_INTERVAL; at N, stop there (the keyed slider takes the step).
 
     The timer's runs are the fragment's only runs while playing, bar a click elsewhere in it; one that
     comes early (a click) does not advance, and a late one advances by one step only, so Play never
@@ -48,15 +58,15 @@ def _play_tick(step_key: str, n: int) -> None:
     """
     if not st.session_state.get(PLAYING):
         return
+    at = min(int(st.session_state.get(PLAY_AT, 1)), n)
     now = time.monotonic()
-    if now - st.session_state.get(LAST_TICK, 0.0) < PLAY_INTERVAL * 0.6:
-        return
-    st.session_state[LAST_TICK] = now
-    current = st.session_state.get(step_key, 1)
-    if current < n:
-        st.session_state[step_key] = current + 1
-    if current + 1 >= n:
+    if now - st.session_state.get(LAST_TICK, 0.0) >= PLAY_INTERVAL * 0.6 and at < n:
+        st.session_state[LAST_TICK] = now
+        at += 1
+    st.session_state[PLAY_AT] = at
+    if at >= n:
         st.session_state[PLAYING] = False
+        st.session_state[step_key] = at
 
 
 def step_controls(model: session.LoadedModel) -> tuple[int, int]:
@@ -76,12 +86,18 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
                             help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
     st.session_state[step_key] = min(st.session_state[step_key], n)
     if n == 1:
+        st.session_state[PLAYING] = False
         c2.caption("One step: raise N to scrub through the recursion.")
         return 1, 1
-    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
-                     help="Moving the slider only reads the stored trace: no model work.")
-    c3.toggle("▶ Play", key=PLAYING, on_change=_start_playing, args=(step_key, n_key),
-              help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
+    if st.session_state.get(PLAYING):
+        step = min(int(st.session_state[PLAY_AT]), n)
+        c2.slider("Recursion step", min_value=1, max_value=n, value=step, disabled=True,
+                  help="Playing: press ⏸ Stop to take the slider back.")
+    else:
+        step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
+                         help="Moving the slider only reads the stored trace: no model work.")
+    c3.button("⏸ Stop" if st.session_state.get(PLAYING) else "▶ Play", key="play_button",
+              on_click=_press_play, args=(step_key, n_key), help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
     return n, step
 
 
