@@ -3,9 +3,12 @@
 * Models: ``st.cache_resource``, keyed by checkpoint path and the weights' mtime (a training
   run that writes a new epoch is picked up), shared read-only by every session.
 * Images: decoded once per file content (sha256), with the library's clear error if bad.
-* Traces: ``st.cache_data``, keyed by image hash, checkpoint, mtime and step count. The
+* Traces: ``st.cache_resource``, keyed by image hash, checkpoint, mtime and step count. The
   trace is run once to the most steps the app offers and sliced, so moving the slider or
-  changing N does no model work.
+  changing N does no model work. A resource, not data: st.cache_data would unpickle the
+  trace's tensors (0.6 MB for the flagship) on every read, tens of milliseconds per page run.
+  So one ImageRun is shared by every session: views read it and never write to it (its numpy
+  arrays are read-only, so a write fails loudly).
 * Attributions: ``st.cache_data`` per image, checkpoint, method, step and target.
 
 Each shows a spinner when it takes longer than half a second (Streamlit's spinner delay); a
@@ -191,7 +194,14 @@ class ImageRun:
 
     @property
     def probs(self) -> np.ndarray:
-        return self.trace.probs[:, 0].numpy()
+        probs = self.trace.probs[:, 0].numpy()
+        probs.flags.writeable = False          # shared by every session (run_image is a resource)
+        return probs
+
+    def __post_init__(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
 
 
 def _normalize(pixels: np.ndarray, config: vitrm.ModelConfig) -> torch.Tensor:
@@ -199,7 +209,7 @@ def _normalize(pixels: np.ndarray, config: vitrm.ModelConfig) -> torch.Tensor:
     return vitrm.normalize(torch.from_numpy(pixels).permute(2, 0, 1)[None], config.mean, config.std)
 
 
-@st.cache_data(max_entries=128, show_spinner="Running the model through every step…")
+@st.cache_resource(max_entries=128, show_spinner="Running the model through every step…")
 def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.ndarray) -> ImageRun:
     model = load_model(path, mtime)
     config = model.config
@@ -209,7 +219,7 @@ def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.n
     z = trace.z[:, 0]
     grid = int(round(z.shape[1] ** 0.5))
     y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], analysis.class_directions(model))
-    return ImageRun(trace=trace, pixels=_pixels, class_names=tuple(config.class_names), grid=grid,
+    return ImageRun(trace=trace, pixels=_pixels.copy(), class_names=tuple(config.class_names), grid=grid,
                     recursive=config.arch == "vitrm", z_norm=derive.z_norm_grid(z, grid),
                     z_change=derive.z_change_grid(z, trace.z_init[0], grid),
                     z_rgb=derive.z_pca_rgb(z, grid), y_points=y_points, y_arrows=y_arrows,

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app.text import md  # the caption escapes the file name for markdown
 from tests.streamlit_client import open_page, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def analyse(url: str, file: str, timeout: float) -> float:
     problems = page.exceptions + page.alerts("error")
     if page.status != "success" or problems:
         raise RuntimeError(f"{file}: {page.status}: {problems or page.compile_error}")
-    if f"{file}: original" not in page.text or not any(k.startswith("Top class at step") for k in page.metrics):
+    if f"{md(file)}: original" not in page.text or not any(k.startswith("Top class at step") for k in page.metrics):
         raise RuntimeError(f"{file}: the page does not show this image's prediction:\n{page.text[:400]}")
     return page.seconds
 

@@ -185,6 +185,91 @@ def test_moving_the_slider_or_changing_n_does_no_model_work(app, lab, monkeypatc
     assert len(calls) == 1
 
 
+def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_build_draws():
+    """The scrubber writes its charts as plain dicts (no validation); each must draw, with its step marker,
+    exactly what building it through plotly's validating API draws, for any labels and step counts."""
+    import plotly.graph_objects as go
+    import plotly.io
+
+    from app import derive
+    from app.text import plotly as label
+    from app.views import figures, scrubber
+
+    def drawn(fig) -> dict:
+        return json.loads(plotly.io.to_json(fig))
+
+    def steps_axis(fig, count):
+        fig.update_xaxes(title="step", dtick=1 if count <= 20 else None)
+
+    def lines(probs, names):
+        fig = go.Figure([go.Scatter(x=np.arange(1, len(probs) + 1), y=probs[:, c], mode="lines+markers",
+                                    name=label(name),
+                                    hovertemplate="%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>")
+                         for c, name in enumerate(names)])
+        steps_axis(fig, len(probs))
+        fig.update_yaxes(title="probability", range=[0, 1])
+        return figures.compact(fig, 300, "Every class's probability, step by step")
+
+    def halting(halt, stop):
+        fig = go.Figure(go.Scatter(x=np.arange(1, len(halt) + 1), y=halt, mode="lines+markers",
+                                   name="halting probability", line=dict(color="#54a24b")))
+        figures.level_line(fig, derive.HALT_THRESHOLD, f"threshold {derive.HALT_THRESHOLD}")
+        if stop is not None:
+            fig.add_trace(go.Scatter(x=[stop], y=[halt[stop - 1]], mode="markers", name="would stop here",
+                                     marker=dict(size=14, symbol="star", color="#e45756")))
+        steps_axis(fig, len(halt))
+        fig.update_yaxes(title="halting output", range=[0, 1])
+        fig.update_layout(showlegend=False)
+        return figures.compact(fig, 260, "Halting head: its own guess that the answer is right")
+
+    def updates(y, z):
+        steps = np.arange(1, len(y) + 1)
+        fig = go.Figure([go.Scatter(x=steps, y=y, mode="lines+markers", name="‖Δy‖ (answer)"),
+                         go.Scatter(x=steps, y=z, mode="lines+markers", name="RMS ‖Δz‖ (latents)")])
+        steps_axis(fig, len(steps))
+        fig.update_yaxes(title="size of the update", rangemode="tozero")
+        fig.update_layout(legend=dict(orientation="h", y=-0.3))
+        return figures.compact(fig, 260, "How much each step changes y and z")
+
+    def top_k(p, names, k):
+        order = np.argsort(p)[::-1][:k][::-1]
+        fig = go.Figure(go.Bar(x=p[order], y=[label(names[i]) for i in order], orientation="h",
+                               text=[f"{100 * v:.1f}%" for v in p[order]], textposition="auto",
+                               marker_color="#4c78a8"))
+        fig.update_xaxes(range=[0, 1], title="probability")
+        return figures.compact(fig, 260, f"Top {k} classes")
+
+    rng = np.random.default_rng(0)
+    names = ["cat", "dog", "a *bold* <b>name</b> & more", "ship"]
+    for count in (2, 6, 24):
+        probs, halt = rng.dirichlet(np.ones(4), count), rng.random(count)
+        falling = halt[::-1].copy()
+        for step in sorted({1, count // 2, count}):
+            for stop in (None, max(1, count // 3)):
+                assert drawn(scrubber.halting_figure(halt, step, stop)) == drawn(
+                    figures.step_marker(halting(halt, stop), step))
+            assert drawn(scrubber.class_lines_figure(probs, step, names)) == drawn(
+                figures.step_marker(lines(probs, names), step))
+            assert drawn(scrubber.updates_figure(halt, falling, step)) == drawn(
+                figures.step_marker(updates(halt, falling), step))
+            assert scrubber.class_lines_figure(probs, step, names).layout.shapes[-1].x0 == step
+            assert drawn(scrubber.top_k_figure(probs[step - 1], names, 3)) == drawn(top_k(probs[step - 1], names, 3))
+
+
+def test_a_traced_image_is_shared_read_only_between_sessions(lab):
+    from app import cache
+
+    model = vitrm.load(lab / "vitrm-tiny")
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    shared = cache.run_image(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels)
+    assert cache.run_image(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels) is shared
+    assert shared.probs.shape == (4, len(model.config.class_names))
+    for array in (shared.probs, shared.pixels, shared.z_norm, shared.z_rgb):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0
+    assert pixels.flags.writeable, "the caller's pixels stay its own"
+
+
 def test_uploads_of_any_format_are_classified_and_a_bad_file_gets_its_own_message(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny")
     at.radio(key="source").set_value("Upload")
@@ -299,7 +384,7 @@ def test_every_attribution_method_runs_and_shows_its_time(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny")
     at.radio(key="explore_view").set_value("Attribution")
     run(at)
-    at.button[0].click()
+    next(b for b in at.button if b.label.startswith("Compute attributions")).click()
     run(at)
     names = ("Integrated Gradients", "Saliency", "GradientShap", "Occlusion")
     timed = next(m.value for m in at.markdown if m.value.startswith("Attributions for"))
@@ -310,7 +395,7 @@ def test_every_attribution_method_runs_and_shows_its_time(app, lab):
     assert sum(t["type"] == "heatmap" for t in maps["data"]) == 4
     at.selectbox(key="attr_target").set_value("truck")
     run(at)
-    at.button[0].click()
+    next(b for b in at.button if b.label.startswith("Compute attributions")).click()
     run(at)
     assert any(m.value.startswith("Attributions for **truck**") for m in at.markdown)
     row_button = next(b for b in at.button if b.label.startswith("Row for truck"))

@@ -9,8 +9,10 @@ Streamlit redraws a page in place: while a script run is in progress, the previo
 stay on the page (marked ``data-stale="true"``) until the new run has replaced them, and a widget
 touched in the middle of a run may be redrawn by that run. So the test reads only elements that
 are not stale, and before each interaction it waits for the page to settle (the script has
-finished and nothing is stale). On a failure it saves a screenshot, the page source, the browser's
-console and the server's log, and names them in the error.
+finished and nothing is stale). What Play shows is recorded inside the page by a MutationObserver
+(tests/step_recorder.py), so no step it shows can slip between two polls. On a failure it saves
+a screenshot, the page source, the browser's console and the server's log, and names them in the
+error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import step_recorder
 import torch
 from PIL import Image
 from streamlit_client import serve
@@ -36,11 +39,11 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
 # Generous, for a 2-core machine that also runs a training job: the first page includes the server's
 # imports (torch, plotly) and the first trace; later waits are for a script run of well under a second.
-FIRST_WAIT = 120
+FIRST_WAIT = 300
 WAIT = 60
 APP = "[data-testid='stApp']"
 SLIDER = "[data-testid='stSlider'] input[type='range']"
-PLAY = "//label[.//p[contains(normalize-space(), 'Play')]]"
+PLAY = "//button[.//p[contains(normalize-space(), 'Play')]]"
 NOT_STALE = "not(ancestor-or-self::*[@data-stale='true'])"
 
 pytestmark = pytest.mark.skipif(
@@ -83,6 +86,7 @@ def browser(tmp_path):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(FIRST_WAIT)
+    driver.set_script_timeout(WAIT)      # webdriver's 30 s is too short for a tiny script on a busy machine
     try:
         yield driver
     finally:
@@ -167,6 +171,10 @@ def evidence(driver, server: Server, folder: Path):
             (folder / "page.html").write_text(driver.page_source)
             console = driver.get_log("browser")
             (folder / "console.txt").write_text("\n".join(f"{e['level']} {e['message']}" for e in console))
+            seen, events, _ = step_recorder.read(driver)
+            if seen:
+                (folder / "steps.txt").write_text("\n".join(map(repr, seen + events)))
+                notes.append(f"recorded (slider, headline): {[(o.slider, o.headline) for o in seen][-40:]}")
             notes.append(f"page state (script run state, stale elements): {page_state(driver)}; "
                          f"slider value: {slider_value(driver)}")
             notes += [f"console: {e['level']} {e['message'][:300]}" for e in console if e["level"] == "SEVERE"][-5:]
@@ -219,20 +227,21 @@ def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint,
         press_on_slider(browser, Keys.HOME, "1")
         assert metric_value(browser, "Top class at step 1") == expected_top(checkpoint, image, 1)
         settle(browser)
+        step_recorder.start(browser)        # records every change of the page, inside the page
         browser.find_element(By.XPATH, PLAY).click()
-        seen = ["1"]
-
-        def reached_last(d) -> bool:
-            value = slider_value(d)
-            if value is not None and value != seen[-1]:
-                seen.append(value)
-            return value == str(last)
-        wait(browser).until(reached_last, message=f"Play did not reach step {last}; the slider showed {seen}")
-        assert seen == [str(s) for s in range(1, last + 1)], f"Play should go one step at a time: {seen}"
+        wait(browser).until(lambda d: slider_value(d) == str(last),
+                            message=f"Play did not reach step {last}; the slider shows {slider_value(browser)}")
         settle(browser, quiet=2.0)        # playing has stopped: no more runs, even after a tick's time
+        seen, _, _ = step_recorder.read(browser)
+        steps = [str(s) for s in range(1, last + 1)]
+        assert step_recorder.distinct(o.slider for o in seen) == steps, \
+            f"Play should move the slider one step at a time: {[o.slider for o in seen]}"
+        assert step_recorder.distinct(o.headline for o in seen if not o.headline_stale) == steps, \
+            f"the answer should follow one step at a time: {[o.headline for o in seen]}"
+        stale_frames = [o for o in seen if o.settled and o.disagrees]
+        assert not stale_frames, f"the slider and the answer showed different steps: {stale_frames}"
         assert slider_value(browser) == str(last)
-        assert browser.find_element(By.CSS_SELECTOR, "input[role='switch'][aria-label*='Play']").get_property(
-            "checked") is False
+        assert browser.find_elements(By.XPATH, PLAY), "after the last step the button offers Play again, not Stop"
         assert metric_value(browser, f"Top class at step {last}") == expected_top(checkpoint, image, last)
 
         # Offline: nothing failed to load (an icon fetched from the internet would show up here).

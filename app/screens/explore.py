@@ -13,39 +13,60 @@ from app.text import MAX_MESSAGE, md, plain
 from app.views import attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
-PLAY_INTERVAL = 0.8      # seconds per step while playing
+PLAY_INTERVAL = scrubber.PLAY_INTERVAL
 ROW_STEPS = 8            # the attribution row shows at most this many steps
 VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 
 
 # --------------------------------------------------------------------------- step controls and play
+#
+# Everything that depends on the step (the controls, the answer, the charts, the step views) is one
+# fragment, `step_part`: a slider move or a Play tick reruns only it, never the image decoding, the
+# trace or the model card above it. Play is the fragment's own timer (run_every): the timer is set
+# when a full run draws the fragment, so starting or stopping Play costs one full run.
+#
+# While playing, the step lives in PLAY_AT, which no widget owns, and the slider is drawn read-only
+# with no key (a new widget at each step). A timer's request carries the widget values the browser
+# holds, and on a busy machine those can be a step or more behind what the server last drew: had Play
+# written the keyed slider's value (or a Play toggle's), such a stale echo would come back as a user's
+# change and move the step backwards, or start Play again after it stopped. So Play is a button (a
+# click is never echoed) and the keyed slider returns, at PLAY_AT, only when Play stops.
 
-def _start_playing(step_key: str, n_key: str) -> None:
-    if st.session_state.get("playing") and st.session_state.get(step_key, 1) >= st.session_state.get(n_key, 1):
-        st.session_state[step_key] = 1          # play from the start when already at the end
-    st.session_state["last_tick"] = 0.0
+PLAYING = "playing"               # whether Play is on (no widget's key)
+PLAY_AT = "play_at"               # the step Play shows
+PLAY_TIMER = "play_timer"         # whether the last full run gave step_part Play's timer
+LAST_TICK = "last_tick"           # time.monotonic() of Play's last step
 
 
-def _apply_tick(step_key: str, n: int) -> None:
-    """Advance one step if the player asked for it (before the slider is drawn, so it may move)."""
-    if not st.session_state.pop("advance", False):
+def _press_play(step_key: str, n_key: str) -> None:
+    if st.session_state.get(PLAYING):
+        st.session_state[PLAYING] = False
+        st.session_state[step_key] = st.session_state.get(PLAY_AT, 1)
         return
-    current = st.session_state.get(step_key, 1)
-    if current < n:
-        st.session_state[step_key] = current + 1
-    if current + 1 >= n:
-        st.session_state["playing"] = False
+    step, n = st.session_state.get(step_key, 1), st.session_state.get(n_key, 1)
+    st.session_state[PLAY_AT] = 1 if step >= n else step          # from the start when already at the end
+    st.session_state[PLAYING] = True
+    st.session_state[LAST_TICK] = time.monotonic()
 
 
-def _player() -> None:
-    """While playing, ask for the next step every PLAY_INTERVAL seconds (a timed fragment rerun)."""
-    if not st.session_state.get("playing"):
+def _play_tick(step_key: str, n: int) -> None:
+    """While playing, one step further per PLAY_INTERVAL; at N, stop there (the keyed slider takes the step).
+
+    The timer's runs are the fragment's only runs while playing, bar a click elsewhere in it; one that
+    comes early (a click) does not advance, and a late one advances by one step only, so Play never
+    skips a step, however loaded the machine.
+    """
+    if not st.session_state.get(PLAYING):
         return
+    at = min(int(st.session_state.get(PLAY_AT, 1)), n)
     now = time.monotonic()
-    if now - st.session_state.get("last_tick", 0.0) >= PLAY_INTERVAL * 0.9:
-        st.session_state["last_tick"] = now
-        st.session_state["advance"] = True
-        st.rerun()
+    if now - st.session_state.get(LAST_TICK, 0.0) >= PLAY_INTERVAL * 0.6 and at < n:
+        st.session_state[LAST_TICK] = now
+        at += 1
+    st.session_state[PLAY_AT] = at
+    if at >= n:
+        st.session_state[PLAYING] = False
+        st.session_state[step_key] = at
 
 
 def step_controls(model: session.LoadedModel) -> tuple[int, int]:
@@ -59,20 +80,39 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     st.session_state.setdefault(step_key, trained)
     n = int(st.session_state[n_key])
     st.session_state[step_key] = min(st.session_state[step_key], n)
-    _apply_tick(step_key, n)
+    _play_tick(step_key, n)
     c1, c2, c3 = st.columns([1.2, 5, 1])
     n = int(c1.number_input("Steps to run (N)", min_value=1, max_value=model.max_steps, key=n_key,
                             help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
     st.session_state[step_key] = min(st.session_state[step_key], n)
     if n == 1:
+        st.session_state[PLAYING] = False
         c2.caption("One step: raise N to scrub through the recursion.")
         return 1, 1
-    step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
-                     help="Moving the slider only reads the stored trace: no model work.")
-    c3.toggle("▶ Play", key="playing", on_change=_start_playing, args=(step_key, n_key),
-              help="Animate the steps, one every 0.8 s.")
-    st.fragment(_player, run_every=PLAY_INTERVAL if st.session_state.get("playing") else None)()
+    if st.session_state.get(PLAYING):
+        step = min(int(st.session_state[PLAY_AT]), n)
+        c2.slider("Recursion step", min_value=1, max_value=n, value=step, disabled=True,
+                  help="Playing: press ⏸ Stop to take the slider back.")
+    else:
+        step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
+                         help="Moving the slider only reads the stored trace: no model work.")
+    c3.button("⏸ Stop" if st.session_state.get(PLAYING) else "▶ Play", key="play_button",
+              on_click=_press_play, args=(step_key, n_key), help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
     return n, step
+
+
+def step_fragment(body, *args) -> None:
+    """Draw ``body(*args)`` as the page's step-dependent fragment, with Play's timer while playing."""
+    playing = bool(st.session_state.get(PLAYING))
+    st.session_state[PLAY_TIMER] = playing
+
+    def part(*args) -> None:
+        body(*args)
+        if bool(st.session_state.get(PLAYING)) != st.session_state.get(PLAY_TIMER):
+            st.rerun()        # Play started or stopped: a full run sets or clears the timer
+
+    part.__qualname__ = part.__name__ = f"step_part_{body.__name__}"
+    st.fragment(part, run_every=PLAY_INTERVAL if playing else None)(*args)
 
 
 # --------------------------------------------------------------------------- sections
@@ -159,6 +199,44 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
         attribution.draw_attribution_row(row, pixels, names)
 
 
+# --------------------------------------------------------------------------- the step-dependent part
+
+def classroom_part(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
+                   why: str | None) -> None:
+    classroom.draw(image.pixels[model.config.image_size], run.probs,
+                   None if run.trace.halt is None else run.trace.halt[:, 0].numpy(),
+                   run.class_names, image.label, lambda: step_controls(model), why)
+
+
+def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
+                 run: cache.ImageRun, table: pd.DataFrame) -> None:
+    """The step controls and the chosen view at the chosen step (``table``: the per-step table, all steps)."""
+    n, step = step_controls(model)
+    view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
+                    help=glossary.help_for(*VIEWS))
+    pixels = image.pixels[model.config.image_size]
+    probs = run.probs[:n]
+    if view == "Scrubber":
+        halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
+        scrubber.draw_scrubber(table.head(n), probs, halt, step, run.class_names, image.label,
+                               file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
+        if halt is not None:
+            evaluated = model.files.predictions
+            glossary.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
+                                                  reliability.at(evaluated, step, float(halt[step - 1]))))
+        other_models(models, model, image, step)
+    elif view == "Evolving state":
+        state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
+                         probs, step, run.class_names)
+    elif view == "Attention":
+        if run.trace.attention is None:
+            st.info(f"{md(model.name)} is not a ViTRM, so its trace has no recursion attention to show.")
+        else:
+            attention.draw_attention(run.trace.attention, pixels, run.grid, step, key=model.key)
+    else:
+        attribution_section(model, image, run, n, step)
+
+
 # --------------------------------------------------------------------------- page
 
 def demo_marks(model: session.LoadedModel) -> dict[str, str]:
@@ -193,11 +271,10 @@ if not image.ok:
     st.stop()
 
 pixels = image.pixels[model.config.image_size]
+run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
 if teaching:
-    run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
-    classroom.draw(pixels, run.probs, None if run.trace.halt is None else run.trace.halt[:, 0].numpy(),
-                   run.class_names, image.label, lambda: step_controls(model),
-                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
+    step_fragment(classroom_part, model, image, run,
+                  marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
     honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
     st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
@@ -205,29 +282,5 @@ with st.expander(f"Model card: {md(model.name)}"):
     cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
     model_card.draw_model_card(model.card, summaries.comparison_table(cards))
 
-run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
 honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
-n, step = step_controls(model)
-view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
-                help=glossary.help_for(*VIEWS))
-probs = run.probs[:n]
-if view == "Scrubber":
-    halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
-    table = derive.per_step_table(run.trace, 0, run.class_names).head(n)
-    scrubber.draw_scrubber(table, probs, halt, step, run.class_names, image.label,
-                           file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
-    if halt is not None:
-        evaluated = model.files.predictions
-        glossary.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
-                                              reliability.at(evaluated, step, float(halt[step - 1]))))
-    other_models(models, model, image, step)
-elif view == "Evolving state":
-    state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
-                     probs, step, run.class_names)
-elif view == "Attention":
-    if run.trace.attention is None:
-        st.info(f"{md(model.name)} is not a ViTRM, so its trace has no recursion attention to show.")
-    else:
-        attention.draw_attention(run.trace.attention, pixels, run.grid, step, key=model.key)
-else:
-    attribution_section(model, image, run, n, step)
+step_fragment(explore_part, models, model, image, run, derive.per_step_table(run.trace, 0, run.class_names))

@@ -25,47 +25,74 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
         cols[2].markdown(f":green[right at step {step}]" if verdict == "right" else f":red[wrong at step {step}]")
 
 
+# The scrubber's charts are written as plain plotly dicts, not built through plotly's validating API:
+# validation cost more than everything else a new image's first page does (about 0.5 s for the four
+# charts on the 2-core machine), and a dict is cheap enough to write again on every step, so nothing
+# is cached. tests/test_app.py checks that each dict draws exactly what the validated build draws.
+PLAY_INTERVAL = 0.8      # seconds per step while the scrubber plays (bench/browser_speed.py reads it)
+LINES = "lines+markers"
+
+
+def _steps_axis(count: int) -> dict:
+    return {"title": {"text": "step"}, **({"dtick": 1} if count <= 20 else {})}
+
+
 def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:
+    return figures.from_spec(_top_k_spec(p, tuple(class_names), k))
+
+
+def _top_k_spec(p: np.ndarray, class_names: tuple[str, ...], k: int) -> dict:
     order = np.argsort(p)[::-1][:k][::-1]
-    fig = go.Figure(go.Bar(x=p[order], y=[plotly(class_names[i]) for i in order], orientation="h",
-                           text=[f"{100 * v:.1f}%" for v in p[order]], textposition="auto",
-                           marker_color="#4c78a8"))
-    fig.update_xaxes(range=[0, 1], title="probability")
-    return figures.compact(fig, 260, f"Top {k} classes")
+    bars = {"type": "bar", "x": p[order], "y": [plotly(class_names[i]) for i in order], "orientation": "h",
+            "text": [f"{100 * v:.1f}%" for v in p[order]], "textposition": "auto", "marker": {"color": "#4c78a8"}}
+    return {"data": [bars], "layout": figures.compact_layout(260, f"Top {k} classes",
+                                                             xaxis={"range": [0, 1], "title": {"text": "probability"}})}
 
 
 def class_lines_figure(probs: np.ndarray, step: int, class_names) -> go.Figure:
+    return figures.from_spec(_class_lines_spec(probs, tuple(class_names)), step)
+
+
+def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
     steps = np.arange(1, len(probs) + 1)
-    fig = go.Figure([go.Scatter(x=steps, y=probs[:, c], mode="lines+markers", name=plotly(name),
-                                hovertemplate="%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>")
-                     for c, name in enumerate(class_names)])
-    fig.update_xaxes(title="step", dtick=1 if len(probs) <= 20 else None)
-    fig.update_yaxes(title="probability", range=[0, 1])
-    return figures.compact(figures.step_marker(fig, step), 300, "Every class's probability, step by step")
+    lines = [{"type": "scatter", "x": steps, "y": probs[:, c], "mode": LINES, "name": plotly(name),
+              "hovertemplate": "%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>"}
+             for c, name in enumerate(class_names)]
+    return {"data": lines, "layout": figures.compact_layout(
+        300, "Every class's probability, step by step", xaxis=_steps_axis(len(probs)),
+        yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
 
 
 def halting_figure(halt: np.ndarray, step: int, stop: int | None) -> go.Figure:
+    return figures.from_spec(_halting_spec(halt, stop), step)
+
+
+def _halting_spec(halt: np.ndarray, stop: int | None) -> dict:
     steps = np.arange(1, len(halt) + 1)
-    fig = go.Figure(go.Scatter(x=steps, y=halt, mode="lines+markers", name="halting probability",
-                               line=dict(color="#54a24b")))
-    figures.level_line(fig, derive.HALT_THRESHOLD, f"threshold {derive.HALT_THRESHOLD}")
+    data = [{"type": "scatter", "x": steps, "y": halt, "mode": LINES, "name": "halting probability",
+             "line": {"color": "#54a24b"}}]
     if stop is not None:
-        fig.add_trace(go.Scatter(x=[stop], y=[halt[stop - 1]], mode="markers", name="would stop here",
-                                 marker=dict(size=14, symbol="star", color="#e45756")))
-    fig.update_xaxes(title="step", dtick=1 if len(halt) <= 20 else None)
-    fig.update_yaxes(title="halting output", range=[0, 1])
-    fig.update_layout(showlegend=False)
-    return figures.compact(figures.step_marker(fig, step), 260, "Halting head: its own guess that the answer is right")
+        data.append({"type": "scatter", "x": [stop], "y": [halt[stop - 1]], "mode": "markers",
+                     "name": "would stop here", "marker": {"size": 14, "symbol": "star", "color": "#e45756"}})
+    return {"data": data, "layout": figures.compact_layout(
+        260, "Halting head: its own guess that the answer is right",
+        **figures.level_line_layout(derive.HALT_THRESHOLD, f"threshold {derive.HALT_THRESHOLD}"),
+        xaxis=_steps_axis(len(halt)), yaxis={"title": {"text": "halting output"}, "range": [0, 1]},
+        showlegend=False)}
 
 
 def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int) -> go.Figure:
+    return figures.from_spec(_updates_spec(y_update, z_update), step)
+
+
+def _updates_spec(y_update: np.ndarray, z_update: np.ndarray) -> dict:
     steps = np.arange(1, len(y_update) + 1)
-    fig = go.Figure([go.Scatter(x=steps, y=y_update, mode="lines+markers", name="‖Δy‖ (answer)"),
-                     go.Scatter(x=steps, y=z_update, mode="lines+markers", name="RMS ‖Δz‖ (latents)")])
-    fig.update_xaxes(title="step", dtick=1 if len(steps) <= 20 else None)
-    fig.update_yaxes(title="size of the update", rangemode="tozero")
-    fig.update_layout(legend=dict(orientation="h", y=-0.3))
-    return figures.compact(figures.step_marker(fig, step), 260, "How much each step changes y and z")
+    data = [{"type": "scatter", "x": steps, "y": y_update, "mode": LINES, "name": "‖Δy‖ (answer)"},
+            {"type": "scatter", "x": steps, "y": z_update, "mode": LINES, "name": "RMS ‖Δz‖ (latents)"}]
+    return {"data": data, "layout": figures.compact_layout(
+        260, "How much each step changes y and z", xaxis=_steps_axis(len(steps)),
+        yaxis={"title": {"text": "size of the update"}, "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.3})}
 
 
 def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | None, step: int,
@@ -106,5 +133,7 @@ def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | Non
         glossary.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
                          "mean its thinking has settled.", *(t.name for t in updates.data))
 
-    st.download_button("Download per-step results (CSV)", table.to_csv(index=False).encode(),
-                       file_name=f"{file_stem}-per-step.csv", mime="text/csv")
+    # Deferred: the CSV is made on a click, not on every step, and the page holds no file URL that a
+    # fragment rerun (a slider move, a Play tick) could leave behind; clicking reruns nothing.
+    st.download_button("Download per-step results (CSV)", lambda: table.to_csv(index=False).encode(),
+                       file_name=f"{file_stem}-per-step.csv", mime="text/csv", on_click="ignore")
