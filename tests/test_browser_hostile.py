@@ -26,7 +26,7 @@ import urllib.parse
 import pytest
 from streamlit_client import free_port, serve
 from test_app_hostile import plant_hostile_checkpoint
-from test_browser import FIRST_WAIT, NOT_STALE, WAIT, Server, browser, evidence, pytestmark, settle  # noqa: F401
+from test_browser import FIRST_WAIT, NOT_STALE, WAIT, Server, browser, evidence, pytestmark, settle, wait  # noqa: F401
 
 PORT = free_port()                 # the recording server's; nothing else listens there
 HOST = f"http://127.0.0.1:{PORT}"
@@ -118,6 +118,16 @@ def click_section(driver, label: str) -> None:
     settle(driver)
     driver.find_element(By.XPATH, f"//label[{NOT_STALE}][.//p[normalize-space()='{label}']]").click()
     settle(driver)
+    charts_drawn(driver)
+
+
+def charts_drawn(driver) -> None:
+    """Wait until plotly.js has drawn every chart the run delivered (it loads lazily, after the run ends):
+    a chart's labels can only be checked for links once they are drawn."""
+    every_chart_drawn = ("const charts = document.querySelectorAll('[data-testid=\"stPlotlyChart\"]');"
+                         "return charts.length > 0 && [...charts].every(c => c.querySelector('.js-plotly-plot'));")
+    wait(driver, WAIT).until(lambda d: d.execute_script(every_chart_drawn),
+                             message=f"the page's charts were not drawn within {WAIT} s")
 
 
 def test_hostile_strings_from_a_link_and_a_checkpoint_show_as_text_in_the_browser(
@@ -126,6 +136,7 @@ def test_hostile_strings_from_a_link_and_a_checkpoint_show_as_text_in_the_browse
     with evidence(browser, hostile_server, tmp_path / "evidence"):
         browser.get(f"{hostile_server.url}/?image={urllib.parse.quote(LINK)}")
         settle(browser, 2 * FIRST_WAIT)
+        charts_drawn(browser)
         explore = report(browser)
         assert_shown_as_text(explore, "Explore, opened by the hostile link")
         assert "has no image of that name" in explore["text"]
@@ -136,6 +147,7 @@ def test_hostile_strings_from_a_link_and_a_checkpoint_show_as_text_in_the_browse
 
         browser.get(f"{hostile_server.url}/dataset")
         settle(browser, 2 * FIRST_WAIT)       # the first run imports torchvision to list the test split
+        charts_drawn(browser)
         pages = {"Dataset": report(browser)}
         for section in ("Per class", "Confusion matrix"):
             click_section(browser, section)

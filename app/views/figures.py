@@ -45,7 +45,9 @@ def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
     fig.update_xaxes(tickfont=readable, title_font=readable)     # every axis of every subplot
     fig.update_yaxes(tickfont=readable, title_font=readable)
     fig.update_traces(colorbar=dict(tickfont=readable, title_font=readable), selector=dict(type="heatmap"))
-    fig.update_coloraxes(colorbar=dict(tickfont=readable, title_font=readable))
+    # Only colour axes the figure has: update_coloraxes would add an empty one to every figure.
+    for name in [k for k in fig.layout.to_plotly_json() if k.startswith("coloraxis")]:
+        fig.layout[name].colorbar.update(tickfont=readable, title_font=readable)
     return fig
 
 
