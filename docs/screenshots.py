@@ -94,11 +94,12 @@ def main() -> None:
 
             # Classroom mode on a projector's screen: image, answer, chart and slider at once.
             click(driver, "Scrubber")
-            driver.set_window_size(1366, 768)
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",       # the viewport itself, as projected
+                                   {"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": False})
             click(driver, "Classroom mode")
             shoot(driver, "classroom")
             click(driver, "Classroom mode")
-            driver.set_window_size(1400, 1900)
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
             settle(driver)
 
             click(driver, "Dataset analysis")
