@@ -20,11 +20,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import check_model
-from .model import Block, ModelConfig, Preprocessing, Trace, ViTRMConfig, _init_weights, make_tokenizer
+from .model import Block, ModelConfig, PatchGrid, Preprocessing, Trace, ViTRMConfig, _init_weights, make_tokenizer
 
 
 @dataclass
-class ViTConfig(ModelConfig):
+class ViTConfig(PatchGrid, ModelConfig):
     """The ViT baseline: a ViTRM's tokenizer and transformer layers, ``layers`` of them unshared,
     run once. The defaults are ViTRMConfig's; ``vit_config_for`` matches a ViTRM's depth."""
 
@@ -38,14 +38,6 @@ class ViTConfig(ModelConfig):
     mlp_ratio: float = 2.0
     layers: int = 3
     dropout: float = 0.0
-
-    @property
-    def grid(self) -> int:
-        return self.image_size // self.patch_size
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid * self.grid
 
     @property
     def effective_depth(self) -> int:

@@ -86,8 +86,20 @@ class ModelConfig:
         return {f.name for f in fields(cls)}
 
 
+class PatchGrid:
+    """The token grid of a patch-tokenized config (the ViTRM's and the ViT's): one rule for both."""
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid * self.grid
+
+
 @dataclass
-class ViTRMConfig(ModelConfig):
+class ViTRMConfig(PatchGrid, ModelConfig):
     """Everything needed to rebuild a ViTRM; saved as ``config.json`` next to the weights."""
 
     arch: ClassVar[str] = "vitrm"
@@ -102,14 +114,6 @@ class ViTRMConfig(ModelConfig):
     combine: str = "add"              # "concat" or "add"; see the module docstring
     trained_steps: int = 4            # N: recursion steps used in training; default at inference
     dropout: float = 0.0
-
-    @property
-    def grid(self) -> int:
-        return self.image_size // self.patch_size
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid * self.grid
 
     @property
     def block_calls_per_step(self) -> int:
