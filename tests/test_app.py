@@ -188,6 +188,26 @@ def test_moving_the_slider_or_changing_n_does_no_model_work(app, lab, monkeypatc
     assert len(calls) == 1
 
 
+def test_a_slider_move_redraws_only_the_bars_at_the_step_and_the_charts_over_all_steps_stay_as_they_were(app, lab):
+    """A chart whose spec changes costs the browser a redraw (bench/browser_speed.py); the charts over all
+    steps must come out identical at every step, so that moving the slider redraws only the bars."""
+    at = select_models(run(app), lab, "vitrm-tiny")
+    slider_key = f"step::{lab / 'vitrm-tiny'}"
+
+    def charts_at(step: int) -> dict[str, dict]:
+        at.slider(key=slider_key).set_value(step)
+        run(at)
+        return {spec["layout"]["title"]["text"]: spec for spec in plotly_specs(at)}
+
+    first, last = charts_at(1), charts_at(3)
+    assert set(first) == set(last) and len(first) == 4
+    changed = {title for title in first if first[title] != last[title]}
+    assert changed == {next(t for t in first if t.startswith("Top "))}
+    lines = last["Every class's probability, step by step"]
+    assert [shape["x0"] for shape in lines["layout"]["shapes"]] == [TINY.trained_steps], \
+        "the one dotted line marks the trained step count, not the selected step"
+
+
 def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_build_draws():
     """The scrubber writes its charts as plain dicts (no validation); each must draw, with its step marker,
     exactly what building it through plotly's validating API draws, for any labels and step counts."""
@@ -251,11 +271,13 @@ def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_buil
             for stop in (None, max(1, count // 3)):
                 assert drawn(scrubber.halting_figure(halt, step, stop)) == drawn(
                     figures.step_marker(halting(halt, stop), step))
+                assert drawn(scrubber.halting_figure(halt, None, stop)) == drawn(halting(halt, stop))
             assert drawn(scrubber.class_lines_figure(probs, step, names)) == drawn(
                 figures.step_marker(lines(probs, names), step))
             assert drawn(scrubber.updates_figure(halt, falling, step)) == drawn(
                 figures.step_marker(updates(halt, falling), step))
             assert scrubber.class_lines_figure(probs, step, names).layout.shapes[-1].x0 == step
+            assert drawn(scrubber.class_lines_figure(probs, None, names)) == drawn(lines(probs, names))
             assert drawn(scrubber.top_k_figure(probs[step - 1], names, 3)) == drawn(top_k(probs[step - 1], names, 3))
 
 

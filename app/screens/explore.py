@@ -69,6 +69,17 @@ def _play_tick(step_key: str, n: int) -> None:
         st.session_state[step_key] = at
 
 
+def steps_to_run(model: session.LoadedModel) -> int:
+    """The session's N for ``model`` (1 when it is not recursive), its step and N set to their defaults
+    on first sight: N twice the trained count, the step at the trained count."""
+    if not model.recursive:
+        return 1
+    trained = model.config.trained_steps
+    st.session_state.setdefault(f"n::{model.key}", min(2 * trained, model.max_steps))
+    st.session_state.setdefault(f"step::{model.key}", trained)
+    return int(st.session_state[f"n::{model.key}"])
+
+
 def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     """(N, selected step). N up to 4x the trained count; the trace already covers it."""
     if not model.recursive:
@@ -76,9 +87,7 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
         return 1, 1
     trained = model.config.trained_steps
     n_key, step_key = f"n::{model.key}", f"step::{model.key}"
-    st.session_state.setdefault(n_key, min(2 * trained, model.max_steps))
-    st.session_state.setdefault(step_key, trained)
-    n = int(st.session_state[n_key])
+    n = steps_to_run(model)
     st.session_state[step_key] = min(st.session_state[step_key], n)
     _play_tick(step_key, n)
     c1, c2, c3 = st.columns([1.2, 5, 1])
@@ -209,21 +218,22 @@ def classroom_part(model: session.LoadedModel, image: cache.PreparedImage, run: 
 
 
 def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
-                 run: cache.ImageRun, table: pd.DataFrame) -> None:
-    """The step controls and the chosen view at the chosen step (``table``: the per-step table, all steps)."""
+                 run: cache.ImageRun, view: str, drawn_n: int) -> None:
+    """The step controls and what ``view`` shows at the chosen step; ``drawn_n``: the N of the full run
+    that drew this fragment (what is drawn below it, outside the fragment, covers N steps)."""
     n, step = step_controls(model)
-    view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
-                    help=glossary.help_for(*VIEWS))
+    if n != drawn_n:
+        st.rerun()        # N changed: the step-independent part below the fragment follows it
     pixels = image.pixels[model.config.image_size]
     probs = run.probs[:n]
     if view == "Scrubber":
-        halt = run.trace.halt[:n, 0].numpy() if run.trace.halt is not None else None
-        scrubber.draw_scrubber(table.head(n), probs, halt, step, run.class_names, image.label,
-                               file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
-        if halt is not None:
+        notes = []
+        if run.trace.halt is not None:
             evaluated = model.files.predictions
-            glossary.caption(honesty.halting_note(float(halt[step - 1]), step, None if evaluated is None else
-                                                  reliability.at(evaluated, step, float(halt[step - 1]))))
+            value = float(run.trace.halt[step - 1, 0])
+            notes.append(honesty.halting_note(value, step, None if evaluated is None else
+                                              reliability.at(evaluated, step, value)))
+        scrubber.draw_step(probs, step, run.class_names, image.label, notes)
         other_models(models, model, image, step)
     elif view == "Evolving state":
         state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
@@ -283,4 +293,11 @@ with st.expander(f"Model card: {md(model.name)}"):
     model_card.draw_model_card(model.card, summaries.comparison_table(cards))
 
 honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
-step_fragment(explore_part, models, model, image, run, derive.per_step_table(run.trace, 0, run.class_names))
+view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
+                help=glossary.help_for(*VIEWS))
+n = steps_to_run(model)
+step_fragment(explore_part, models, model, image, run, view, n)
+if view == "Scrubber":
+    scrubber.draw_overview(derive.per_step_table(run.trace, 0, run.class_names).head(n), run.probs[:n],
+                           None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(), run.class_names,
+                           model.config.trained_steps, file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))

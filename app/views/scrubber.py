@@ -49,7 +49,7 @@ def _top_k_spec(p: np.ndarray, class_names: tuple[str, ...], k: int) -> dict:
                                                              xaxis={"range": [0, 1], "title": {"text": "probability"}})}
 
 
-def class_lines_figure(probs: np.ndarray, step: int, class_names) -> go.Figure:
+def class_lines_figure(probs: np.ndarray, step: int | None, class_names) -> go.Figure:
     return figures.from_spec(_class_lines_spec(probs, tuple(class_names)), step)
 
 
@@ -63,7 +63,7 @@ def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
         yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
 
 
-def halting_figure(halt: np.ndarray, step: int, stop: int | None) -> go.Figure:
+def halting_figure(halt: np.ndarray, step: int | None, stop: int | None) -> go.Figure:
     return figures.from_spec(_halting_spec(halt, stop), step)
 
 
@@ -81,7 +81,7 @@ def _halting_spec(halt: np.ndarray, stop: int | None) -> dict:
         showlegend=False)}
 
 
-def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int) -> go.Figure:
+def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int | None) -> go.Figure:
     return figures.from_spec(_updates_spec(y_update, z_update), step)
 
 
@@ -95,45 +95,59 @@ def _updates_spec(y_update: np.ndarray, z_update: np.ndarray) -> dict:
         legend={"orientation": "h", "y": -0.3})}
 
 
-def draw_scrubber(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | None, step: int,
-                  class_names, label: str | None, file_stem: str, top_k: int = 5) -> None:
-    """``table`` is ``derive.per_step_table`` for steps 1..N, ``probs`` [N, C], ``halt`` [N] or None."""
+def draw_step(probs: np.ndarray, step: int, class_names, label: str | None, notes: list[str],
+              top_k: int = 5) -> None:
+    """What changes with the step: the headline, the bars at the step, and ``notes`` (sentences on the step).
+
+    ``probs`` [N, C]. Drawn in the page's step fragment. A chart that changes costs the browser a redraw (0.1 to
+    0.25 s each on the 2-core machine, more than the server's whole run), so only the bars are here; the charts
+    over all steps are in ``draw_overview``, drawn once per image and N, with no moving step marker.
+    """
     draw_prediction(probs, step, class_names, label)
     left, right = st.columns([2, 3])
     with left:
         figures.show(top_k_figure(probs[step - 1], class_names, min(top_k, len(class_names))))
     with right:
-        figures.show(class_lines_figure(probs, step, class_names))
-    st.caption("The bars are the model's belief after the selected step; the lines show how that belief "
-               "moved over all steps. A line that keeps rising after the trained step count means more "
-               "thinking still helps.")
+        st.caption(f"The bars are the model's belief after step {step}; the charts below show every step at once.")
+        for note in notes:
+            glossary.caption(note)
 
+
+def draw_overview(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | None, class_names, trained: int,
+                  file_stem: str) -> None:
+    """What the steps did as a whole, the same at every step: ``table`` is ``derive.per_step_table`` for
+    steps 1..N, ``probs`` [N, C], ``halt`` [N] or None; the charts mark the ``trained`` step count."""
+    mark = trained if 1 < trained <= len(probs) else None
     changes = derive.prediction_changes(probs, class_names)
     if changes:
         st.markdown("**The top prediction changed:** " + "; ".join(md(change, None) for change in changes))
     else:
         st.markdown(f"**The top prediction never changed** over {len(probs)} steps: "
                     f"{md(class_names[int(probs[0].argmax())])} from step 1.")
-
-    left, right = st.columns(2)
+    left, right = st.columns([3, 2])
     with left:
+        figures.show(class_lines_figure(probs, mark, class_names))
+        st.caption("How the belief moved over all steps" + (f" (dotted: the {trained} steps it was trained with)"
+                   if mark else "") + ". A line that keeps rising after the trained step count means more "
+                   "thinking still helps.")
+    with right:
         if halt is None:
             st.info("This model is not recursive, so it has no halting head: it always answers in one step.")
         else:
             stop = derive.halting_step(halt)
-            figures.show(halting_figure(halt, step, stop))
+            figures.show(halting_figure(halt, mark, stop))
             glossary.caption(
                 f"The halting head estimates whether the current answer is right. It would stop at step {stop} "
                 f"(the first step at or above {derive.HALT_THRESHOLD})." if stop else
                 f"The halting head never reaches {derive.HALT_THRESHOLD} within {len(halt)} steps, so it would "
                 "run them all. This is an analysis: the scrubber always shows the step you choose.", "halting")
-    with right:
-        updates = updates_figure(table["y_update"].to_numpy(), table["z_update"].to_numpy(), step)
+    left, right = st.columns([3, 2])
+    with left:
+        updates = updates_figure(table["y_update"].to_numpy(), table["z_update"].to_numpy(), mark)
         figures.show(updates)
+    with right:
         glossary.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
                          "mean its thinking has settled.", *(t.name for t in updates.data))
-
-    # Deferred: the CSV is made on a click, not on every step, and the page holds no file URL that a
-    # fragment rerun (a slider move, a Play tick) could leave behind; clicking reruns nothing.
-    st.download_button("Download per-step results (CSV)", lambda: table.to_csv(index=False).encode(),
-                       file_name=f"{file_stem}-per-step.csv", mime="text/csv", on_click="ignore")
+        # Deferred: the CSV is made on a click, not on every run, and clicking reruns nothing.
+        st.download_button("Download per-step results (CSV)", lambda: table.to_csv(index=False).encode(),
+                           file_name=f"{file_stem}-per-step.csv", mime="text/csv", on_click="ignore")
