@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from .checkpoint import CheckpointError, load, read_config, read_metrics
 from .model import ViTRMConfig, num_parameters
@@ -42,6 +41,10 @@ class SweepPoint:
 
 def flops_per_image(model: torch.nn.Module, steps: int | None = None) -> int:
     """FLOPs of one forward pass on one image (matmuls, convolutions, attention), counted by torch."""
+    # Imported here: torch's FLOP counter pulls in triton (about 0.5 s on the 2-core machine), which the app's
+    # first page, a cold start's critical path, does not need.
+    from torch.utils.flop_counter import FlopCounterMode
+
     cfg = model.config
     image = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
