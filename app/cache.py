@@ -35,7 +35,7 @@ from PIL import Image
 import vitrm
 from vitrm import analysis, to_model_input
 
-from . import checkpoints, derive
+from . import checkpoints, derive, summaries
 
 THUMBNAIL = 512              # longest side of the original shown beside the model input
 STEP_FACTOR = 4              # the scrubber offers up to 4x the trained step count
@@ -71,9 +71,19 @@ def load_model(path: str, mtime: float) -> torch.nn.Module:
     return model
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)
 def checkpoint_files(path: str, mtime: float) -> checkpoints.CheckpointFiles:
+    """Shared by every session and never modified (tests/test_app.py checks that the pages leave it as read): a
+    resource, not data, because st.cache_data would unpickle the predictions table (5.6 MB for the flagship) of
+    every loaded model and baseline on every page run."""
     return checkpoints.read_files(Path(path))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def model_card(path: str, files_mtime: float, mtime: float) -> dict:
+    """``summaries.model_card`` of a checkpoint, once per version of its files and weights (every page run shows the
+    cards of the loaded models and the baselines)."""
+    return summaries.model_card(checkpoint_files(path, files_mtime), model_facts(path, mtime)["parameters"])
 
 
 def _facts(model: torch.nn.Module) -> dict:

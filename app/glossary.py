@@ -114,5 +114,10 @@ def markdown(body: str, *context: str, help: str | None = None, **kwargs) -> Non
 def draw() -> None:
     """Every term, in a popover next to the page title."""
     with st.popover("Glossary", icon="📖"):
-        for term, meaning in TERMS.items():
-            st.markdown(f"**{term}**: {meaning}")
+        # One element for all the terms, not one each: the popover is drawn (hidden) on every page run.
+        st.markdown(full_text())
+
+
+def full_text() -> str:
+    """The glossary as the popover shows it: every term in bold with its meaning, one paragraph each."""
+    return "\n\n".join(f"**{term}**: {meaning}" for term, meaning in TERMS.items())

@@ -14,7 +14,7 @@ import streamlit as st
 import vitrm
 from vitrm import CheckpointError
 
-from . import cache, checkpoints, summaries
+from . import cache, checkpoints
 from .text import md
 
 # Widget keys whose values must survive a switch between pages (Streamlit forgets the
@@ -29,7 +29,8 @@ TYPED = "typed_checkpoints"
 @dataclass
 class LoadedModel:
     path: Path
-    mtime: float
+    mtime: float                      # of the weights
+    files_mtime: float                # of the files beside them (checkpoints.files_mtime)
     files: checkpoints.CheckpointFiles
     facts: dict
 
@@ -55,7 +56,7 @@ class LoadedModel:
 
     @property
     def card(self) -> dict:
-        return summaries.model_card(self.files, self.facts["parameters"])
+        return cache.model_card(self.key, self.files_mtime, self.mtime)
 
 
 def keep_widget_state() -> None:
@@ -66,10 +67,10 @@ def keep_widget_state() -> None:
 
 def load(path: Path) -> LoadedModel:
     """Load through the caches; raises CheckpointError with the library's message."""
-    mtime = checkpoints.weights_mtime(path)
-    files = cache.checkpoint_files(str(path), checkpoints.files_mtime(path))
+    mtime, files_mtime = checkpoints.weights_mtime(path), checkpoints.files_mtime(path)
+    files = cache.checkpoint_files(str(path), files_mtime)
     facts = cache.model_facts(str(path), mtime)
-    return LoadedModel(path=path, mtime=mtime, files=files, facts=facts)
+    return LoadedModel(path=path, mtime=mtime, files_mtime=files_mtime, files=files, facts=facts)
 
 
 def load_all(paths: list[Path]) -> tuple[list[LoadedModel], list[str]]:

@@ -468,6 +468,29 @@ def test_every_analysis_view_opens_and_shows_the_evaluated_figures(app, lab):
             assert len(at.get("plotly_chart")) == 2
 
 
+def test_the_pages_leave_the_checkpoint_files_that_every_session_shares_as_they_were_read(app, lab):
+    from app import cache, checkpoints
+
+    at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
+    for view in ("Scrubber", "Evolving state", "Attention", "Attribution"):
+        at.radio(key="explore_view").set_value(view)
+        run(at)
+    at.switch_page("screens/dataset.py")
+    run(at)
+    for section in at.radio(key="analysis_view").options:
+        at.radio(key="analysis_view").set_value(section)
+        run(at)
+    for name in ("vitrm-tiny", "vit-tiny"):
+        shared = cache.checkpoint_files(str(lab / name), checkpoints.files_mtime(lab / name))
+        fresh = checkpoints.read_files(lab / name)
+        assert shared.metrics == fresh.metrics and shared.train_config == fresh.train_config
+        for table in ("predictions", "train_log"):
+            if getattr(fresh, table) is None:
+                assert getattr(shared, table) is None
+            else:
+                pd.testing.assert_frame_equal(getattr(shared, table), getattr(fresh, table))
+
+
 def test_a_gallery_click_opens_the_image_in_the_scrubber(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny")
     at.switch_page("screens/dataset.py")

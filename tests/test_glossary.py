@@ -46,10 +46,9 @@ def unexplained(at, view: str, shown: set[str], explained: set[str]) -> list[str
     """Terms shown in the view without their tooltip; adds the terms it shows to ``shown`` and those it explains
     to ``explained``."""
     strict, loose, tips = [], [], []
-    entries = {f"**{term}**: {meaning}" for term, meaning in glossary.TERMS.items()}
     for element in list(_elements(at.main)) + list(_elements(at.sidebar)):
         kind, texts, help_text = _texts(element)
-        if kind == "markdown" and texts and texts[0] in entries:
+        if kind == "markdown" and texts and texts[0] == glossary.full_text():
             continue                # the glossary itself
         if help_text:
             tips.append(help_text)
