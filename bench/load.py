@@ -86,14 +86,16 @@ def analyse(url: str, file: str, timeout: float) -> float:
     return page.seconds
 
 
-def level(url: str, concurrency: int, files: list[str], timeout: float) -> tuple[list[float], float]:
-    """``concurrency`` clients, each analysing its share of ``files`` one after another; (latencies, wall s)."""
+def level(url: str, concurrency: int, files: list[str], timeout: float,
+          one=analyse) -> tuple[list[float], float]:
+    """``concurrency`` clients, each analysing its share of ``files`` one after another (``one(url, file, timeout)``
+    times one); (latencies, wall s)."""
     shares = [files[i::concurrency] for i in range(concurrency)]
     barrier = threading.Barrier(concurrency)
 
     def client(share: list[str]) -> list[float]:
         barrier.wait()
-        return [analyse(url, f, timeout) for f in share]
+        return [one(url, f, timeout) for f in share]
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
