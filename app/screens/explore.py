@@ -90,7 +90,8 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     n = steps_to_run(model)
     st.session_state[step_key] = min(st.session_state[step_key], n)
     _play_tick(step_key, n)
-    c1, c2, c3 = st.columns([1.2, 5, 1])
+    # Play's column holds "⏸ Stop" whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
+    c1, c2, c3 = st.columns([1.5, 5, 1.5])
     n = int(c1.number_input("Steps to run (N)", min_value=1, max_value=model.max_steps, key=n_key,
                             help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
     st.session_state[step_key] = min(st.session_state[step_key], n)
