@@ -100,8 +100,8 @@ def model_facts(path: str, mtime: float) -> dict:
 def flops_per_image(path: str, mtime: float) -> int | None:
     """FLOPs of one image at the trained step count; None if torch's counter cannot run this model.
 
-    Asked for only where the model table shows it: torch's counter takes seconds the first time in a
-    process, which the Explore page's first drawing must not wait for."""
+    Asked for only where a model table or an opened model card shows it: torch's counter takes seconds the
+    first time in a process, which the Explore page's first drawing must not wait for."""
     model = load_model(path, mtime)
     steps = model.config.trained_steps if model.config.arch == "vitrm" else None
     try:

@@ -74,6 +74,12 @@ def model_card(files: CheckpointFiles, parameters: int) -> dict:
     return card
 
 
+def mflops(flops: int | None) -> str:
+    """Compute per image as the model card and the model tables show it (``flops_per_image``: app.cache's
+    count at the trained N); "unknown" when torch's counter could not run the model."""
+    return "unknown" if flops is None else f"{flops / 1e6:,.1f}"
+
+
 def budget_label(card: dict) -> str:
     """A model's name with its training budget, so that curves trained for 2 and 26 epochs are
     not read as a like-for-like comparison."""
@@ -88,8 +94,7 @@ def comparison_table(cards: list[dict]) -> pd.DataFrame:
     for c in cards:
         # A CNN has no transformer layers: its "effective depth" is not a number to compare.
         rows.append({"model": c["name"], "architecture": c["arch"], "parameters": c["parameters"],
-                     **({"MFLOPs per image": "unknown" if c["flops_per_image"] is None
-                         else f"{c['flops_per_image'] / 1e6:,.1f}"} if "flops_per_image" in c else {}),
+                     **({"MFLOPs per image": mflops(c["flops_per_image"])} if "flops_per_image" in c else {}),
                      "epochs": "no log" if c.get("epochs_logged") is None else str(c["epochs_logged"]),
                      "training time": duration(c.get("training_seconds")),
                      "effective depth": str(c["effective_depth"]) if c["arch"] != "cnn" else "n/a (CNN)",

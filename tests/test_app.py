@@ -28,6 +28,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import vitrm
+from app import glossary
 from vitrm import ViT, ViTRM, ViTRMConfig, vit_config_for
 from vitrm.analysis import evenly_spaced
 from vitrm.evaluate import evaluate_checkpoint
@@ -96,6 +97,13 @@ def select_models(at: AppTest, lab: Path, *names: str) -> AppTest:
 
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
+
+
+def open_model_card(at: AppTest) -> AppTest:
+    """Open the Explore page's model card, as a click on its expander does."""
+    from app.views import model_card
+    at.session_state[model_card.OPEN] = True
+    return run(at)
 
 
 def expected_at(checkpoint: Path, source, step: int) -> tuple[str, str]:
@@ -358,7 +366,8 @@ def test_switching_the_model_shows_that_models_own_prediction(app, lab):
 
 def test_the_model_card_shows_architecture_depth_steps_data_accuracy_and_baselines(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny")
-    shown = metrics(at)
+    assert "Parameters" not in metrics(at), "the card is drawn (and its compute counted) only once opened"
+    shown = metrics(open_model_card(at))
     measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
     assert shown["Parameters"] == f"{vitrm.num_parameters(vitrm.load(lab / 'vitrm-tiny')):,}"
     assert shown["Effective depth"] == f"{TINY.effective_depth} layers"
@@ -373,6 +382,35 @@ def test_the_model_card_shows_architecture_depth_steps_data_accuracy_and_baselin
     vit_row = comparison.set_index("model").loc["vit-tiny"]
     assert vit_row["parameters"] == f"{vit_metrics['parameters']:,}"
     assert vit_row["top-1 at trained N"] == f"{100 * vit_metrics['top1_by_step'][0]:.2f}%"
+
+
+def test_the_model_card_shows_the_compute_per_image_at_the_trained_n_as_the_library_counts_it(app, lab):
+    at = open_model_card(select_models(run(app), lab, "vitrm-tiny", "vit-tiny"))
+    for name, steps in (("vitrm-tiny", TINY.trained_steps), ("vit-tiny", None)):
+        at.radio(key="focus").set_value(str(lab / name))
+        run(at)
+        card = next(m for m in at.metric if m.label == "MFLOPs per image")
+        counted = vitrm.flops_per_image(vitrm.load(lab / name), steps)
+        assert card.value == f"{counted / 1e6:,.1f}", name
+        assert f"**MFLOPs**: {glossary.TERMS['MFLOPs']}" in card.proto.help
+    with_n = {n: f"{vitrm.flops_per_image(vitrm.load(lab / 'vitrm-tiny'), n) / 1e6:,.1f}" for n in (1, 2, 4)}
+    assert len(set(with_n.values())) == 3, "the shown figure tells the trained N from others"
+
+
+def test_the_model_card_says_unknown_where_torch_cannot_count_the_compute(app, lab, monkeypatch):
+    from app import cache
+
+    def cannot_count(model, steps=None):
+        raise RuntimeError("an operator the FLOP counter does not know")
+
+    monkeypatch.setattr(vitrm, "flops_per_image", cannot_count)
+    cache.flops_per_image.clear()          # counted by an earlier test of the same checkpoint
+    try:
+        at = open_model_card(select_models(run(app), lab, "vitrm-tiny"))
+        assert metrics(at)["MFLOPs per image"] == "unknown"
+        assert metrics(at)["Parameters"] == f"{vitrm.num_parameters(vitrm.load(lab / 'vitrm-tiny')):,}"
+    finally:
+        cache.flops_per_image.clear()      # the failure is not remembered for later tests
 
 
 def test_the_per_step_table_can_be_downloaded(app, lab):
@@ -513,7 +551,7 @@ def test_a_gallery_click_opens_the_image_in_the_scrubber(app, lab):
 def test_a_gallery_click_opens_the_image_with_that_model_in_focus_at_the_gallerys_n(app, lab):
     at = select_models(run(app), lab, "vitrm-concat-no-metrics", "vitrm-tiny")
     assert at.radio(key="focus").value == str(lab / "vitrm-concat-no-metrics")
-    assert metrics(at)["Peak top-1"] == "n/a", "a model without metrics.json says so in its card"
+    assert metrics(open_model_card(at))["Peak top-1"] == "n/a", "a model without metrics.json says so in its card"
     at.switch_page("screens/dataset.py")
     run(at)
     at.radio(key="analysis_view").set_value("Galleries")

@@ -24,6 +24,7 @@ from test_app import APP, GALLERY, png_bytes, write_logs
 
 import vitrm
 from app.text import md
+from app.views import model_card
 from vitrm import ViTRM, ViTRMConfig
 from vitrm.evaluate import evaluate_checkpoint
 
@@ -177,7 +178,8 @@ def test_every_outside_string_is_shown_as_text_on_every_page(hostile, monkeypatc
     audit.visit(at, "explore, opened by a hostile link")
     assert any("has no image of that name" in e.value for e in at.error)
     at.selectbox(key="gallery_file").set_value("cat_0003.jpg")
-    audit.visit(at, "explore, scrubber")
+    at.session_state[model_card.OPEN] = True
+    audit.visit(at, "explore, scrubber, with the model card open")
     for view in ("Evolving state", "Attention", "Attribution"):
         at.radio(key="explore_view").set_value(view)
         audit.visit(at, f"explore, {view}")
@@ -198,6 +200,7 @@ def test_every_outside_string_is_shown_as_text_on_every_page(hostile, monkeypatc
     # The strings were really there, escaped: the test looked where they are shown.
     for text in (md(CLASS_NAMES[0]), md(DIR_NAME), md(DATA_NOTE), md(LINK, 60), md(UPLOAD)):
         assert audit.shown(text), f"{text!r} was never shown"
+    assert audit.shown("Training data:"), "the model card was opened and audited"
     assert any("&lt;a href=" in text for _, text in audit.plotly), "class names reach the charts, escaped"
 
 

@@ -1,6 +1,7 @@
 """Classroom mode in a real browser (headless Chromium) on a projector's 1366x768 screen: the image, the
 current answer, the probability chart and the step slider are all on screen without scrolling, and every
-piece of text in the charts is at least 14 px as the browser draws it.
+piece of text in the charts is at least 14 px as the browser draws it. The Play button's label ("▶ Play",
+and "⏸ Stop" while playing) shows whole, on one line, there and in the normal layout 1400 px wide.
 
 Uses test_browser's helpers and its tiny untrained ViTRM (a server of its own). Skipped where Chromium is absent.
 """
@@ -12,19 +13,23 @@ from streamlit_client import serve
 from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
     FIRST_WAIT,
     NOT_STALE,
+    PLAY,
     TINY,
     Server,
     browser,
     checkpoint,
     evidence,
     metric_value,
+    press_on_slider,
     pytestmark,
     settle,
     wait,
 )
 
 PROJECTOR = (1366, 768)
+DESKTOP = (1400, 900)
 MIN_PX = 14
+PLAY_LABEL, STOP_LABEL = "▶ Play", "⏸ Stop"
 
 
 @pytest.fixture(scope="module")
@@ -46,25 +51,31 @@ def box(driver, css: str) -> dict:
     return rect
 
 
-def test_classroom_mode_fits_a_projector_screen_with_readable_chart_text(classroom_server, browser, tmp_path):  # noqa: F811
+def open_explore(browser, server: Server, size: tuple[int, int], classroom: bool) -> None:  # noqa: F811
+    """The Explore page on a ``size`` screen with a gallery cat, in classroom mode or not, settled."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
-    width, height = PROJECTOR
+    width, height = size
     browser.set_script_timeout(FIRST_WAIT)        # a loaded 2-core machine answers slowly
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-    trained = TINY.trained_steps
-    with evidence(browser, classroom_server, tmp_path / "evidence"):
-        browser.get(classroom_server.url + "/?image=cat_0000")
-        toggle = (By.XPATH, f"//label[{NOT_STALE}][.//p[normalize-space()='Classroom mode']]")
-        wait(browser, 2 * FIRST_WAIT).until(EC.presence_of_element_located(toggle), message="no Classroom mode toggle")
-        settle(browser, FIRST_WAIT)
+    browser.get(server.url + "/?image=cat_0000")
+    toggle = (By.XPATH, f"//label[{NOT_STALE}][.//p[normalize-space()='Classroom mode']]")
+    wait(browser, 2 * FIRST_WAIT).until(EC.presence_of_element_located(toggle), message="no Classroom mode toggle")
+    settle(browser, FIRST_WAIT)
+    if classroom:
         browser.find_element(*toggle).click()
         wait(browser).until(EC.presence_of_element_located(
             (By.XPATH, f"//*[@data-testid='stAlert'][{NOT_STALE}]")), message="no narration in classroom mode")
-        metric_value(browser, f"Top class at step {trained}")
-        settle(browser, quiet=1.0)
+    metric_value(browser, f"Top class at step {TINY.trained_steps}")
+    settle(browser, quiet=1.0)
+
+
+def test_classroom_mode_fits_a_projector_screen_with_readable_chart_text(classroom_server, browser, tmp_path):  # noqa: F811
+    width, height = PROJECTOR
+    with evidence(browser, classroom_server, tmp_path / "evidence"):
+        open_explore(browser, classroom_server, PROJECTOR, classroom=True)
         browser.save_screenshot(str(tmp_path / "classroom.png"))
 
         assert browser.execute_script("return [window.innerWidth, window.innerHeight]") == [width, height]
@@ -92,3 +103,50 @@ def test_classroom_mode_fits_a_projector_screen_with_readable_chart_text(classro
         assert sizes, "no chart text found"
         small = [(t, round(px, 1)) for t, px in sizes if px < MIN_PX - 0.5]
         assert not small, f"chart text under {MIN_PX} px: {small}"
+
+
+# What the browser draws of a button's label: the label is the button's markdown container, which cuts a
+# label too long for the button with an ellipsis (overflow hidden), so a cut label's scrollWidth exceeds
+# its clientWidth; a wrapped one has text on more than one line.
+LABEL_FIT = """
+const button = [...document.querySelectorAll("[data-testid='stMain'] button")].find(b =>
+  !b.closest("[data-stale='true']") && b.getBoundingClientRect().height > 0 && b.textContent.trim() === arguments[0]);
+if (!button) return null;
+const label = button.querySelector("[data-testid='stMarkdownContainer']");
+const text = document.createRange();
+text.selectNodeContents(label);
+const lineTops = new Set([...text.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+const drawn = text.getBoundingClientRect(), inside = button.getBoundingClientRect();
+const column = button.closest("[data-testid='stColumn']").getBoundingClientRect();
+return {lines: lineTops.size, height: label.getBoundingClientRect().height,
+        lineHeight: parseFloat(getComputedStyle(label.querySelector("p") || label).lineHeight),
+        scrollWidth: label.scrollWidth, clientWidth: label.clientWidth,
+        textInsideButton: drawn.left >= inside.left && drawn.right <= inside.right,
+        buttonInsideColumn: inside.left >= column.left - 0.5 && inside.right <= column.right + 0.5};
+"""
+
+
+def assert_label_whole_on_one_line(browser, label: str, where: str) -> None:  # noqa: F811
+    fit = wait(browser).until(lambda d: d.execute_script(LABEL_FIT, label), message=f"no {label!r} button {where}")
+    assert fit["lines"] == 1 and fit["height"] < 1.5 * fit["lineHeight"], f"{label!r} wraps {where}: {fit}"
+    assert fit["scrollWidth"] <= fit["clientWidth"], f"{label!r} is cut short {where}: {fit}"
+    assert fit["textInsideButton"] and fit["buttonInsideColumn"], f"{label!r} spills out {where}: {fit}"
+
+
+@pytest.mark.parametrize("size, classroom", [(PROJECTOR, True), (DESKTOP, False)],
+                         ids=["classroom mode at 1366x768", "normal layout at 1400x900"])
+def test_the_play_and_stop_labels_show_whole_on_one_line(classroom_server, browser, tmp_path, size, classroom):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    where = f"{'in classroom mode' if classroom else 'in the normal layout'} at {size[0]}x{size[1]}"
+    with evidence(browser, classroom_server, tmp_path / "evidence"):
+        open_explore(browser, classroom_server, size, classroom)
+        assert_label_whole_on_one_line(browser, PLAY_LABEL, where)
+        # Stop is the longer label, shown only while playing: play from step 1, so it stays for N - 1 steps.
+        press_on_slider(browser, Keys.HOME, "1")
+        settle(browser)
+        browser.find_element(By.XPATH, PLAY).click()
+        assert_label_whole_on_one_line(browser, STOP_LABEL, where)
+        browser.save_screenshot(str(tmp_path / "playing.png"))
+        settle(browser, quiet=2.0)           # Play has reached the last step and stopped

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from test_app import app, lab, run, select_models  # noqa: F401  (pytest fixtures)
+from test_app import app, lab, open_model_card, run, select_models  # noqa: F401  (pytest fixtures)
 
 from app import glossary
 
@@ -67,7 +67,7 @@ def unexplained(at, view: str, shown: set[str], explained: set[str]) -> list[str
 
 def test_every_technical_term_on_every_page_comes_with_its_meaning(app, lab):  # noqa: F811
     missing, shown, explained = [], set(), set()
-    at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
+    at = open_model_card(select_models(run(app), lab, "vitrm-tiny", "vit-tiny"))
     for view in at.radio(key="explore_view").options:
         at.radio(key="explore_view").set_value(view)
         run(at)

@@ -92,7 +92,8 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     n = steps_to_run(model)
     st.session_state[step_key] = min(st.session_state[step_key], n)
     _play_tick(step_key, n)
-    c1, c2, c3 = st.columns([1.2, 5, 1])
+    # Play's column holds "⏸ Stop" whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
+    c1, c2, c3 = st.columns([1.5, 5, 1.5])
     n = int(c1.number_input("Steps to run (N)", min_value=1, max_value=model.max_steps, key=n_key,
                             help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
     st.session_state[step_key] = min(st.session_state[step_key], n)
@@ -290,9 +291,14 @@ if teaching:
     honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
     st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
-with st.expander(f"Model card: {md(model.name)}"):
-    cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
-    model_card.draw_model_card(model.card, summaries.comparison_table(cards))
+# Drawn only once opened, as counting the compute takes seconds the first time. One label for every model (the
+# card names it): a label of its own would make a new expander, closed, whenever the focus changes.
+card_box = st.expander("Model card", key=model_card.OPEN, on_change="rerun")
+if card_box.open:
+    with card_box:
+        cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
+        model_card.draw_model_card(model.card | {"flops_per_image": cache.flops_per_image(model.key, model.mtime)},
+                                   summaries.comparison_table(cards))
 
 honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
 view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",

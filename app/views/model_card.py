@@ -6,7 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from .. import glossary
+from ..summaries import mflops
 from ..text import MAX_MESSAGE, md, plain
+
+OPEN = "model_card_open"       # the card's expander: drawn, and its compute counted, only once opened
 
 
 def _pct(x, missing: str = "not evaluated") -> str:
@@ -14,20 +17,27 @@ def _pct(x, missing: str = "not evaluated") -> str:
 
 
 def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
-    """``card`` from ``summaries.model_card``; ``baselines`` from ``summaries.comparison_table``."""
-    cols = st.columns(5)
-    cols[0].metric("Parameters", f"{card['parameters']:,}")
-    cols[1].metric("Effective depth", f"{card['effective_depth']} layers",
-                   help=glossary.help_for("effective depth", "block call", extra="Transformer layers applied to "
-                                          "reach the trained answer: steps x (n + 1) block calls x k layers for a "
-                                          "ViTRM."))
-    cols[2].metric("Trained steps N", card["trained_steps"])
+    """``card`` from ``summaries.model_card``, with ``flops_per_image`` (app.cache's count at the trained N, None
+    where it cannot be counted); ``baselines`` from ``summaries.comparison_table``."""
+    # Two rows of three, what the model costs and how well it does: six in one row cut "3,276,522" short at 1366 px.
+    size, depth, compute = st.columns(3)
+    steps, at_trained, peak = st.columns(3)
+    size.metric("Parameters", f"{card['parameters']:,}")
+    depth.metric("Effective depth", f"{card['effective_depth']} layers",
+                 help=glossary.help_for("effective depth", "block call", extra="Transformer layers applied to "
+                                        "reach the trained answer: steps x (n + 1) block calls x k layers for a "
+                                        "ViTRM."))
+    counted = f"at the trained N={card['trained_steps']}" if card["arch"] == "vitrm" else "(not recursive)"
+    compute.metric("MFLOPs per image", mflops(card["flops_per_image"]),
+                   help=glossary.help_for("MFLOPs", extra=f"One forward pass {counted}, counted by torch; unknown "
+                                          "where its counter cannot run the model."))
+    steps.metric("Trained steps N", card["trained_steps"])
     # "n/a" in the narrow metric columns, where "not evaluated" would be cut short; the text below says why.
-    cols[3].metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}", _pct(card.get("top1_trained"), "n/a"),
-                   help=glossary.tip("top-1"))
-    cols[4].metric("Peak top-1", _pct(card.get("top1_peak"), "n/a"),
-                   help=glossary.help_for("top-1", extra="not evaluated yet" if "peak_n" not in card
-                                          else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated"))
+    at_trained.metric(f"Top-1 at N={card.get('trained_n', card['trained_steps'])}",
+                      _pct(card.get("top1_trained"), "n/a"), help=glossary.tip("top-1"))
+    peak.metric("Peak top-1", _pct(card.get("top1_peak"), "n/a"),
+                help=glossary.help_for("top-1", extra="not evaluated yet" if "peak_n" not in card
+                                       else f"at N={card['peak_n']} of {card['steps_evaluated']} evaluated"))
     lines = [f"**{md(card['name'])}** · {md(card['architecture'])}"]
     if "block" in card:
         lines.append(f"Block: {card['block']}.")
