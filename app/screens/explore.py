@@ -24,8 +24,9 @@ VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 # fragment, `step_part`: a slider move or a Play tick reruns only it, never the image decoding, the
 # trace or the model card above it, nor the scrubber's charts over all steps below it (the browser
 # redraws every chart whose figure changed, 0.1-0.25 s each here, so those carry no moving step marker).
-# Changing N inside the fragment reruns the whole page, so that the part below follows it. Play is the fragment's own timer (run_every): the timer is set
-# when a full run draws the fragment, so starting or stopping Play costs one full run.
+# Changing N inside the fragment reruns the whole page, so that the part below follows it. Play is the
+# fragment's own timer (run_every): the timer is set when a full run draws the fragment, so starting or
+# stopping Play costs one full run.
 #
 # While playing, the step lives in PLAY_AT, which no widget owns, and the slider is drawn read-only
 # with no key (a new widget at each step). A timer's request carries the widget values the browser
