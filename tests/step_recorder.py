@@ -15,6 +15,11 @@ and appends a row whenever one of these changed, with ``performance.now()`` in m
 or a click anywhere is recorded as an event row too, so the time from a user's action to the page
 it leads to is measured in the page's own clock. Used by tests/test_browser.py and
 bench/browser_speed.py.
+
+Not every recorded state is seen: Streamlit applies a run's elements one message at a time, and two
+applied between two paints leave an intermediate state that no frame shows. So the same snapshot is
+also taken at every animation frame, just before the browser paints (``read_frames``): the frames a
+viewer actually saw.
 """
 
 from __future__ import annotations
@@ -47,6 +52,19 @@ function record() {
   const key = JSON.stringify(s);
   if (key !== last) { last = key; s.t = performance.now(); window.__steps.push(s); }
 }
+// What is painted: the same snapshot at every animation frame (just before the browser paints it), kept when it
+// changed. A state that the observer saw but no frame shows (two runs' deltas applied between two paints) was
+// never on screen.
+if (window.__frameRecorder) { cancelAnimationFrame(window.__frameRecorder); }
+window.__frames = [];
+let lastFrame = "";
+function frame() {
+  const s = snapshot();
+  const key = JSON.stringify(s);
+  if (key !== lastFrame) { lastFrame = key; s.t = performance.now(); window.__frames.push(s); }
+  window.__frameRecorder = requestAnimationFrame(frame);
+}
+window.__frameRecorder = requestAnimationFrame(frame);
 window.__stepRecorder = new MutationObserver(record);
 window.__stepRecorder.observe(document.body, {subtree: true, childList: true, attributes: true,
                                               characterData: true});
@@ -56,6 +74,7 @@ for (const kind of ["keydown", "click"]) {
 record();
 """
 READ = "return [window.__steps || [], window.__events || [], performance.now()];"
+READ_FRAMES = "return window.__frames || [];"
 
 
 @dataclass
@@ -88,6 +107,12 @@ def read(driver) -> tuple[list[Observation], list[tuple[str, float]], float]:
     steps, events, now = driver.execute_script(READ)
     return ([Observation(s["t"], s["slider"], s["headline"], s["headlineStale"], s["state"], s["stale"])
              for s in steps], [(e["kind"], e["t"]) for e in events], now)
+
+
+def read_frames(driver) -> list[Observation]:
+    """The painted frames since ``start``: the page's state at each animation frame where it changed."""
+    return [Observation(s["t"], s["slider"], s["headline"], s["headlineStale"], s["state"], s["stale"])
+            for s in driver.execute_script(READ_FRAMES)]
 
 
 def distinct(values) -> list:
