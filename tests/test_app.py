@@ -251,7 +251,7 @@ def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_buil
         steps_axis(fig, len(halt))
         fig.update_yaxes(title="halting output", range=[0, 1])
         fig.update_layout(showlegend=False)
-        return figures.compact(fig, 260, "Halting head: its own guess that the answer is right")
+        return figures.compact(fig, 260, "Halting output, step by step")
 
     def updates(y, z):
         steps = np.arange(1, len(y) + 1)

@@ -262,7 +262,7 @@ def demo_marks(model: session.LoadedModel) -> dict[str, str]:
 
 
 models = session.require_models()
-title, toggle, terms = st.columns([6, 2, 1.2], vertical_alignment="bottom")
+title, toggle, terms = st.columns([5.4, 2, 1.6], vertical_alignment="bottom")    # "Glossary" whole at 1366 px
 title.header("Explore an image")
 with toggle:
     teaching = classroom.draw_toggle()

@@ -75,7 +75,7 @@ def _halting_spec(halt: np.ndarray, stop: int | None) -> dict:
         data.append({"type": "scatter", "x": [stop], "y": [halt[stop - 1]], "mode": "markers",
                      "name": "would stop here", "marker": {"size": 14, "symbol": "star", "color": "#e45756"}})
     return {"data": data, "layout": figures.compact_layout(
-        260, "Halting head: its own guess that the answer is right",
+        260, "Halting output, step by step",
         **figures.level_line_layout(derive.HALT_THRESHOLD, f"threshold {derive.HALT_THRESHOLD}"),
         xaxis=_steps_axis(len(halt)), yaxis={"title": {"text": "halting output"}, "range": [0, 1]},
         showlegend=False)}
