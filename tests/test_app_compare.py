@@ -47,7 +47,9 @@ def test_the_counts_shown_are_the_librarys_for_each_kind_of_disagreement(app, la
     for kind in vitrm.DISAGREEMENTS:
         assert shown[vitrm.COMPARISON_KINDS[kind]] == f"{result.counts[kind]:,}"
     top1_a, top1_b = result.top1
-    assert shown["Top-1, A → B"] == f"{top1_a:.2%} → {top1_b:.2%}"
+    assert shown["Top-1 of B"] == f"{top1_b:.2%}"
+    delta = next(m.delta for m in at.metric if m.label == "Top-1 of B")
+    assert delta == f"{100 * (top1_b - top1_a):+.2f} points vs A ({top1_a:.2%})"
     # The model without predictions is named with its reason, not silently dropped.
     assert any("vitrm\\-concat\\-no\\-metrics \\(no predictions\\.csv\\.gz\\)" in c.value for c in at.caption)
 

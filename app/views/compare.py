@@ -196,7 +196,8 @@ def draw_counts(result: vitrm.Comparison) -> None:
     cols = st.columns(4)
     for col, kind in zip(cols, vitrm.DISAGREEMENTS):
         col.metric(kind_label(kind), f"{counts[kind]:,}")
-    cols[3].metric("Top-1, A → B", f"{top1_a:.2%} → {top1_b:.2%}", f"{100 * (top1_b - top1_a):+.2f} points",
+    # B's top-1 as the value and the change from A as the delta: "85.19% → 84.96%" was cut short in a quarter row.
+    cols[3].metric("Top-1 of B", f"{top1_b:.2%}", f"{100 * (top1_b - top1_a):+.2f} points vs A ({top1_a:.2%})",
                    help=glossary.tip("top-1"))
     glossary.caption(f"Of {len(result.images):,} images: {counts['both_right']:,} both right, "
                      f"{counts['both_wrong_same']:,} both wrong with the same answer. Top-1 of each is over "
