@@ -142,9 +142,11 @@ def metric_value(driver, label: str, timeout: float = WAIT) -> str:
 
 
 def slider_value(driver) -> str | None:
-    from selenium.webdriver.common.by import By
-    sliders = driver.find_elements(By.CSS_SELECTOR, SLIDER)
-    return sliders[0].get_attribute("value") if sliders else None
+    """The slider's value, read in one script call: Streamlit may replace the element between a lookup
+    and a read (during Play it does so at every step), which a two-call read turns into a stale error."""
+    return driver.execute_script(
+        "const s = document.querySelector(arguments[0]);"
+        "return s ? s.value : null;", SLIDER)
 
 
 def press_on_slider(driver, key: str, expected: str) -> None:
@@ -155,7 +157,7 @@ def press_on_slider(driver, key: str, expected: str) -> None:
     driver.execute_script("arguments[0].focus();", slider)
     slider.send_keys(key)
     wait(driver).until(lambda d: slider_value(d) == expected,
-                       message=f"the slider did not move to {expected} (it shows {slider_value(driver)})")
+                       message=f"the slider did not move to {expected}")
 
 
 @contextmanager
@@ -230,7 +232,7 @@ def test_upload_a_png_scrub_the_steps_and_play_them(server, browser, checkpoint,
         step_recorder.start(browser)        # records every change of the page, inside the page
         browser.find_element(By.XPATH, PLAY).click()
         wait(browser).until(lambda d: slider_value(d) == str(last),
-                            message=f"Play did not reach step {last}; the slider shows {slider_value(browser)}")
+                            message=f"Play did not reach step {last}")
         settle(browser, quiet=2.0)        # playing has stopped: no more runs, even after a tick's time
         seen, _, _ = step_recorder.read(browser)
         steps = [str(s) for s in range(1, last + 1)]
