@@ -122,6 +122,17 @@ def test_stop_after_cuts_a_run_short_on_its_own_schedule_and_resume_finishes_it(
     assert json.loads((staged / "train_config.json").read_text())["command"] == ["python", "-m", "vitrm", *started]
 
 
+def test_a_run_started_on_one_thread_resumes_on_two(tmp_path, folder, cache, monkeypatch):
+    run = tmp_path / "run"
+    assert run_cli([*train_args(folder, run, cache, 2), "--stop-after", "1"]).returncode == 0
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    main(["train", "--out", str(run), "--resume", "--threads", "2", "--quiet"])
+    assert threads == [2], "the recorded threads=1 must give way to --threads"
+    assert [int(r["epoch"]) for r in read_log(run)] == [1, 2]
+    assert json.loads((run / "train_config.json").read_text())["threads"] == 1, "the record keeps how it began"
+
+
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_sigkill_at_a_random_moment_loses_at_most_the_current_epoch(tmp_path, cache, seed):
     # The moment is drawn over the whole run, so it may land in data loading, in an epoch, in
@@ -338,6 +349,12 @@ def test_a_missing_config_file_is_one_clear_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert "config file not found" in assert_refused(main(["train", str(tmp_path / "nope.yaml"), "--out", str(out)]),
                                                      capsys, out)
+
+
+def test_threads_below_one_is_one_clear_line(tmp_path, folder, cache, capsys):
+    out = tmp_path / "run"
+    message = assert_refused(main([*train_args(folder, out, cache), "--threads", "0"]), capsys, out)
+    assert "threads must be at least 1" in message
 
 
 def test_resume_without_a_run_is_one_clear_line(tmp_path, folder, cache, capsys):

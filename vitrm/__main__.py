@@ -26,7 +26,8 @@ def _train(args) -> None:
         raise UsageError("--resume needs --out (the run directory) or the run's config")
     if args.stop_after is not None and args.stop_after < 1:
         raise UsageError(f"--stop-after must be at least 1, got {args.stop_after}")
-    train(cfg, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after, command=args.command_line)
+    train(cfg, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after, command=args.command_line,
+          threads=args.threads)
 
 
 def _evaluate(args) -> None:
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     t.add_argument("--stop-after", dest="stop_after", type=int, metavar="EPOCH",
                    help="stop after this epoch of the schedule; the run stays resumable (--resume)")
+    t.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads; overrides the config, also on --resume (speed only, not the recipe)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 

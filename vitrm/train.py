@@ -410,16 +410,23 @@ class Run:
     log_rows: list[dict] = field(default_factory=list)
 
 
-def setup(cfg: TrainConfig, resume: bool = False, command: list[str] | None = None) -> Run:
+def setup(cfg: TrainConfig, resume: bool = False, command: list[str] | None = None,
+          threads: int | None = None) -> Run:
     """Check the config, load the data, build model, EMA, optimizer, schedule and loader; restore a run.
 
     A new run records its resolved config, and ``command`` (the argv that started it), in
     train_config.json; ``resume`` reads that file back, so a run always continues as it began.
+    ``threads`` overrides the thread count, of a resumed run too: it changes the speed, not the recipe,
+    so a run started on one core may continue on two.
     """
     if resume:
         saved = Path(cfg.out) / TRAIN_CONFIG
         if saved.is_file():
             cfg = config_from_record(json.loads(saved.read_text()))
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        cfg = dataclasses.replace(cfg, threads=threads)
     out = prepare_output(cfg, resume)
     rank, world, device = _dist_env()
     if cfg.threads:
@@ -573,15 +580,16 @@ def _print_row(row: dict, seconds: float) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          command: list[str] | None = None) -> Path:
+          command: list[str] | None = None, threads: int | None = None) -> Path:
     """Train (or resume) a run into ``cfg.out`` and return that directory.
 
     ``stop_after`` ends the run after that epoch without touching the schedule, which is
     still planned for ``cfg.epochs``: the weights are exactly those an uninterrupted run has
     at that epoch, and ``--resume`` continues it. A stage cut short is reproducible this way.
-    ``command`` is the argv that started the run, recorded in train_config.json.
+    ``command`` is the argv that started the run, recorded in train_config.json. ``threads``: see
+    ``setup``.
     """
-    run = setup(cfg, resume, command)
+    run = setup(cfg, resume, command, threads)
     cfg = run.cfg
     last_epoch = cfg.epochs if stop_after is None else min(stop_after, cfg.epochs)
     if run.rank == 0 and progress:
