@@ -98,9 +98,9 @@ def focus(loaded: list[LoadedModel]) -> LoadedModel:
     return loaded[names.index(st.session_state["focus"])]
 
 
-def baseline_cards(exclude: set[str]) -> list[dict]:
-    """Cards of the baselines found beside the checkpoints (vit-cifar10, cnn-cifar10, ...)."""
-    cards = []
+def baseline_models(exclude: set[str]) -> list[LoadedModel]:
+    """The baselines found beside the checkpoints (vit-cifar10, cnn-cifar10, ...); a broken one is left out."""
+    found = []
     for path in checkpoints.discover():
         if str(path) in exclude:
             continue
@@ -108,10 +108,15 @@ def baseline_cards(exclude: set[str]) -> list[dict]:
             config = vitrm.read_config(path)
             if config.arch == "vitrm":
                 continue
-            cards.append(load(path).card)
+            found.append(load(path))
         except CheckpointError:
             continue
-    return cards
+    return found
+
+
+def baseline_cards(exclude: set[str]) -> list[dict]:
+    """Cards of the baselines found beside the checkpoints."""
+    return [m.card for m in baseline_models(exclude)]
 
 
 def open_dataset_image(path: str, label: str, model: LoadedModel | None = None, step: int | None = None) -> None:

@@ -382,6 +382,8 @@ def test_the_model_card_shows_architecture_depth_steps_data_accuracy_and_baselin
     vit_row = comparison.set_index("model").loc["vit-tiny"]
     assert vit_row["parameters"] == f"{vit_metrics['parameters']:,}"
     assert vit_row["top-1 at trained N"] == f"{100 * vit_metrics['top1_by_step'][0]:.2f}%"
+    counted = vitrm.flops_per_image(vitrm.load(lab / "vit-tiny"))
+    assert vit_row["MFLOPs per image"] == f"{counted / 1e6:,.1f}", "each row of the table says what it costs"
 
 
 def test_the_model_card_shows_the_compute_per_image_at_the_trained_n_as_the_library_counts_it(app, lab):

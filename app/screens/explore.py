@@ -95,8 +95,9 @@ def step_controls(model: session.LoadedModel) -> tuple[int, int]:
     _play_tick(step_key, n)
     # Play's column holds "⏸ Stop" whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
     c1, c2, c3 = st.columns([1.5, 5, 1.5])
-    n = int(c1.number_input("Steps to run (N)", min_value=1, max_value=model.max_steps, key=n_key,
-                            help=f"Trained with {trained}; up to {model.max_steps} to see how it extrapolates."))
+    n = int(c1.number_input("Steps (N)", min_value=1, max_value=model.max_steps, key=n_key,
+                            help=f"How many recursion steps to run. Trained with {trained}; up to {model.max_steps} "
+                            "to see how it extrapolates."))
     st.session_state[step_key] = min(st.session_state[step_key], n)
     if n == 1:
         st.session_state[PLAYING] = False
@@ -297,7 +298,8 @@ input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pix
 card_box = st.expander("Model card", key=model_card.OPEN, on_change="rerun")
 if card_box.open:
     with card_box:
-        cards = [m.card for m in models] + session.baseline_cards({m.key for m in models})
+        shown = [*models, *session.baseline_models({m.key for m in models})]
+        cards = [m.card | {"flops_per_image": cache.flops_per_image(m.key, m.mtime)} for m in shown]
         model_card.draw_model_card(model.card | {"flops_per_image": cache.flops_per_image(model.key, model.mtime)},
                                    summaries.comparison_table(cards))
 
