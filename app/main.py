@@ -28,18 +28,22 @@ st.set_page_config(page_title="ViTRM Lab", page_icon="🔁", layout="wide")
 session.keep_widget_state()
 
 
-DEFAULT_CHECKPOINT = "vitrm-cifar10"     # the directory name of the model a first visit opens on
+# The directory names a first visit loads, the first in focus: the model whose steps visibly refine, with the
+# accurate flagship beside it, one click away in "Model in focus".
+DEFAULT_CHECKPOINTS = ("vitrm-cifar10-refine", "vitrm-cifar10")
 
 
 def _default_selection(found: list[Path]) -> list[str]:
-    """DEFAULT_CHECKPOINT if present, else the first recursive model, else the first checkpoint."""
+    """Those of DEFAULT_CHECKPOINTS present, in that order; else the first recursive model, else the first one."""
     def recursive(p: Path) -> bool:
         try:
             return vitrm.read_config(p).arch == "vitrm"
         except CheckpointError:
             return False
-    preferred = [p for p in found if p.name == DEFAULT_CHECKPOINT] or [p for p in found if recursive(p)] or found
-    return [str(preferred[0])] if preferred else []
+    by_name = {p.name: p for p in found}
+    preferred = [str(by_name[n]) for n in DEFAULT_CHECKPOINTS if n in by_name]
+    fallback = [p for p in found if recursive(p)] or found
+    return preferred or ([str(fallback[0])] if fallback else [])
 
 
 def _add_typed_path() -> None:

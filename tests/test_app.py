@@ -348,6 +348,26 @@ def test_a_camera_photo_is_classified_like_an_upload(app, lab):
     assert metrics(at)["Probability"] == prob
 
 
+@pytest.mark.parametrize("present, loaded", [
+    (("vitrm-cifar10", "vitrm-cifar10-refine", "vit-cifar10"), ["vitrm-cifar10-refine", "vitrm-cifar10"]),
+    (("vitrm-cifar10", "vit-cifar10"), ["vitrm-cifar10"]),
+    (("a-vit", "my-vitrm"), ["my-vitrm"]),                 # neither: the first recursive model
+])
+def test_a_first_visit_opens_on_the_refining_model_with_the_flagship_one_click_away(tmp_path, monkeypatch,
+                                                                                     present, loaded):
+    torch.manual_seed(0)
+    for name in present:
+        vitrm.save(ViT(vit_config_for(TINY)) if "vit-" in name or name == "a-vit" else ViTRM(TINY), tmp_path / name)
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
+    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
+    at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    assert at.multiselect(key="selected_checkpoints").value == [str(tmp_path / n) for n in loaded]
+    if len(loaded) > 1:
+        focus = at.radio(key="focus")
+        shown = [o.replace("\\", "") for o in focus.options]      # the names as drawn, markdown-escaped
+        assert (focus.value, shown) == (str(tmp_path / loaded[0]), loaded), "one click to the flagship"
+
+
 def test_switching_the_model_shows_that_models_own_prediction(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
     at.selectbox(key="gallery_file").set_value("ship_0002.jpg")
