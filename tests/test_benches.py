@@ -31,3 +31,36 @@ def run_bench(*args: str) -> str:
 def test_the_training_throughput_bench_runs_in_quick_mode(flags, expected):
     out = run_bench("bench.train_throughput", "--threads", "1", *flags)
     assert expected in out
+
+
+def refining_metrics(top1: list[float], parameters: int = 200_000) -> dict:
+    return {"top1_by_step": top1, "trained_steps": len(top1) // 2, "parameters": parameters, "halting": None}
+
+
+def test_the_refinement_criteria_pass_a_curve_that_rises_over_several_steps_and_holds():
+    from bench.refinement_criteria import checks
+    rising = [0.72, 0.76, 0.79, 0.81, 0.81, 0.81, 0.805, 0.80]         # N=4: +9 points, largest step 4 of 9
+    met = {c.figure: c.met for c in checks(refining_metrics(rising))}
+    assert met == {"gain from step 1 to N=4": True, "largest single step's share of that gain": True,
+                   "top-1 at N=4": True, "parameters": True, "top-1 at N=4 (stretch: replaces the flagship)": False,
+                   "largest drop from one step to the next before N=4": True, "top-1 at 2N=8 against N=4": True}
+
+
+@pytest.mark.parametrize("top1, parameters, failed", [
+    ([0.70, 0.80, 0.81, 0.81, 0.81, 0.81, 0.81, 0.81], 200_000, "largest single step's share of that gain"),
+    ([0.76, 0.78, 0.80, 0.82, 0.82, 0.82, 0.82, 0.82], 200_000, "gain from step 1 to N=4"),
+    ([0.70, 0.75, 0.745, 0.80, 0.80, 0.80, 0.80, 0.80], 200_000, "largest drop from one step to the next before N=4"),
+    ([0.70, 0.74, 0.77, 0.80, 0.80, 0.80, 0.79, 0.785], 200_000, "top-1 at 2N=8 against N=4"),
+    ([0.62, 0.66, 0.69, 0.71, 0.71, 0.71, 0.71, 0.71], 200_000, "top-1 at N=4"),
+    ([0.72, 0.76, 0.79, 0.81, 0.81, 0.81, 0.805, 0.80], 1_000_001, "parameters"),
+])
+def test_each_criterion_fails_on_its_own(top1, parameters, failed):
+    from bench.refinement_criteria import checks
+    missed = {c.figure for c in checks(refining_metrics(top1, parameters)) if c.met is False}
+    assert missed - {"top-1 at N=4 (stretch: replaces the flagship)"} == {failed}
+
+
+def test_the_refinement_criteria_need_the_curve_to_2n():
+    from bench.refinement_criteria import checks
+    with pytest.raises(ValueError, match="--max-steps 8"):
+        checks(refining_metrics([0.7, 0.75, 0.78, 0.8, 0.8, 0.8]) | {"trained_steps": 4})
