@@ -28,7 +28,7 @@ def score(path: str, mtime: float, image_key: str, _trace) -> float | None:
     if (not isinstance(found, ood.OODRule) or model.config.arch != "vitrm"
             or _trace.steps < model.config.trained_steps):
         return None
-    return float(found.score(ood.trace_features(model, _trace))[0])
+    return float(found.score(ood.trace_features(model, _trace, found.feature))[0])
 
 
 def check(path: str, mtime: float, image_key: str, trace) -> tuple[float | None, dict | None, str | None]:

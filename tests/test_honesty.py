@@ -33,7 +33,7 @@ def score_of(checkpoint, data: bytes) -> float:
     model = vitrm.load(checkpoint)
     pixels = model.preprocess(vitrm.load_image(io.BytesIO(data)))
     rule = ood.load(checkpoint)
-    return float(rule.score(ood.trace_features(model, model.trace(pixels, attention=False)))[0])
+    return float(rule.score(ood.trace_features(model, model.trace(pixels, attention=False), rule.feature))[0])
 
 
 @pytest.mark.parametrize("flagged", [True, False])
@@ -47,7 +47,8 @@ def test_an_image_beyond_the_rules_threshold_is_called_probably_none_of_the_clas
     score = score_of(tmp_path / "vitrm-tiny", upload)
     # The threshold moved just under or just over this image's score: the app must apply the rule as stored.
     rule.threshold = score * (0.99 if flagged else 1.01)
-    rule.facts |= {"threshold": rule.threshold, "val_false_alarm": 0.05, "val_images": 5000}
+    rule.facts |= {"threshold": rule.threshold, "val_false_alarm": 0.05, "val_images": 5000,
+                   "uniform_noise_flagged": 1.0, "outside_images": 22, "outside_flagged": 18 / 22}
     ood.save(rule, tmp_path / "vitrm-tiny")
     monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
     at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
@@ -59,7 +60,8 @@ def test_an_image_beyond_the_rules_threshold_is_called_probably_none_of_the_clas
     assert bool(warned) == flagged
     said = " ".join(c.value for c in at.caption)
     assert "5,000 validation images, 5.0% of which it flags (false alarms)" in said
-    assert ood.RULE in said
+    assert rule.facts["rule"] in said and "latent state z" in said
+    assert "of images of uniform noise it flags 100%, and 18 of 22 photos of things outside the classes" in said
 
 
 def test_the_halting_output_is_named_a_guess_and_its_test_set_record_is_stated(app, lab):

@@ -64,11 +64,47 @@ def test_damaged_rule_files_raise_a_checkpoint_error_naming_them(tmp_path, damag
         ood.load(tmp_path / "m")
 
 
-def test_features_are_the_answer_token_at_the_trained_step_as_the_head_reads_it():
+def test_features_are_the_latent_state_or_the_answer_token_at_the_trained_step():
     torch.manual_seed(0)
     model = ViTRM(TINY).eval()
     images = torch.randn(3, 3, 32, 32)
     trace = model.trace(images, steps=4 * TINY.trained_steps, attention=False)
-    expected = model.head_norm(trace.y[TINY.trained_steps - 1])
-    assert torch.allclose(ood.trace_features(model, trace), expected)
-    assert torch.allclose(ood.features(model, images, batch=2), expected, atol=1e-5)
+    expected = {"z": trace.z[TINY.trained_steps - 1].mean(1), "y": model.head_norm(trace.y[TINY.trained_steps - 1])}
+    for feature, want in expected.items():
+        assert torch.allclose(ood.trace_features(model, trace, feature), want)
+        assert torch.allclose(ood.features(model, images, feature, batch=2), want, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown feature"):
+        ood.trace_features(model, trace, "x")
+
+
+def test_a_rule_records_its_feature_and_one_without_a_record_was_fitted_on_y(tmp_path):
+    vitrm.save(ViTRM(TINY), tmp_path / "m")
+    train, labels = clusters(500, seed=0, classes=TINY.num_classes, dim=TINY.dim)
+    rule = ood.fit(train, labels, train, feature="z")
+    assert (rule.feature, rule.facts["rule"]) == ("z", ood.rule_text("z"))
+    del rule.facts["feature"]
+    ood.save(rule, tmp_path / "m")
+    assert ood.load(tmp_path / "m").feature == "y"
+    ood.save(ood.fit(train, labels, train), tmp_path / "m")
+    facts = tmp_path / "m" / ood.FACTS
+    facts.write_text(json.dumps(json.loads(facts.read_text()) | {"feature": "pixels"}))
+    with pytest.raises(CheckpointError, match="ood"):
+        ood.load(tmp_path / "m")
+
+
+def test_photos_known_to_be_outside_the_classes_are_counted_and_the_missed_ones_named(tmp_path):
+    from PIL import Image
+    torch.manual_seed(0)
+    model = ViTRM(TINY).eval()
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray((torch.rand(40, 50, 3) * 255).byte().numpy()).save(folder / f"noise{i}.png")
+    (folder / "README.txt").write_text("where these came from")            # not an image: skipped
+    points = torch.randn(200, TINY.dim, generator=torch.Generator().manual_seed(0))
+    rule = ood.fit(points, torch.arange(200) % TINY.num_classes, points)
+    rule.threshold = float(rule.score(ood.features(model, model.preprocess(
+        Image.open(folder / "noise1.png")))))       # noise1 sits exactly on the threshold: not flagged
+    facts = ood.outside_facts(rule, model, folder)
+    assert facts["outside_images"] == 3 and "noise1.png" in facts["outside_missed"]
+    assert facts["outside_flagged"] == pytest.approx((3 - len(facts["outside_missed"])) / 3)

@@ -31,6 +31,11 @@ def draw_unusual(score: float | None, facts: dict | None, problem: str | None, c
              f"{facts['val_false_alarm']:.1%} of which it flags (false alarms)")
     if "test_false_alarm" in facts:
         rates += f"; on the test set it flags {facts['test_false_alarm']:.1%}"
+    if "uniform_noise_flagged" in facts:
+        rates += f"; of images of uniform noise it flags {facts['uniform_noise_flagged']:.0%}"
+    if facts.get("outside_images"):
+        caught = round(facts["outside_flagged"] * facts["outside_images"])
+        rates += f", and {caught} of {facts['outside_images']} photos of things outside the classes"
     rule = f"Rule: {facts['rule']}. {rates}."
     if score > threshold:
         st.warning(f"**This image is probably none of the {class_count} classes** (score {score:.0f}, above "
