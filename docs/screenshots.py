@@ -1,6 +1,7 @@
 """Take the README's screenshots of the app's main views with headless Chromium.
 
     python -m docs.screenshots            (from the repository root; needs /usr/bin/chromium)
+    python -m docs.screenshots --image "cat · cat_0003.jpg"     (another gallery image, as the list shows it)
 
 Starts `streamlit run app/main.py` on the shipped checkpoints, picks a gallery image, and
 saves docs/app-*.png. Where a checkpoint has no metrics.json, the Dataset analysis shot shows
@@ -9,6 +10,7 @@ figures computed in the app on 200 test images (the page says so).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -27,7 +29,8 @@ from tests.streamlit_client import serve  # the server harness the browser tests
 ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs"
-IMAGE = "deer · deer_0000.jpg"   # airplane at steps 1-3, deer at step 4: recursion at work
+# The default model (the refining one) changes its answer on this image over the steps: recursion at work.
+IMAGE = "deer · deer_0000.jpg"
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
 
 
@@ -69,7 +72,7 @@ def shoot(driver, name: str) -> None:
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-def main() -> None:
+def main(image: str = IMAGE) -> None:
     with tempfile.TemporaryDirectory() as scratch, serve(Path(scratch) / "streamlit.log", timeout=120) as url:
         driver = browser(str(Path(scratch) / "profile"))
         try:
@@ -79,7 +82,7 @@ def main() -> None:
             settle(driver)
             box = driver.find_element(By.CSS_SELECTOR, "[data-testid='stSelectbox'] input")
             box.click()
-            box.send_keys(IMAGE, Keys.ENTER)
+            box.send_keys(image, Keys.ENTER)
             settle(driver)
             shoot(driver, "scrubber")
             for view, name in (("Evolving state", "state"), ("Attention", "attention")):
@@ -124,4 +127,6 @@ def main() -> None:
 if __name__ == "__main__":
     if not os.path.exists("/usr/bin/chromium"):
         sys.exit("needs Debian's chromium: apt-get install chromium chromium-driver")
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=IMAGE, help="the gallery entry to show, as the list shows it")
+    main(parser.parse_args().image)
