@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs"
 # The default model (the refining one) changes its answer on this image over the steps: recursion at work.
-IMAGE = "deer · deer_0000.jpg"
+IMAGE = "horse · horse_0003.jpg"     # deer at steps 1-2, horse from step 3 on
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
 
 
