@@ -38,9 +38,13 @@ def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.
         figures.level_line(fig, top1, f"{plotly(name)} {top1:.1%}" + ("" if inside else " (off this axis)"))
         if not inside:      # its label moves to the axis's edge, where it can be read
             fig.layout.annotations[-1].y = low - pad if top1 < low else high + pad
-    fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 20 else None)
+    # Every step labelled while they fit a half-width column; every other one beyond 10.
+    fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 10 else 2 if longest <= 20 else None)
     fig.update_yaxes(title="top-1 accuracy", tickformat=".1%", range=[low - pad, high + pad] if values else None)
-    return figures.compact(fig, 380, "Accuracy vs test-time steps (each model run for 1, 2, … steps)")
+    fig = figures.compact(fig, 440, "Accuracy vs test-time steps (each model run for 1, 2, … steps)")
+    # The legend under the plot: beside it, two long model names left the curves a third of the width.
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left"))
+    return fig
 
 
 def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
