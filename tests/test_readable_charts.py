@@ -27,6 +27,12 @@ def test_the_accuracy_axis_spans_the_curves_and_a_far_baseline_is_labelled_at_it
     assert labels["cnn 84.5%"] == pytest.approx(0.845)
 
 
+def test_baselines_off_the_accuracy_axis_get_a_line_each_at_its_edge():
+    fig = analysis.accuracy_figure({"m": {"top1": [0.84, 0.85], "trained": 2}}, {"vit": 0.57, "cnn": 0.68})
+    shifts = [a.yshift for a in fig.layout.annotations]
+    assert len(set(shifts)) == 2, "two labels at the bottom edge must not print over each other"
+
+
 def test_chart_text_is_at_least_14_px_and_maps_have_no_toolbar():
     fig = figures.compact(analysis.ece_figure({"m": [0.1, 0.05]}), 300, "title")
     assert fig.layout.font.size >= 14 and fig.layout.title.font.size >= 14

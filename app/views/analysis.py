@@ -33,11 +33,16 @@ def accuracy_figure(curves: dict[str, dict], baselines: dict[str, float]) -> go.
     values = [v for c in curves.values() for v in c["top1"] if v is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     pad = max(0.2 * (high - low), 0.005)
+    at_edge = {"below": 0, "above": 0}
     for name, top1 in baselines.items():
         inside = low - pad <= top1 <= high + pad
         figures.level_line(fig, top1, f"{plotly(name)} {top1:.1%}" + ("" if inside else " (off this axis)"))
-        if not inside:      # its label moves to the axis's edge, where it can be read
-            fig.layout.annotations[-1].y = low - pad if top1 < low else high + pad
+        if not inside:      # its label moves to the axis's edge, where it can be read, one line per baseline
+            edge = "below" if top1 < low else "above"
+            label = fig.layout.annotations[-1]
+            label.y = low - pad if edge == "below" else high + pad
+            label.yshift = (1 if edge == "below" else -1) * 20 * at_edge[edge] - (20 if edge == "above" else 0)
+            at_edge[edge] += 1
     # Every step labelled while they fit a half-width column; every other one beyond 10.
     fig.update_xaxes(title="recursion steps N", dtick=1 if longest <= 10 else 2 if longest <= 20 else None)
     fig.update_yaxes(title="top-1 accuracy", tickformat=".1%", range=[low - pad, high + pad] if values else None)
