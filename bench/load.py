@@ -57,14 +57,14 @@ def checkpoints_root(requested: Path | None, tmp: Path) -> tuple[Path, Path, str
 
     path = requested or FLAGSHIP
     if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
-        if requested is None:
-            return path.parent, path, f"{path.relative_to(ROOT)} (its weights as they were when loaded)"
-        # A copy, alone in a root of its own, so that it is the app's default selection (a symlink pointing
-        # out of the root would not be listed) and a training run writing new weights cannot swap it.
+        # A copy, alone in a root of its own, so that it is the app's only and default selection (the shipped
+        # root's first visit opens on the refining model beside the flagship; a symlink pointing out of the
+        # root would not be listed) and a training run writing new weights cannot swap it.
         root = tmp / "checkpoints"
         root.mkdir()
         shutil.copytree(path, root / path.name, ignore=shutil.ignore_patterns("train_state.*"))
-        return root, root / path.name, f"{path} (a copy of its weights as they were when the run started)"
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        return root, root / path.name, f"{shown} alone (a copy of its weights as they were when the run started)"
     if requested is not None:
         raise SystemExit(f"{requested}: no model.safetensors and config.json")
     raw = json.loads((FLAGSHIP / "train_config.json").read_text())["model"]
