@@ -26,7 +26,6 @@ from PIL import Image
 import vitrm
 from vitrm import ood
 from vitrm.analysis import normalize
-from vitrm.data import load_split, train_val_split
 
 MAHALANOBIS = ("y", "z", "y+z")
 
@@ -61,8 +60,7 @@ def main() -> None:
     for path in args.checkpoints:
         model = vitrm.load(path)
         cfg = model.config
-        train, val = train_val_split(load_split(args.data, "train", image_size=cfg.image_size), 5000)
-        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.fit_images])
+        train, val = ood.fit_splits(args.data, cfg.image_size, args.fit_images)
         fitted = candidate_scores(model, normalize(train.images, cfg.mean, cfg.std))
         held_out = candidate_scores(model, normalize(val.images, cfg.mean, cfg.std))
         photos = candidate_scores(model, model.preprocess([Image.open(f).convert("RGB") for f in files]))

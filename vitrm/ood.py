@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import CheckpointError, read_config
 
-__all__ = ["OODRule", "FEATURES", "WEIGHTS", "FACTS", "fit", "features", "trace_features", "load", "save"]
+__all__ = ["OODRule", "FEATURES", "WEIGHTS", "FACTS", "fit", "fit_splits", "features", "trace_features", "load", "save"]
 
 WEIGHTS, FACTS = "ood.safetensors", "ood.json"
 FEATURES = {"z": "the latent state z after the trained step count, averaged over its tokens",
@@ -136,7 +136,7 @@ def load(checkpoint: Path) -> OODRule | None:
 
 def main(argv=None) -> None:
     from . import load as load_model
-    from .data import load_split, train_val_split
+    from .data import load_split
 
     parser = argparse.ArgumentParser(prog="python -m vitrm.ood", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
@@ -153,9 +153,7 @@ def main(argv=None) -> None:
     def prepared(split):
         return prepared_images(split.images, cfg)
 
-    train, val = train_val_split(load_split(args.data, "train", image_size=cfg.image_size), 5000)
-    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.fit_images]
-    train = train.subset(keep)
+    train, val = fit_splits(args.data, cfg.image_size, args.fit_images)
     feature = args.feature
     rule = fit(features(model, prepared(train), feature), train.labels, features(model, prepared(val), feature),
                args.false_alarm, feature=feature)
@@ -170,6 +168,15 @@ def main(argv=None) -> None:
     rule.facts |= {"data": args.data, "test_images": len(test), "trained_steps": cfg.trained_steps}
     save(rule, args.checkpoint)
     print(json.dumps(rule.facts, indent=2))
+
+
+def fit_splits(data: str, image_size: int, fit_images: int):
+    """(training images the means are fitted on: a fixed random ``fit_images`` of them, the validation split that
+    ``vitrm.train`` holds out, on which the threshold is set)."""
+    from .data import load_split, train_val_split
+    train, val = train_val_split(load_split(data, "train", image_size=image_size), 5000)
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:fit_images]
+    return train.subset(keep), val
 
 
 def outside_facts(rule: OODRule, model, folder: Path) -> dict:
