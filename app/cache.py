@@ -4,8 +4,9 @@
   run that writes a new epoch is picked up), shared read-only by every session.
 * Images: decoded once per file content (sha256), with the library's clear error if bad.
 * Traces: ``st.cache_resource``, keyed by image hash, checkpoint, mtime and step count. The
-  trace is run once to the most steps the app offers and sliced, so moving the slider or
-  changing N does no model work. A resource, not data: st.cache_data would unpickle the
+  trace is run to the default N (twice the trained count) or, when N goes past it, to the most
+  steps the app offers, and sliced (``traced_steps``), so moving the slider or changing N within
+  either does no model work. A resource, not data: st.cache_data would unpickle the
   trace's tensors (0.6 MB for the flagship) on every read, tens of milliseconds per page run.
   So one ImageRun is shared by every session: views read it and never write to it (its numpy
   arrays are read-only, so a write fails loudly).
@@ -183,19 +184,13 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 
 @dataclass
 class ImageRun:
-    """One image through one model, and everything derived from it for the views."""
+    """One image through one model: the trace, and what every view reads from it."""
 
     trace: vitrm.Trace                 # batch of one
     pixels: np.ndarray                 # [H, W, 3] uint8, what the model saw
     class_names: tuple[str, ...]
     grid: int                          # patch grid side (z has grid*grid tokens)
     recursive: bool
-    z_norm: np.ndarray                 # [S, g, g]
-    z_change: np.ndarray               # [S, g, g] how far each patch's z moved in the step
-    z_rgb: np.ndarray                  # [S, g, g, 3], PCA fitted once over all steps
-    y_points: np.ndarray               # [S, 2]
-    y_arrows: np.ndarray | None        # [C, 2] class directions in the same projection
-    y_ratio: np.ndarray                # explained variance of the 2 components
     seconds: float                     # the forward pass, for the curious
 
     @property
@@ -209,9 +204,29 @@ class ImageRun:
         return probs
 
     def __post_init__(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
+        _read_only(self)
+
+
+@dataclass
+class StateMaps:
+    """The evolving-state view's maps and path of one ImageRun (``state_maps``)."""
+
+    z_norm: np.ndarray                 # [S, g, g]
+    z_change: np.ndarray               # [S, g, g] how far each patch's z moved in the step
+    z_rgb: np.ndarray                  # [S, g, g, 3], PCA fitted once over all steps
+    y_points: np.ndarray               # [S, 2]
+    y_arrows: np.ndarray | None        # [C, 2] class directions in the same projection
+    y_ratio: np.ndarray                # explained variance of the 2 components
+
+    def __post_init__(self) -> None:
+        _read_only(self)
+
+
+def _read_only(shared) -> None:
+    """Shared by every session (a cache resource): a write to one of its arrays fails loudly."""
+    for value in vars(shared).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
 
 
 def _normalize(pixels: np.ndarray, config: vitrm.ModelConfig) -> torch.Tensor:
@@ -219,21 +234,45 @@ def _normalize(pixels: np.ndarray, config: vitrm.ModelConfig) -> torch.Tensor:
     return vitrm.normalize(torch.from_numpy(pixels).permute(2, 0, 1)[None], config.mean, config.std)
 
 
+# Every session's new image is traced through this one batcher: images that arrive together share one batched
+# trace (with twenty sessions at once on the 2-core machine, this more than halved each trace's cost).
+_TRACES = vitrm.TraceBatcher()
+
+
+def traced_steps(config: vitrm.ModelConfig, n: int) -> int:
+    """How many steps to trace for a page showing N = ``n``: twice the trained count (the default N) while ``n``
+    fits in it, else the most the app offers (``max_steps``). Two sizes: N and the slider move within either with
+    no model work, and a first page traces only the default N (half of the most, a third of a new image's page
+    run on the 2-core machine)."""
+    if config.arch != "vitrm":
+        return 1
+    default = min(2 * config.trained_steps, max_steps(config))
+    return default if n <= default else max_steps(config)
+
+
 @st.cache_resource(max_entries=128, show_spinner="Running the model through every step…")
 def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.ndarray) -> ImageRun:
     model = load_model(path, mtime)
     config = model.config
     start = time.perf_counter()
-    trace = model.trace(_normalize(_pixels, config), steps=steps if config.arch == "vitrm" else None)
+    trace = _TRACES.trace(model, _normalize(_pixels, config), steps=steps if config.arch == "vitrm" else None)
     seconds = time.perf_counter() - start
-    z = trace.z[:, 0]
-    grid = int(round(z.shape[1] ** 0.5))
-    y_points, y_arrows, y_ratio = derive.y_path(trace.y[:, 0], analysis.class_directions(model))
+    grid = int(round(trace.z.shape[2] ** 0.5))
     return ImageRun(trace=trace, pixels=_pixels.copy(), class_names=tuple(config.class_names), grid=grid,
-                    recursive=config.arch == "vitrm", z_norm=derive.z_norm_grid(z, grid),
-                    z_change=derive.z_change_grid(z, trace.z_init[0], grid),
-                    z_rgb=derive.z_pca_rgb(z, grid), y_points=y_points, y_arrows=y_arrows,
-                    y_ratio=y_ratio, seconds=seconds)
+                    recursive=config.arch == "vitrm", seconds=seconds)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def state_maps(path: str, mtime: float, image_key: str, steps: int, _pixels: np.ndarray) -> StateMaps:
+    """``run_image``'s run, as the evolving-state view draws it: computed when that view is opened, not for every
+    new image's first page."""
+    run = run_image(path, mtime, image_key, steps, _pixels)
+    z = run.trace.z[:, 0]
+    y_points, y_arrows, y_ratio = derive.y_path(run.trace.y[:, 0],
+                                                analysis.class_directions(load_model(path, mtime)))
+    return StateMaps(z_norm=derive.z_norm_grid(z, run.grid), z_change=derive.z_change_grid(z, run.trace.z_init[0],
+                                                                                           run.grid),
+                     z_rgb=derive.z_pca_rgb(z, run.grid), y_points=y_points, y_arrows=y_arrows, y_ratio=y_ratio)
 
 
 # --------------------------------------------------------------------------- attribution

@@ -169,7 +169,7 @@ def test_the_step_count_goes_to_four_times_the_trained_count_and_the_slider_foll
     assert at.slider(key=f"step::{lab / 'vitrm-tiny'}").value == 3, "the step is clamped to the new N"
 
 
-def test_moving_the_slider_or_changing_n_does_no_model_work(app, lab, monkeypatch):
+def test_moving_the_slider_or_changing_n_does_no_model_work_until_n_passes_the_default(app, lab, monkeypatch):
     calls = []
     original = ViTRM.trace
 
@@ -186,14 +186,24 @@ def test_moving_the_slider_or_changing_n_does_no_model_work(app, lab, monkeypatc
     calls.clear()
     at.file_uploader[0].set_value(("noise.png", png_bytes(seed=1234), "image/png"))
     run(at)
-    assert len(calls) == 1, "a new image is traced once, to the most steps offered"
-    assert calls[0] == 4 * TINY.trained_steps
+    assert calls == [2 * TINY.trained_steps], "a new image is traced once, to the default N (twice the trained)"
+    n_key, step_key = f"n::{lab / 'vitrm-tiny'}", f"step::{lab / 'vitrm-tiny'}"
     for step in (1, 3, 2):
-        at.slider(key=f"step::{lab / 'vitrm-tiny'}").set_value(step)
+        at.slider(key=step_key).set_value(step)
         run(at)
-    at.number_input(key=f"n::{lab / 'vitrm-tiny'}").set_value(6)
+    at.number_input(key=n_key).set_value(3)
     run(at)
     assert len(calls) == 1
+    at.number_input(key=n_key).set_value(6)
+    run(at)
+    assert calls[1:] == [4 * TINY.trained_steps], "past the default N, once more to the most steps offered"
+    assert metrics(at)["Top class at step 2"]
+    for n in (8, 2, 7):
+        at.number_input(key=n_key).set_value(n)
+        run(at)
+    at.slider(key=step_key).set_value(7)
+    run(at)
+    assert len(calls) == 2 and metrics(at)["Top class at step 7"]
 
 
 def test_a_slider_move_redraws_only_the_bars_at_the_step_and_the_charts_over_all_steps_stay_as_they_were(app, lab):
@@ -227,7 +237,17 @@ def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_buil
     from app.views import figures, scrubber
 
     def drawn(fig) -> dict:
-        return json.loads(plotly.io.to_json(fig))
+        """The figure's JSON, with plotly's base64 arrays read back as lists: what the browser draws."""
+        return decoded(json.loads(plotly.io.to_json(fig)))
+
+    def decoded(value):
+        if isinstance(value, dict) and set(value) == {"dtype", "bdata"}:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        if isinstance(value, dict):
+            return {k: decoded(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decoded(v) for v in value]
+        return value
 
     def steps_axis(fig, count):
         fig.update_xaxes(title="step", dtick=1 if count <= 20 else None)
@@ -297,7 +317,9 @@ def test_a_traced_image_is_shared_read_only_between_sessions(lab):
     shared = cache.run_image(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels)
     assert cache.run_image(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels) is shared
     assert shared.probs.shape == (4, len(model.config.class_names))
-    for array in (shared.probs, shared.pixels, shared.z_norm, shared.z_rgb):
+    maps = cache.state_maps(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels)
+    assert maps.z_norm.shape[0] == 4 and cache.state_maps(str(lab / "vitrm-tiny"), 0.0, "zeros", 4, pixels) is maps
+    for array in (shared.probs, shared.pixels, maps.z_norm, maps.z_rgb):
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 0
     assert pixels.flags.writeable, "the caller's pixels stay its own"

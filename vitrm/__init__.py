@@ -41,12 +41,15 @@ from .images import (
 )
 from .model import AttentionMaps, ModelConfig, Trace, ViTRM, ViTRMConfig, num_parameters
 from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
+from .serving import TraceBatcher
 from .sweep import EXPLANATION as SWEEP_EXPLANATION, SweepPoint, find_sweeps, flops_per_image
 
 __all__ = [
     # the models, their configs (one per architecture) and the trace
     "ViTRM", "ViTRMConfig", "Trace", "AttentionMaps", "ViT", "ViTConfig", "CompactCNN", "CNNConfig",
     "ModelConfig", "vit_config_for", "num_parameters",
+    # serving traces to many threads at once, batched
+    "TraceBatcher",
     # checkpoints
     "build_model", "load", "save", "read_config", "read_metrics", "read_predictions", "predictions_file",
     "earlier_stages", "averaged_runs", "CONFIG_FILE", "WEIGHTS_FILE",

@@ -229,6 +229,11 @@ class AttentionMaps:
     answer: torch.Tensor
     combine: str
 
+    def select(self, index: int) -> AttentionMaps:
+        """Image ``index`` of the batch, as a batch of one of its own (copied: the batch's memory is not kept)."""
+        return AttentionMaps(self.latent[:, :, :, index:index + 1].clone(),
+                             self.answer[:, :, index:index + 1].clone(), self.combine)
+
     @property
     def patch_offset_latent(self) -> int:
         """Column where the patch tokens being updated (z) start in a latent-update map."""
@@ -255,6 +260,14 @@ class Trace:
     @property
     def steps(self) -> int:
         return self.logits.shape[0]
+
+    def select(self, index: int) -> Trace:
+        """Image ``index`` of the batch, as a batch of one of its own (copied: the batch's memory is not kept)."""
+        def one(t: torch.Tensor | None, axis: int) -> torch.Tensor | None:
+            return None if t is None else t.narrow(axis, index, 1).clone()
+        return Trace(logits=one(self.logits, 1), probs=one(self.probs, 1), halt=one(self.halt, 1), y=one(self.y, 1),
+                     z=one(self.z, 1), y_init=one(self.y_init, 0), z_init=one(self.z_init, 0),
+                     attention=None if self.attention is None else self.attention.select(index))
 
     def y_update_norm(self) -> torch.Tensor:
         """[S, B]: ||y_s - y_{s-1}||, with y_0 the learned initial answer."""

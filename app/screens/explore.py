@@ -83,36 +83,54 @@ def steps_to_run(model: session.LoadedModel) -> int:
     return int(st.session_state[f"n::{model.key}"])
 
 
-def step_controls(model: session.LoadedModel) -> tuple[int, int]:
-    """(N, selected step). N up to 4x the trained count; the trace already covers it."""
+def step_state(model: session.LoadedModel) -> tuple[int, int]:
+    """(N, selected step) as this run shows them, Play's tick applied; draws nothing.
+
+    Read before anything is drawn, so that a view can prepare its figures first and then draw the slider and
+    the answer back to back (``draw_step_controls``): drawn apart, with work between them, the browser can
+    paint the new slider beside the old answer, a stale frame while Play runs. A keyed widget's value is its
+    session-state entry, so what this reads is what the widgets will show.
+    """
     if not model.recursive:
-        st.info(f"{md(model.name)} is not recursive: it answers in a single step, so there is nothing to scrub.")
         return 1, 1
-    trained = model.config.trained_steps
     n_key, step_key = f"n::{model.key}", f"step::{model.key}"
-    n = steps_to_run(model)
-    st.session_state[step_key] = min(st.session_state[step_key], n)
+    n = max(1, min(steps_to_run(model), model.max_steps))
+    if st.session_state[n_key] != n:
+        st.session_state[n_key] = n
+    st.session_state[step_key] = max(1, min(int(st.session_state[step_key]), n))
     _play_tick(step_key, n)
-    # Play's column holds "⏸ Stop" whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
-    c1, c2, c3 = st.columns([1.5, 5, 1.5])
-    n = int(c1.number_input("Steps (N)", min_value=1, max_value=model.max_steps, key=n_key,
-                            help=f"How many recursion steps to run. Trained with {trained}; up to {model.max_steps} "
-                            "to see how it extrapolates."))
-    st.session_state[step_key] = min(st.session_state[step_key], n)
     if n == 1:
         st.session_state[PLAYING] = False
-        c2.caption("One step: raise N to scrub through the recursion.")
         return 1, 1
     if st.session_state.get(PLAYING):
-        step = min(int(st.session_state[PLAY_AT]), n)
+        return n, min(int(st.session_state[PLAY_AT]), n)
+    return n, int(st.session_state[step_key])
+
+
+def draw_step_controls(model: session.LoadedModel, n: int, step: int) -> None:
+    """N, the step slider and Play, showing ``step_state``'s (N, step); N up to 4x the trained count."""
+    if not model.recursive:
+        st.info(f"{md(model.name)} is not recursive: it answers in a single step, so there is nothing to scrub.")
+        return
+    trained = model.config.trained_steps
+    n_key, step_key = f"n::{model.key}", f"step::{model.key}"
+    # Play's column holds "⏸ Stop" whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
+    c1, c2, c3 = st.columns([1.5, 5, 1.5])
+    c1.number_input("Steps (N)", min_value=1, max_value=model.max_steps, key=n_key,
+                    help=f"How many recursion steps to run. Trained with {trained}; up to {model.max_steps} "
+                    "to see how it extrapolates.")
+    if n == 1:
+        c2.caption("One step: raise N to scrub through the recursion.")
+        return
+    c3.button("⏸ Stop" if st.session_state.get(PLAYING) else "▶ Play", key="play_button",
+              on_click=_press_play, args=(step_key, n_key), help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
+    # The slider last, so that the answer drawn next follows it at once.
+    if st.session_state.get(PLAYING):
         c2.slider("Recursion step", min_value=1, max_value=n, value=step, disabled=True,
                   help="Playing: press ⏸ Stop to take the slider back.")
     else:
-        step = c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
-                         help="Moving the slider only reads the stored trace: no model work.")
-    c3.button("⏸ Stop" if st.session_state.get(PLAYING) else "▶ Play", key="play_button",
-              on_click=_press_play, args=(step_key, n_key), help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
-    return n, step
+        c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
+                  help="Moving the slider only reads the stored trace: no model work.")
 
 
 def step_fragment(body, *args) -> None:
@@ -139,7 +157,8 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
             rows.append({"file": plain(p.name), "prediction": "", "probability": "",
                          "message": plain(p.error, MAX_MESSAGE)})
             continue
-        run = cache.run_image(model.key, model.mtime, p.digest, model.max_steps, p.pixels[size])
+        run = cache.run_image(model.key, model.mtime, p.digest, cache.traced_steps(model.config, steps_to_run(model)),
+                              p.pixels[size])
         at = min(model.config.trained_steps, run.steps) - 1
         top = int(run.probs[at].argmax())
         rows.append({"file": plain(p.name), "prediction": plain(run.class_names[top]),
@@ -151,17 +170,23 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
     input_view.draw_upload_summary(rows)
 
 
-def other_models(models: list[session.LoadedModel], focus: session.LoadedModel, image: cache.PreparedImage,
-                 step: int) -> None:
+def other_models_rows(models: list[session.LoadedModel], focus: session.LoadedModel, image: cache.PreparedImage,
+                      step: int) -> list[dict]:
+    """What the other loaded models answer on the same image at ``step`` (their last traced step if fewer)."""
     rows = []
     for m in models:
         if m.key == focus.key:
             continue
-        run = cache.run_image(m.key, m.mtime, image.digest, m.max_steps, image.pixels[m.config.image_size])
+        run = cache.run_image(m.key, m.mtime, image.digest, cache.traced_steps(m.config, step),
+                              image.pixels[m.config.image_size])
         s = min(step, run.steps)
         top = int(run.probs[s - 1].argmax())
         rows.append({"model": plain(m.name), "at step": s, "top class": plain(run.class_names[top]),
                      "probability": f"{100 * run.probs[s - 1, top]:.2f}%"})
+    return rows
+
+
+def draw_other_models(rows: list[dict]) -> None:
     if rows:
         st.markdown("**The other loaded models on the same image**")
         st.table(pd.DataFrame(rows), hide_index=True)
@@ -217,16 +242,19 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
 
 def classroom_part(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
                    why: str | None) -> None:
-    classroom.draw(image.pixels[model.config.image_size], run.probs,
-                   None if run.trace.halt is None else run.trace.halt[:, 0].numpy(),
-                   run.class_names, image.label, lambda: step_controls(model), why)
+    n, step = step_state(model)
+    if n > run.steps:
+        st.rerun()        # N went past the trace: the full run traces further
+    classroom.draw(image.pixels[model.config.image_size], run.probs[:n],
+                   None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(),
+                   run.class_names, image.label, step, lambda: draw_step_controls(model, n, step), why)
 
 
 def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
                  run: cache.ImageRun, view: str, drawn_n: int) -> None:
     """The step controls and what ``view`` shows at the chosen step; ``drawn_n``: the N of the full run
     that drew this fragment (what is drawn below it, outside the fragment, covers N steps)."""
-    n, step = step_controls(model)
+    n, step = step_state(model)
     if n != drawn_n:
         st.rerun()        # N changed: the step-independent part below the fragment follows it
     pixels = image.pixels[model.config.image_size]
@@ -238,10 +266,15 @@ def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, 
             value = float(run.trace.halt[step - 1, 0])
             notes.append(honesty.halting_note(value, step, None if evaluated is None else
                                               reliability.at(evaluated, step, value)))
+        others = other_models_rows(models, model, image, step)
+        draw_step_controls(model, n, step)
         scrubber.draw_step(probs, step, run.class_names, image.label, notes)
-        other_models(models, model, image, step)
-    elif view == "Evolving state":
-        state.draw_state(pixels, run.z_norm, run.z_change, run.z_rgb, run.y_points, run.y_arrows, run.y_ratio,
+        draw_other_models(others)
+        return
+    draw_step_controls(model, n, step)
+    if view == "Evolving state":
+        maps = cache.state_maps(model.key, model.mtime, image.digest, run.steps, pixels)
+        state.draw_state(pixels, maps.z_norm, maps.z_change, maps.z_rgb, maps.y_points, maps.y_arrows, maps.y_ratio,
                          probs, step, run.class_names)
     elif view == "Attention":
         if run.trace.attention is None:
@@ -286,7 +319,8 @@ if not image.ok:
     st.stop()
 
 pixels = image.pixels[model.config.image_size]
-run = cache.run_image(model.key, model.mtime, image.digest, model.max_steps, pixels)
+run = cache.run_image(model.key, model.mtime, image.digest, cache.traced_steps(model.config, steps_to_run(model)),
+                      pixels)
 if teaching:
     step_fragment(classroom_part, model, image, run,
                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)

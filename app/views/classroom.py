@@ -31,15 +31,19 @@ def draw_toggle() -> bool:
                           "picks, where recursion visibly changes the answer.")
 
 
-def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_names, label: str | None,
-         step_controls: Callable[[], tuple[int, int]], why: str | None) -> None:
-    """``probs`` [S, C] and ``halt`` [S] over every traced step; ``step_controls`` draws N, slider and Play."""
-    left, right = st.columns([2, 3])
-    with right:
-        n, step = step_controls()
-    probs_n = probs[:n]
-    p = probs_n[step - 1]
+def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_names, label: str | None, step: int,
+         draw_controls: Callable[[], None], why: str | None) -> None:
+    """``probs`` [N, C] and ``halt`` [N] over the N steps run; ``draw_controls`` draws N, the slider and Play.
+
+    Everything is prepared, and the image drawn, before the controls, so that the slider and the answer are
+    drawn back to back: the browser never paints a moving slider beside the previous step's answer.
+    """
+    p = probs[step - 1]
     top = int(p.argmax())
+    chart = scrubber.top_k_figure(p, class_names, min(5, len(class_names)))
+    # Bar labels keep the 14 px minimum: plotly would otherwise shrink a label to fit inside a short bar.
+    chart.update_layout(height=CHART_HEIGHT, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))
+    left, right = st.columns([2, 3])
     with left:
         big = Image.fromarray(pixels).resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.NEAREST)
         verdict = "right" if class_names[top] == label else "wrong"
@@ -48,17 +52,14 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
         if why:
             st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
     with right:
+        draw_controls()
         # Two metrics, not the scrubber's three: the true class sits under the image, and the row stays one
         # line high, so the chart below still fits the screen.
         answer, probability = st.columns(2)
         answer.metric(f"Top class at step {step}", text.md(class_names[top]))
         probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
-        chart = scrubber.top_k_figure(probs_n[step - 1], class_names, min(5, len(class_names)))
-        # Bar labels keep the 14 px minimum: plotly would otherwise shrink a label to fit inside a short bar.
-        chart.update_layout(height=CHART_HEIGHT, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))
         figures.show(chart)
-    halt_n = None if halt is None else halt[:n]
-    st.info(classroom.narrate(probs_n, step, class_names, halt_n, derive.HALT_THRESHOLD),
+    st.info(classroom.narrate(probs, step, class_names, halt, derive.HALT_THRESHOLD),
             icon="🗣️")
     st.caption("Each step runs the same small block again over the model's memory.",
                help=glossary.tip("recursion step", "answer token y", "latent z", "halting output"))

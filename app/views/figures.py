@@ -135,7 +135,12 @@ def from_spec(validated: dict, step: int | None = None) -> go.Figure:
     layout = dict(validated.get("layout", {}))
     if step is not None:
         layout["shapes"] = [*layout.get("shapes", ()), _marker(step)]
-    return go.Figure({"data": validated.get("data", []), "layout": layout}, _validate=False)
+    # Arrays as lists: plotly re-encodes every numpy array (base64, through narwhals) each time the figure is
+    # turned into JSON, half of st.plotly_chart's time for these small charts; a list of a few dozen numbers
+    # is sent as it is.
+    data = [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in trace.items()}
+            for trace in validated.get("data", [])]
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
 
 
 def level_line_layout(y: float, text: str) -> dict:
