@@ -17,16 +17,19 @@ from pathlib import Path
 
 import streamlit as st
 
-import vitrm
-from app import checkpoints, session
-from app.text import MAX_MESSAGE, md, plain
-from vitrm import CheckpointError
+from app.startup import starting
 
 # A file, not an emoji or a ":material/...:" icon: a material favicon is fetched from fonts.gstatic.com (the app
 # must work offline), and an emoji makes Streamlit import and compile its emoji table, 0.5 s of the first
 # page's run on the 2-core machine. A Path, as a string is first tested for being an emoji.
 st.set_page_config(page_title="ViTRM Lab", page_icon=Path(__file__).with_name("static") / "favicon.png",
                    layout="wide")
+
+with starting():
+    import vitrm
+    from app import checkpoints, session
+    from app.text import MAX_MESSAGE, md, plain
+    from vitrm import CheckpointError
 session.keep_widget_state()
 
 

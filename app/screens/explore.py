@@ -267,8 +267,8 @@ def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, 
             notes.append(honesty.halting_note(value, step, None if evaluated is None else
                                               reliability.at(evaluated, step, value)))
         others = other_models_rows(models, model, image, step)
-        draw_step_controls(model, n, step)
-        scrubber.draw_step(probs, step, run.class_names, image.label, notes)
+        scrubber.draw_step(probs, step, run.class_names, image.label, notes,
+                           controls=lambda: draw_step_controls(model, n, step))
         draw_other_models(others)
         return
     draw_step_controls(model, n, step)

@@ -52,10 +52,12 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
         if why:
             st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
     with right:
-        draw_controls()
+        slot = st.container()
         # Two metrics, not the scrubber's three: the true class sits under the image, and the row stays one
         # line high, so the chart below still fits the screen.
         answer, probability = st.columns(2)
+        with slot:
+            draw_controls()        # into the slot above, once the answer's row exists: slider and answer adjacent
         answer.metric(f"Top class at step {step}", text.md(class_names[top]))
         probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
         figures.show(chart)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -12,11 +14,21 @@ from ..text import md, plotly
 from . import figures
 
 
-def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None) -> None:
-    """The headline: top class and its probability at the step (probs [S, C])."""
+def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None,
+                    controls: Callable[[], None] | None = None) -> None:
+    """The headline: top class and its probability at the step (probs [S, C]), under ``controls()`` when given.
+
+    The controls (the step slider) are drawn into a slot above the headline once its row exists, so that the
+    slider and the answer are the two last and next messages to the browser: with anything between them, the
+    browser can paint the new slider beside the old answer (a stale frame while Play runs).
+    """
     p = probs[step - 1]
     top = int(p.argmax())
+    slot = st.container()
     cols = st.columns(3)
+    if controls is not None:
+        with slot:
+            controls()
     cols[0].metric(f"Top class at step {step}", md(class_names[top]))
     cols[1].metric("Probability", f"{100 * p[top]:.2f}%")
     if label is not None:
@@ -96,14 +108,14 @@ def _updates_spec(y_update: np.ndarray, z_update: np.ndarray) -> dict:
 
 
 def draw_step(probs: np.ndarray, step: int, class_names, label: str | None, notes: list[str],
-              top_k: int = 5) -> None:
+              top_k: int = 5, controls: Callable[[], None] | None = None) -> None:
     """What changes with the step: the headline, the bars at the step, and ``notes`` (sentences on the step).
 
     ``probs`` [N, C]. Drawn in the page's step fragment. A chart that changes costs the browser a redraw (0.1 to
     0.25 s each on the 2-core machine, more than the server's whole run), so only the bars are here; the charts
     over all steps are in ``draw_overview``, drawn once per image and N, with no moving step marker.
     """
-    draw_prediction(probs, step, class_names, label)
+    draw_prediction(probs, step, class_names, label, controls)
     left, right = st.columns([2, 3])
     with left:
         figures.show(top_k_figure(probs[step - 1], class_names, min(top_k, len(class_names))))

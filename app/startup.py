@@ -1,0 +1,36 @@
+"""The first page of a fresh server: something to look at while PyTorch loads, and the chart library on its way.
+
+A fresh server imports PyTorch on its first page run (2-2.5 s on the 2-core machine), and only then can the
+page draw its first chart, at which point the browser starts fetching and compiling Plotly's JavaScript (about
+a second more). ``starting()`` draws a line saying what is happening and one empty chart before that import, so
+that the browser loads Plotly while the server loads PyTorch: a fresh server's first page was drawn about a
+second sooner (bench/browser_speed.py, cold start). Imports nothing heavy: it runs before torch is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import streamlit as st
+
+
+@contextmanager
+def starting():
+    """Around the app's heavy imports: the note and the empty chart while they run, in a fresh process only."""
+    if "torch" in sys.modules:          # a warm server: the imports are free
+        yield
+        return
+    import plotly.graph_objects as go
+
+    slot = st.empty()
+    with slot.container():
+        st.caption("Starting: loading PyTorch and the models (once per server start)…")
+        blank = go.Figure(layout={"height": 24, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+                                  "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                  "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"})
+        st.plotly_chart(blank, config={"staticPlot": True, "displayModeBar": False})
+    try:
+        yield
+    finally:
+        slot.empty()
