@@ -226,6 +226,25 @@ def test_a_slider_move_redraws_only_the_bars_at_the_step_and_the_charts_over_all
         "the one dotted line marks the trained step count, not the selected step"
 
 
+def test_a_chart_is_sent_to_the_browser_exactly_as_plotly_would_send_it():
+    """figures.show hands st.plotly_chart the figure's own dicts (no deep copy); the JSON must not change."""
+    import plotly.io
+
+    from app.views import figures, scrubber
+
+    probs = np.random.default_rng(0).random((6, 10)).astype(np.float32)
+    names = [f"class {i}" for i in range(10)]
+    bars = scrubber.top_k_figure(probs[2], names, 5)
+    bars.update_layout(height=200, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))   # as classroom does
+    photo = np.zeros((32, 32, 3), dtype=np.uint8)
+    for fig in (scrubber.class_lines_figure(probs, 3, names), scrubber.halting_figure(probs[:, 0], None, 2), bars,
+                figures.overlay(photo, np.ones((4, 4)), title="a map")):
+        sent = figures._as_sent(fig)
+        assert json.loads(plotly.io.to_json(sent.to_dict(), validate=False)) == \
+            json.loads(plotly.io.to_json(fig.to_dict(), validate=False))
+    assert figures._as_sent(bars) is not bars, "a chart written as a dict takes the short way"
+
+
 def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_build_draws():
     """The scrubber writes its charts as plain dicts (no validation); each must draw, with its step marker,
     exactly what building it through plotly's validating API draws, for any labels and step counts."""

@@ -18,7 +18,27 @@ MAP = "map"      # layout.meta of a small map over an image: drawn without a too
 def show(fig: go.Figure, key: str | None = None) -> None:
     """Draw a figure full-width, with plotly's own toolbar (PNG download included), except over maps."""
     config = CONFIG | {"displayModeBar": False} if fig.layout.meta == MAP else CONFIG
-    st.plotly_chart(fig, width="stretch", config=config, key=key)
+    st.plotly_chart(_as_sent(fig), width="stretch", config=config, key=key)
+
+
+class _Sent(go.Figure):
+    """A figure's own data and layout, handed to st.plotly_chart as they are (see ``_as_sent``)."""
+
+    def to_dict(self) -> dict:
+        return self._sent
+
+
+def _as_sent(fig: go.Figure) -> go.Figure:
+    """``fig``, for st.plotly_chart, without plotly's deep copy of it (``to_dict``), when nothing in it needs
+    plotly's conversion (numpy arrays, which it encodes as base64): a figure written as a dict
+    (``from_spec``). st.plotly_chart serialises what ``to_dict`` returns, read only; the JSON is the same
+    (tests/test_app.py)."""
+    data, layout = fig._data, fig._layout          # plotly's own plain dicts of the figure's properties
+    if any(isinstance(v, np.ndarray) for trace in data for v in trace.values()):
+        return fig
+    sent = object.__new__(_Sent)                   # no go.Figure.__init__: nothing in it is used
+    object.__setattr__(sent, "_sent", {"data": data, "layout": layout})
+    return sent
 
 
 def compact_layout(height: int, title: str | None = None, **layout) -> dict:
