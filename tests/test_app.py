@@ -243,6 +243,9 @@ def test_a_chart_is_sent_to_the_browser_exactly_as_plotly_would_send_it():
         assert json.loads(plotly.io.to_json(sent.to_dict(), validate=False)) == \
             json.loads(plotly.io.to_json(fig.to_dict(), validate=False))
     assert figures._as_sent(bars) is not bars, "a chart written as a dict takes the short way"
+    lines = scrubber.class_lines_figure(probs, None, names)
+    figures._as_sent(lines)
+    assert lines._built is None, "sending a chart written as a dict builds no go.Figure"
 
 
 def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_build_draws():

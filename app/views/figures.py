@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,29 +17,78 @@ CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale
 MAP = "map"      # layout.meta of a small map over an image: drawn without a toolbar covering it
 
 
-def show(fig: go.Figure, key: str | None = None) -> None:
+def show(fig: go.Figure | SpecFigure, key: str | None = None) -> None:
     """Draw a figure full-width, with plotly's own toolbar (PNG download included), except over maps."""
-    config = CONFIG | {"displayModeBar": False} if fig.layout.meta == MAP else CONFIG
+    config = CONFIG | {"displayModeBar": False} if _meta(fig) == MAP else CONFIG
     st.plotly_chart(_as_sent(fig), width="stretch", config=config, key=key)
 
 
+class SpecFigure:
+    """A chart written as a plain plotly dict (``from_spec``): sent to the browser as it is, and built into a
+    go.Figure only when something asks for one (``figure``; any other go.Figure attribute gets there too).
+
+    Building even an unvalidated go.Figure was over a quarter of a new image's page run on the 2-core machine (the
+    scrubber's four charts); the page only needs to send them.
+    """
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self._built: go.Figure | None = None
+
+    @property
+    def figure(self) -> go.Figure:
+        if self._built is None:
+            self._built = go.Figure(self.spec, _validate=False)
+        return self._built
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name in ("spec", "figure"):      # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self.figure, name)
+
+
 class _Sent(go.Figure):
-    """A figure's own data and layout, handed to st.plotly_chart as they are (see ``_as_sent``)."""
+    """A figure's dict, handed to st.plotly_chart as it is (see ``_as_sent``)."""
 
     def to_dict(self) -> dict:
         return self._sent
 
 
-def _as_sent(fig: go.Figure) -> go.Figure:
-    """``fig``, for st.plotly_chart, without plotly's deep copy of it (``to_dict``), when nothing in it needs
-    plotly's conversion (numpy arrays, which it encodes as base64): a figure written as a dict
-    (``from_spec``). st.plotly_chart serialises what ``to_dict`` returns, read only; the JSON is the same
-    (tests/test_app.py)."""
+def _meta(fig: go.Figure | SpecFigure):
+    if isinstance(fig, SpecFigure) and fig._built is None:
+        return fig.spec.get("layout", {}).get("meta")
+    return fig.layout.meta
+
+
+@functools.cache
+def _default_template() -> dict | None:
+    """The template plotly puts in every figure's layout (its default), as JSON; read once."""
+    import plotly.io as pio
+
+    name = pio.templates.default
+    return None if name is None else (name if isinstance(name, dict) else pio.templates[name].to_plotly_json())
+
+
+def _as_sent(fig: go.Figure | SpecFigure) -> go.Figure:
+    """``fig`` for st.plotly_chart, without plotly's deep copy of it (``to_dict``) when nothing in it needs plotly's
+    conversion (numpy arrays, which it encodes as base64): a chart written as a dict. st.plotly_chart serialises
+    what ``to_dict`` returns, read only; the JSON is the same (tests/test_app.py)."""
+    if isinstance(fig, SpecFigure):
+        if fig._built is None:
+            template = _default_template()
+            layout = fig.spec.get("layout", {})
+            return _sent({"data": fig.spec.get("data", []),
+                          "layout": layout if template is None else {"template": template, **layout}})
+        fig = fig._built
     data, layout = fig._data, fig._layout          # plotly's own plain dicts of the figure's properties
     if any(isinstance(v, np.ndarray) for trace in data for v in trace.values()):
         return fig
+    return _sent({"data": data, "layout": layout})
+
+
+def _sent(figure: dict) -> go.Figure:
     sent = object.__new__(_Sent)                   # no go.Figure.__init__: nothing in it is used
-    object.__setattr__(sent, "_sent", {"data": data, "layout": layout})
+    object.__setattr__(sent, "_sent", figure)
     return sent
 
 
@@ -145,7 +196,7 @@ def step_marker(fig: go.Figure, step: int) -> go.Figure:
     return fig
 
 
-def from_spec(validated: dict, step: int | None = None) -> go.Figure:
+def from_spec(validated: dict, step: int | None = None) -> SpecFigure:
     """The figure written as the dict ``validated``, with a step marker when ``step`` is given, unvalidated.
 
     Building a go.Figure validates every property: over 100 ms for a chart of ten lines on the 2-core
@@ -160,7 +211,7 @@ def from_spec(validated: dict, step: int | None = None) -> go.Figure:
     # is sent as it is.
     data = [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in trace.items()}
             for trace in validated.get("data", [])]
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+    return SpecFigure({"data": data, "layout": layout})
 
 
 def level_line_layout(y: float, text: str) -> dict:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from .. import derive, glossary
@@ -49,7 +48,7 @@ def _steps_axis(count: int) -> dict:
     return {"title": {"text": "step"}, **({"dtick": 1} if count <= 20 else {})}
 
 
-def top_k_figure(p: np.ndarray, class_names, k: int) -> go.Figure:
+def top_k_figure(p: np.ndarray, class_names, k: int) -> figures.SpecFigure:
     return figures.from_spec(_top_k_spec(p, tuple(class_names), k))
 
 
@@ -61,7 +60,7 @@ def _top_k_spec(p: np.ndarray, class_names: tuple[str, ...], k: int) -> dict:
                                                              xaxis={"range": [0, 1], "title": {"text": "probability"}})}
 
 
-def class_lines_figure(probs: np.ndarray, step: int | None, class_names) -> go.Figure:
+def class_lines_figure(probs: np.ndarray, step: int | None, class_names) -> figures.SpecFigure:
     return figures.from_spec(_class_lines_spec(probs, tuple(class_names)), step)
 
 
@@ -75,7 +74,7 @@ def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
         yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
 
 
-def halting_figure(halt: np.ndarray, step: int | None, stop: int | None) -> go.Figure:
+def halting_figure(halt: np.ndarray, step: int | None, stop: int | None) -> figures.SpecFigure:
     return figures.from_spec(_halting_spec(halt, stop), step)
 
 
@@ -93,7 +92,7 @@ def _halting_spec(halt: np.ndarray, stop: int | None) -> dict:
         showlegend=False)}
 
 
-def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int | None) -> go.Figure:
+def updates_figure(y_update: np.ndarray, z_update: np.ndarray, step: int | None) -> figures.SpecFigure:
     return figures.from_spec(_updates_spec(y_update, z_update), step)
 
 
@@ -159,7 +158,7 @@ def draw_overview(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | Non
         figures.show(updates)
     with right:
         glossary.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
-                         "mean its thinking has settled.", *(t.name for t in updates.data))
+                         "mean its thinking has settled.", *(t["name"] for t in updates.spec["data"]))
         # Deferred: the CSV is made on a click, not on every run, and clicking reruns nothing.
         st.download_button("Download per-step results (CSV)", lambda: table.to_csv(index=False).encode(),
                            file_name=f"{file_stem}-per-step.csv", mime="text/csv", on_click="ignore")
