@@ -35,8 +35,10 @@ DATASET_LINK = "dataset"  # the query parameter that names a test image under th
 UPLOAD_BUDGET_BYTES = int(float(os.environ.get("VITRM_UPLOAD_BUDGET_MB", "40")) * 2**20)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def gallery_table() -> pd.DataFrame:
+    """The gallery's files and labels; shared by every session and only read (a resource: st.cache_data would
+    copy the table on every page run)."""
     return pd.read_csv(GALLERY / "labels.csv")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -287,7 +288,7 @@ def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, 
 
 # --------------------------------------------------------------------------- page
 
-def demo_marks(model: session.LoadedModel) -> dict[str, str]:
+def demo_marks(model: session.LoadedModel) -> Mapping[str, str]:
     if model.files.predictions is None or not model.recursive:
         return {}
     files = tuple(inputs.gallery_table()["file"])

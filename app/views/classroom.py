@@ -3,7 +3,8 @@ with a sentence per step saying what changed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,11 @@ IMAGE_SIDE = 256          # the model's input, enlarged (nearest neighbour) for 
 CHART_HEIGHT = 200        # the slider, the answer and this chart fit beside the image on a 1366x768 screen
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def demo_marks(model_key: str, mtime: float, files: tuple[str, ...], last: int,
-               _predictions: pd.DataFrame) -> dict[str, str]:
-    return classroom.demo_picks(_predictions, files, last)
+               _predictions: pd.DataFrame) -> Mapping[str, str]:
+    """Shared by every session, read-only (a resource: st.cache_data would copy it on every page run)."""
+    return MappingProxyType(classroom.demo_picks(_predictions, files, last))
 
 
 def draw_toggle() -> bool:
