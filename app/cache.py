@@ -191,7 +191,7 @@ class ImageRun:
     class_names: tuple[str, ...]
     grid: int                          # patch grid side (z has grid*grid tokens)
     recursive: bool
-    seconds: float                     # the forward pass, for the curious
+    seconds: float                     # the trace, its wait for a batch included, for the curious
 
     @property
     def steps(self) -> int:
