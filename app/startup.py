@@ -10,17 +10,31 @@ second sooner (bench/browser_speed.py, cold start). Imports nothing heavy: it ru
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 
 import streamlit as st
+
+# One session at a time imports: twenty sessions opening a fresh server at once would otherwise import the same
+# modules in different orders (one PyTorch, another Plotly, each reaching pandas), and Python then hands a
+# thread a partially initialized module (tests/test_concurrency.py saw "partially initialized module 'pandas'").
+# The first session imports; the others wait here for it, then find everything imported.
+_IMPORTING = threading.Lock()
 
 
 @contextmanager
 def starting():
     """Around the app's heavy imports: the note and the empty chart while they run, in a fresh process only."""
-    if "torch" in sys.modules:          # a warm server: the imports are free
-        yield
-        return
+    with _IMPORTING:
+        if "torch" in sys.modules:          # imported already: the imports are free
+            yield
+            return
+        with _shown_while_loading():
+            yield
+
+
+@contextmanager
+def _shown_while_loading():
     import plotly.graph_objects as go
 
     slot = st.empty()
