@@ -134,6 +134,11 @@ def max_steps(config: vitrm.ModelConfig) -> int:
     return config.trained_steps * STEP_FACTOR if config.arch == "vitrm" else 1
 
 
+def default_steps(config: vitrm.ModelConfig) -> int:
+    """The N a page opens with: twice the trained count, within what the app offers."""
+    return min(2 * config.trained_steps, max_steps(config))
+
+
 # --------------------------------------------------------------------------- images
 
 @dataclass
@@ -246,8 +251,7 @@ def traced_steps(config: vitrm.ModelConfig, n: int) -> int:
     run on the 2-core machine)."""
     if config.arch != "vitrm":
         return 1
-    default = min(2 * config.trained_steps, max_steps(config))
-    return default if n <= default else max_steps(config)
+    return default_steps(config) if n <= default_steps(config) else max_steps(config)
 
 
 @st.cache_resource(max_entries=128, show_spinner="Running the model through every step…")

@@ -55,6 +55,10 @@ class LoadedModel:
         return cache.max_steps(self.config)
 
     @property
+    def default_steps(self) -> int:
+        return cache.default_steps(self.config)
+
+    @property
     def card(self) -> dict:
         return cache.model_card(self.key, self.files_mtime, self.mtime)
 
@@ -134,7 +138,7 @@ def open_dataset_image(path: str, label: str, model: LoadedModel | None = None, 
     if model.recursive and step is not None:
         step = max(1, min(int(step), model.max_steps))
         n_key = f"n::{model.key}"
-        shown_n = st.session_state.get(n_key, min(2 * model.config.trained_steps, model.max_steps))
+        shown_n = st.session_state.get(n_key, model.default_steps)
         st.session_state[n_key] = max(int(shown_n), step)
         st.session_state[f"step::{model.key}"] = step
         st.session_state["playing"] = False

@@ -79,7 +79,7 @@ def steps_to_run(model: session.LoadedModel) -> int:
     if not model.recursive:
         return 1
     trained = model.config.trained_steps
-    st.session_state.setdefault(f"n::{model.key}", min(2 * trained, model.max_steps))
+    st.session_state.setdefault(f"n::{model.key}", model.default_steps)
     st.session_state.setdefault(f"step::{model.key}", trained)
     return int(st.session_state[f"n::{model.key}"])
 
@@ -292,7 +292,7 @@ def demo_marks(model: session.LoadedModel) -> Mapping[str, str]:
     if model.files.predictions is None or not model.recursive:
         return {}
     files = tuple(inputs.gallery_table()["file"])
-    return classroom.demo_marks(model.key, model.mtime, files, min(2 * model.config.trained_steps, model.max_steps),
+    return classroom.demo_marks(model.key, model.mtime, files, model.default_steps,
                                 model.files.predictions)
 
 
