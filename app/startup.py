@@ -5,6 +5,12 @@ page draw its first chart, at which point the browser starts fetching and compil
 a second more). ``starting()`` draws a line saying what is happening and one empty chart before that import, so
 that the browser loads Plotly while the server loads PyTorch: a fresh server's first page was drawn about a
 second sooner (bench/browser_speed.py, cold start). Imports nothing heavy: it runs before torch is imported.
+
+The browser also fetches and compiles the code of each kind of element (a slider, a table, ...) only when it
+first meets one: Streamlit splits its frontend into about a hundred pieces. ``starting()`` therefore also draws
+one element of each kind the first page shows, hidden, so that those pieces load during the import too rather
+than one after another as the page arrives (about a second on the 2-core machine; tests/test_startup.py checks
+that the hidden set covers the first page).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -44,7 +51,33 @@ def _shown_while_loading():
                                   "xaxis": {"visible": False}, "yaxis": {"visible": False},
                                   "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"})
         st.plotly_chart(blank, config={"staticPlot": True, "displayModeBar": False})
+        _load_element_code()
     try:
         yield
     finally:
         slot.empty()
+
+
+WARM_UP = "vitrm-warm-up"          # the hidden container's key (Streamlit gives it the class st-key-<key>)
+
+
+def _load_element_code() -> None:
+    """One element of each kind the first page draws, in a hidden container, none of them usable."""
+    st.html(f"<style>.st-key-{WARM_UP} {{display: none;}}</style>")
+    with st.container(key=WARM_UP):
+        st.multiselect("warm-up multiselect", ["-"], disabled=True)
+        st.text_input("warm-up text input", disabled=True)
+        st.toggle("warm-up toggle", disabled=True)
+        st.radio("warm-up radio", ["-"], disabled=True)
+        st.selectbox("warm-up select box", ["-"], disabled=True)
+        st.number_input("warm-up number input", disabled=True)
+        st.slider("warm-up slider", 0, 1, disabled=True)
+        st.button("warm-up button", disabled=True)
+        st.download_button("warm-up download", b"", disabled=True)
+        st.metric("warm-up metric", "-")
+        st.image(str(Path(__file__).with_name("static") / "favicon.png"))
+        with st.popover("warm-up popover"):
+            st.caption("-")
+        with st.expander("warm-up expander"):
+            st.caption("-")
+        st.table({"warm-up": ["-"]})          # last: a table imports pandas

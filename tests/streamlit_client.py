@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import websocket  # websocket-client
@@ -67,6 +67,7 @@ class Page:
     compile_error: str | None = None
     session_id: str = ""
     query_string: str = ""                   # the page's query string after the run (st.query_params)
+    sent: list[Element] = field(default_factory=list)   # every element the run sent, in order, replaced or not
 
     @property
     def text(self) -> str:
@@ -193,6 +194,7 @@ class Session:
         self.ws.send_binary(request.SerializeToString())
 
         found: dict[tuple[int, ...], Element] = {}
+        sent: list[Element] = []
         messages, compile_error, query_string = 0, None, query
         while True:
             msg = self._receive(deadline, messages)
@@ -202,6 +204,7 @@ class Session:
                 if msg.new_session.initialize.session_id:
                     self.session_id = msg.new_session.initialize.session_id
                 found.clear()          # a full run redraws the page from the top
+                sent.clear()
             elif kind == "page_info_changed":
                 query_string = msg.page_info_changed.query_string
             elif kind == "delta":
@@ -213,13 +216,15 @@ class Session:
                 if what == "new_element":
                     el_kind, text = element_text(msg.delta.new_element)
                     found[path] = Element(path, el_kind, text, getattr(msg.delta.new_element, el_kind))
+                    sent.append(found[path])
             elif kind == "session_event" and msg.session_event.WhichOneof("type") == "script_compilation_exception":
                 e = msg.session_event.script_compilation_exception
                 compile_error = f"{e.type}: {e.message}"
             elif kind == "script_finished" and msg.script_finished in _FINAL:
                 return Page(status=_FINAL[msg.script_finished], seconds=time.perf_counter() - start,
                             elements=[found[p] for p in sorted(found)], messages=messages,
-                            compile_error=compile_error, session_id=self.session_id, query_string=query_string)
+                            compile_error=compile_error, session_id=self.session_id, query_string=query_string,
+                            sent=sent)
 
     def _xsrf_cookie(self) -> str | None:
         """The XSRF cookie the server sets with its health check (None when XSRF protection is off)."""
@@ -349,7 +354,7 @@ def serve_process(log: Path, env: dict[str, str] | None = None, timeout: float =
                 if time.monotonic() > deadline:
                     raise ServerError(f"streamlit did not answer {url}/_stcore/health within {timeout} s; "
                                       f"its log ({log}):\n{_tail(log)}")
-                time.sleep(0.3)
+                time.sleep(0.05)
             yield url, process
         finally:
             process.terminate()
