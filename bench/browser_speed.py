@@ -17,10 +17,10 @@ visit's page (the default gallery image, the scrubber view). It measures, in thi
   the new step. Each press waits for the previous page to be settled for 0.3 s;
 * **Play from step 1 to N**, ``--plays`` times: the click on Play to the headline's showing step N,
   against the nominal pace ((N - 1) x the play interval); the steps the headline showed, in order
-  (any missing is a skipped frame); and every recorded change of the page where the slider and the
-  headline showed different steps (a stale state), whether or not a run was in progress, and
-  which of those were painted (a stale frame: the page's state at an animation frame), counted
-  over all the plays' step changes;
+  (any missing is a skipped frame); and every recorded change of the page where the step shown (the
+  slider, or while playing the playing line that takes its place) and the headline showed different
+  steps (a stale state), whether or not a run was in progress, and which of those were painted (a
+  stale frame: the page's state at an animation frame), counted over all the plays' step changes;
 * **twenty sessions at once**: bench/load.py's full analysis (a new session opening a gallery
   image's link, until the server's script_finished) with ``--sessions`` websocket clients, each
   running ``--per-session`` analyses of images no session has opened before, on the same server.
@@ -280,7 +280,7 @@ def main() -> None:
         row("Play: every step shown, in order", "yes" if all(p["in_order"] for p in plays) else
             "no: " + "; ".join(f"shown {p['shown']}, skipped {p['skipped']}" for p in plays if not p["in_order"]),
             "every step", all(p["in_order"] for p in plays)),
-        row(f"Play: stale frames painted (slider and headline differ), over {changes} step changes",
+        row(f"Play: stale frames painted (the step shown and the headline differ), over {changes} step changes",
             f"{len(frames)} ({sum(not o.headline_stale for o in frames)} with a headline not faded as stale; "
             f"states recorded: {sum(len(p['stale_states']) for p in plays)}, "
             f"{sum(len(p['stale_settled']) for p in plays)} on a settled page)", "0", not frames),

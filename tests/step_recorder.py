@@ -8,6 +8,9 @@ batch of DOM mutations, before the browser paints it) it reads
 * the step slider's value,
 * the headline's step (the label "Top class at step K" of the answer's st.metric), and whether that
   metric is stale (left from the previous run, which Streamlit fades while a run is in progress),
+* while Play runs, when there is no slider: the playing line's step ("Step K of N", in the container
+  keyed app.views.scrubber.PLAYING_LINE) as the slider's, and its "Top class at step K" as the headline
+  when the view shows the answer there,
 * the script's run state (``data-test-script-state``: running or notRunning) and how many elements
   are stale,
 
@@ -26,23 +29,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.views.scrubber import PLAYING_LINE
+
 START = r"""
 if (window.__stepRecorder) { window.__stepRecorder.disconnect(); }
 window.__steps = [];
 window.__events = [];
 const app = () => document.querySelector("[data-testid='stApp']");
 function snapshot() {
-  const slider = document.querySelector("[data-testid='stSlider'] input[type='range']");
+  const input = document.querySelector("[data-testid='stSlider'] input[type='range']");
+  let slider = input ? input.value : null;
   let headline = null, headlineStale = false;
+  const answers = [];
   for (const label of document.querySelectorAll("[data-testid='stMetricLabel']")) {
-    const m = label.textContent.match(/Top class at step (\d+)/);
+    answers.push([label.textContent, label.closest("[data-testid='stMetric']")]);
+  }
+  for (const line of document.querySelectorAll(".st-key-PLAYING_LINE")) {
+    const m = line.textContent.match(/Step (\d+) of \d+/);
+    if (m && slider === null) slider = m[1];
+    answers.push([line.textContent, line]);
+  }
+  for (const [text, element] of answers) {
+    const m = text.match(/Top class at step (\d+)/);
     if (!m) continue;
-    const metric = label.closest("[data-testid='stMetric']");
-    const stale = !!(metric && metric.closest("[data-stale='true']"));
+    const stale = !!(element && element.closest("[data-stale='true']"));
     if (headline === null || (headlineStale && !stale)) { headline = m[1]; headlineStale = stale; }
   }
   const a = app();
-  return {slider: slider ? slider.value : null, headline: headline, headlineStale: headlineStale,
+  return {slider: slider, headline: headline, headlineStale: headlineStale,
           state: a ? a.getAttribute('data-test-script-state') : null,
           stale: document.querySelectorAll("[data-stale='true']").length};
 }
@@ -72,7 +86,7 @@ for (const kind of ["keydown", "click"]) {
   document.addEventListener(kind, (e) => window.__events.push({kind: kind, t: performance.now()}), true);
 }
 record();
-"""
+""".replace("PLAYING_LINE", PLAYING_LINE)
 READ = "return [window.__steps || [], window.__events || [], performance.now()];"
 READ_FRAMES = "return window.__frames || [];"
 

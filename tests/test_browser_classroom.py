@@ -26,6 +26,8 @@ from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
     wait,
 )
 
+from app.views.scrubber import PLAYING_LINE
+
 PROJECTOR = (1366, 768)
 DESKTOP = (1400, 900)
 MIN_PX = 14
@@ -149,4 +151,10 @@ def test_the_play_and_stop_labels_show_whole_on_one_line(classroom_server, brows
         browser.find_element(By.XPATH, PLAY).click()
         assert_label_whole_on_one_line(browser, STOP_LABEL, where)
         browser.save_screenshot(str(tmp_path / "playing.png"))
+        if classroom:       # what Play shows in the slider's and the answer's place fits the screen too
+            main = "[data-testid='stMain'] "
+            shown = {"playing line": box(browser, main + f".st-key-{PLAYING_LINE}"),
+                     "probability chart": box(browser, main + ".js-plotly-plot")}
+            outside = {name: r for name, r in shown.items() if r["top"] < 0 or r["bottom"] > size[1]}
+            assert not outside, f"not within the screen while playing {where}: {outside}"
         settle(browser, quiet=2.0)           # Play has reached the last step and stopped

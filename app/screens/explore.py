@@ -29,12 +29,16 @@ VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 # fragment's own timer (run_every): the timer is set when a full run draws the fragment, so starting or
 # stopping Play costs one full run.
 #
-# While playing, the step lives in PLAY_AT, which no widget owns, and the slider is drawn read-only
-# with no key (a new widget at each step). A timer's request carries the widget values the browser
-# holds, and on a busy machine those can be a step or more behind what the server last drew: had Play
-# written the keyed slider's value (or a Play toggle's), such a stale echo would come back as a user's
-# change and move the step backwards, or start Play again after it stopped. So Play is a button (a
-# click is never echoed) and the keyed slider returns, at PLAY_AT, only when Play stops.
+# While playing, the step lives in PLAY_AT, which no widget owns, and no slider is drawn: the step is
+# shown once, in the playing line (scrubber.draw_playing), with the answer where the view has one. Two
+# elements that both show the step cannot be kept in step: Streamlit sends each element as a message of
+# its own, and the browser now and then painted the new slider beside the previous step's answer (about
+# 1 step change in 50, bench/browser_speed.py). One element is drawn whole. A timer's request carries the
+# widget values the browser holds, and on a busy machine those can be a step or more behind what the
+# server last drew: had Play written the keyed slider's value (or a Play toggle's), such a stale echo
+# would come back as a user's change and move the step backwards, or start Play again after it stopped.
+# So Play is a button (a click is never echoed) and the keyed slider returns, at PLAY_AT, only when Play
+# stops.
 
 PLAYING = "playing"               # whether Play is on (no widget's key)
 PLAY_AT = "play_at"               # the step Play shows
@@ -53,15 +57,17 @@ def _press_play(step_key: str, n_key: str) -> None:
     st.session_state[LAST_TICK] = time.monotonic()
 
 
-def _play_tick(step_key: str, n: int) -> None:
+def _play_tick(step_key: str, n: int) -> bool:
     """While playing, one step further per PLAY_INTERVAL; at N, stop there (the keyed slider takes the step).
+    Whether this run shows Play: the run that reaches N still does (its playing line at N), and the full run
+    that stopping starts draws the slider at N, so the step shown never goes back while the page changes over.
 
     The timer's runs are the fragment's only runs while playing, bar a click elsewhere in it; one that
     comes early (a click) does not advance, and a late one advances by one step only, so Play never
     skips a step, however loaded the machine.
     """
     if not st.session_state.get(PLAYING):
-        return
+        return False
     at = min(int(st.session_state.get(PLAY_AT, 1)), n)
     now = time.monotonic()
     if now - st.session_state.get(LAST_TICK, 0.0) >= PLAY_INTERVAL * 0.6 and at < n:
@@ -71,6 +77,7 @@ def _play_tick(step_key: str, n: int) -> None:
     if at >= n:
         st.session_state[PLAYING] = False
         st.session_state[step_key] = at
+    return True
 
 
 def steps_to_run(model: session.LoadedModel) -> int:
@@ -84,8 +91,8 @@ def steps_to_run(model: session.LoadedModel) -> int:
     return int(st.session_state[f"n::{model.key}"])
 
 
-def step_state(model: session.LoadedModel) -> tuple[int, int]:
-    """(N, selected step) as this run shows them, Play's tick applied; draws nothing.
+def step_state(model: session.LoadedModel) -> tuple[int, int, bool]:
+    """(N, selected step, whether Play is showing) as this run shows them, Play's tick applied; draws nothing.
 
     Read before anything is drawn, so that a view can prepare its figures first and then draw the slider and
     the answer back to back (``draw_step_controls``): drawn apart, with work between them, the browser can
@@ -93,23 +100,28 @@ def step_state(model: session.LoadedModel) -> tuple[int, int]:
     session-state entry, so what this reads is what the widgets will show.
     """
     if not model.recursive:
-        return 1, 1
+        return 1, 1, False
     n_key, step_key = f"n::{model.key}", f"step::{model.key}"
     n = max(1, min(steps_to_run(model), model.max_steps))
     if st.session_state[n_key] != n:
         st.session_state[n_key] = n
     st.session_state[step_key] = max(1, min(int(st.session_state[step_key]), n))
-    _play_tick(step_key, n)
+    playing = _play_tick(step_key, n)
     if n == 1:
         st.session_state[PLAYING] = False
-        return 1, 1
-    if st.session_state.get(PLAYING):
-        return n, min(int(st.session_state[PLAY_AT]), n)
-    return n, int(st.session_state[step_key])
+        return 1, 1, False
+    if playing:
+        return n, min(int(st.session_state[PLAY_AT]), n), True
+    return n, int(st.session_state[step_key]), False
 
 
-def draw_step_controls(model: session.LoadedModel, n: int, step: int) -> None:
-    """N, the step slider and Play, showing ``step_state``'s (N, step); N up to 4x the trained count."""
+def draw_step_controls(model: session.LoadedModel, n: int, step: int, playing: bool,
+                       step_shown_below: bool = False) -> None:
+    """N, the step slider and Play, showing ``step_state``'s (N, step, playing); N up to 4x the trained count.
+
+    While playing, the slider's place holds the playing line, or, when ``step_shown_below`` (the view draws
+    its own playing line, with the answer, under the controls), a note that does not change with the step.
+    """
     if not model.recursive:
         st.info(f"{md(model.name)} is not recursive: it answers in a single step, so there is nothing to scrub.")
         return
@@ -123,12 +135,15 @@ def draw_step_controls(model: session.LoadedModel, n: int, step: int) -> None:
     if n == 1:
         c2.caption("One step: raise N to scrub through the recursion.")
         return
-    c3.button("⏸ Stop" if st.session_state.get(PLAYING) else "▶ Play", key="play_button",
+    c3.button("⏸ Stop" if playing else "▶ Play", key="play_button",
               on_click=_press_play, args=(step_key, n_key), help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
     # The slider last, so that the answer drawn next follows it at once.
-    if st.session_state.get(PLAYING):
-        c2.slider("Recursion step", min_value=1, max_value=n, value=step, disabled=True,
-                  help="Playing: press ⏸ Stop to take the slider back.")
+    if playing:
+        with c2:
+            if step_shown_below:
+                st.caption(f"Playing, one step every {PLAY_INTERVAL} s. Press ⏸ Stop to take the slider back.")
+            else:
+                scrubber.draw_playing(step, n)
     else:
         c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
                   help="Moving the slider only reads the stored trace: no model work.")
@@ -243,19 +258,20 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
 
 def classroom_part(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
                    why: str | None) -> None:
-    n, step = step_state(model)
+    n, step, playing = step_state(model)
     if n > run.steps:
         st.rerun()        # N went past the trace: the full run traces further
     classroom.draw(image.pixels[model.config.image_size], run.probs[:n],
                    None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(),
-                   run.class_names, image.label, step, lambda: draw_step_controls(model, n, step), why)
+                   run.class_names, image.label, step, lambda: draw_step_controls(model, n, step, playing, True), why,
+                   playing)
 
 
 def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
                  run: cache.ImageRun, view: str, drawn_n: int) -> None:
     """The step controls and what ``view`` shows at the chosen step; ``drawn_n``: the N of the full run
     that drew this fragment (what is drawn below it, outside the fragment, covers N steps)."""
-    n, step = step_state(model)
+    n, step, playing = step_state(model)
     if n != drawn_n:
         st.rerun()        # N changed: the step-independent part below the fragment follows it
     pixels = image.pixels[model.config.image_size]
@@ -269,10 +285,10 @@ def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, 
                                               reliability.at(evaluated, step, value)))
         others = other_models_rows(models, model, image, step)
         scrubber.draw_step(probs, step, run.class_names, image.label, notes,
-                           controls=lambda: draw_step_controls(model, n, step))
+                           controls=lambda: draw_step_controls(model, n, step, playing, True), playing=playing)
         draw_other_models(others)
         return
-    draw_step_controls(model, n, step)
+    draw_step_controls(model, n, step, playing)
     if view == "Evolving state":
         maps = cache.state_maps(model.key, model.mtime, image.digest, run.steps, pixels)
         state.draw_state(pixels, maps.z_norm, maps.z_change, maps.z_rgb, maps.y_points, maps.y_arrows, maps.y_ratio,

@@ -34,11 +34,12 @@ def draw_toggle() -> bool:
 
 
 def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_names, label: str | None, step: int,
-         draw_controls: Callable[[], None], why: str | None) -> None:
+         draw_controls: Callable[[], None], why: str | None, playing: bool = False) -> None:
     """``probs`` [N, C] and ``halt`` [N] over the N steps run; ``draw_controls`` draws N, the slider and Play.
 
     Everything is prepared, and the image drawn, before the controls, so that the slider and the answer are
-    drawn back to back: the browser never paints a moving slider beside the previous step's answer.
+    drawn back to back. While ``playing`` the step and the answer are one element (scrubber.draw_playing), as
+    two could be painted a step apart.
     """
     p = probs[step - 1]
     top = int(p.argmax())
@@ -55,13 +56,20 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
             st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
     with right:
         slot = st.container()
-        # Two metrics, not the scrubber's three: the true class sits under the image, and the row stays one
-        # line high, so the chart below still fits the screen.
-        answer, probability = st.columns(2)
-        with slot:
-            draw_controls()        # into the slot above, once the answer's row exists: slider and answer adjacent
-        answer.metric(f"Top class at step {step}", text.md(class_names[top]))
-        probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
+        if playing:
+            answer = st.container()
+            with slot:
+                draw_controls()
+            with answer:
+                scrubber.draw_playing(step, len(probs), scrubber.answer_text(p, step, class_names, None))
+        else:
+            # Two metrics, not the scrubber's three: the true class sits under the image, and the row stays one
+            # line high, so the chart below still fits the screen.
+            answer, probability = st.columns(2)
+            with slot:
+                draw_controls()    # into the slot above, once the answer's row exists: slider and answer adjacent
+            answer.metric(f"Top class at step {step}", text.md(class_names[top]))
+            probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
         figures.show(chart)
     st.info(classroom.narrate(probs, step, class_names, halt, derive.HALT_THRESHOLD),
             icon="🗣️")

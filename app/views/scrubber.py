@@ -12,18 +12,54 @@ from .. import derive, glossary
 from ..text import md, plotly
 from . import figures
 
+PLAYING_LINE = "vitrm-playing"      # the key of the playing line's container (tests/step_recorder.py reads it)
+BAR_CELLS = 16
+
+
+def playing_text(step: int, steps: int, answer: str | None = None) -> str:
+    """Markdown: the step Play shows, of ``steps``, as words and a bar; then ``answer`` (markdown) when given."""
+    filled = round(BAR_CELLS * step / steps)
+    line = f"▶ **Step {step} of {steps}** {'▰' * filled}{'▱' * (BAR_CELLS - filled)}"
+    return line if answer is None else f"{line}\n\n{answer}"
+
+
+def draw_playing(step: int, steps: int, answer: str | None = None) -> None:
+    """While Play runs: the step, and the answer when given, as one element, which the browser draws whole."""
+    with st.container(key=PLAYING_LINE):
+        st.markdown(playing_text(step, steps, answer))
+
+
+def answer_text(p: np.ndarray, step: int, class_names, label: str | None) -> str:
+    """Markdown: the top class at the step and its probability (``p`` [C]), and whether it is right."""
+    top = int(p.argmax())
+    text = f"#### Top class at step {step}: {md(class_names[top])}, {100 * p[top]:.2f}%"
+    if label is None:
+        return text
+    right = class_names[top] == label
+    return text + (f"\n\n:green[right at step {step}]" if right else
+                   f"\n\n:red[wrong at step {step}: the true class is {md(label)}]")
+
 
 def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None,
-                    controls: Callable[[], None] | None = None) -> None:
+                    controls: Callable[[], None] | None = None, playing: bool = False) -> None:
     """The headline: top class and its probability at the step (probs [S, C]), under ``controls()`` when given.
 
     The controls (the step slider) are drawn into a slot above the headline once its row exists, so that the
     slider and the answer are the two last and next messages to the browser: with anything between them, the
-    browser can paint the new slider beside the old answer (a stale frame while Play runs).
+    browser can paint the new slider beside the old answer. While ``playing`` there is no slider (the controls
+    say so), and the step and the answer are one element (``draw_playing``): no frame can pair two steps.
     """
     p = probs[step - 1]
     top = int(p.argmax())
     slot = st.container()
+    if playing:
+        answer = st.container()
+        if controls is not None:
+            with slot:
+                controls()
+        with answer:
+            draw_playing(step, len(probs), answer_text(p, step, class_names, label))
+        return
     cols = st.columns(3)
     if controls is not None:
         with slot:
@@ -107,14 +143,14 @@ def _updates_spec(y_update: np.ndarray, z_update: np.ndarray) -> dict:
 
 
 def draw_step(probs: np.ndarray, step: int, class_names, label: str | None, notes: list[str],
-              top_k: int = 5, controls: Callable[[], None] | None = None) -> None:
+              top_k: int = 5, controls: Callable[[], None] | None = None, playing: bool = False) -> None:
     """What changes with the step: the headline, the bars at the step, and ``notes`` (sentences on the step).
 
     ``probs`` [N, C]. Drawn in the page's step fragment. A chart that changes costs the browser a redraw (0.1 to
     0.25 s each on the 2-core machine, more than the server's whole run), so only the bars are here; the charts
     over all steps are in ``draw_overview``, drawn once per image and N, with no moving step marker.
     """
-    draw_prediction(probs, step, class_names, label, controls)
+    draw_prediction(probs, step, class_names, label, controls, playing)
     left, right = st.columns([2, 3])
     with left:
         figures.show(top_k_figure(probs[step - 1], class_names, min(top_k, len(class_names))))
