@@ -113,7 +113,8 @@ def markdown(body: str, *context: str, help: str | None = None, **kwargs) -> Non
 
 def draw() -> None:
     """Every term, in a popover next to the page title."""
-    with st.popover("Glossary", icon="📖"):
+    # A Material icon, not an emoji: an emoji makes Streamlit import its emoji table on a fresh server's first page.
+    with st.popover("Glossary", icon=":material/menu_book:"):
         # One element for all the terms, not one each: the popover is drawn (hidden) on every page run.
         st.markdown(full_text())
 

@@ -246,6 +246,7 @@ PREDICTION_DAMAGE = {
     "a probability over 1": (lambda t: t.assign(conf_1=1.5), "conf_1 on row 1 is 1.5"),
     "infinity": (lambda t: t.assign(prob_true_1="inf"), "prob_true_1"),
     "a halting step past the last step": (lambda t: t.assign(halt_step=1000), "halt_step"),
+    "a column twice": (lambda t: pd.concat([t, t[["conf_1"]]], axis=1), "repeats a column name"),
 }
 
 
@@ -263,6 +264,15 @@ def test_a_damaged_predictions_csv_is_a_checkpoint_error_naming_the_file(case, e
 def test_predictions_with_other_steps_than_metrics_are_refused(evaluated, tmp_path):
     with pytest.raises(CheckpointError, match="steps of predictions but metrics.json has 3"):
         sidefiles.read_predictions(evaluated, 3, steps=3)
+
+
+def test_a_table_saved_with_a_byte_order_mark_reads_as_without(evaluated, tmp_path):
+    path = copy_of(evaluated, tmp_path)
+    table = path / "predictions.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    steps = len(_metrics(evaluated)["top1_by_step"])
+    pd.testing.assert_frame_equal(sidefiles.read_predictions(path, 3, steps),
+                                  sidefiles.read_predictions(evaluated, 3, steps))
 
 
 def test_what_evaluate_writes_passes_its_own_validation(evaluated):

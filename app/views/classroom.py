@@ -72,6 +72,6 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
             probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
         figures.show(chart)
     st.info(classroom.narrate(probs, step, class_names, halt, derive.HALT_THRESHOLD),
-            icon="🗣️")
+            icon=":material/record_voice_over:")
     st.caption("Each step runs the same small block again over the model's memory.",
                help=glossary.tip("recursion step", "answer token y", "latent z", "halting output"))

@@ -40,7 +40,7 @@ def draw_unusual(score: float | None, facts: dict | None, problem: str | None, c
     if score > threshold:
         st.warning(f"**This image is probably none of the {class_count} classes** (score {score:.0f}, above "
                    f"{threshold:.0f}). The answer below is the closest of the classes it knows, not a recognition.",
-                   icon="⚠️")
+                   icon=":material/warning:")
         st.caption(rule)
     else:
         st.caption(f"Out-of-distribution check: score {score:.0f}, under the threshold {threshold:.0f} (the image "
