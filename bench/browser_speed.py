@@ -2,6 +2,7 @@
 
     python -m bench.browser_speed [--checkpoint DIR | --shipped] [--moves 20] [--plays 3] [--sessions 20]
                                   [--per-session 3]
+    python -m bench.browser_speed --cold-starts 5 [--against COMMIT] [--checkpoint DIR | --shipped]
 
 Starts the real `streamlit run app/main.py` on 127.0.0.1 and drives headless Chromium
 (/usr/bin/chromium, Selenium) on the flagship checkpoint (checkpoints/vitrm-cifar10 when it has
@@ -24,6 +25,12 @@ visit's page (the default gallery image, the scrubber view). It measures, in thi
 * **twenty sessions at once**: bench/load.py's full analysis (a new session opening a gallery
   image's link, until the server's script_finished) with ``--sessions`` websocket clients, each
   running ``--per-session`` analyses of images no session has opened before, on the same server.
+
+With ``--cold-starts K`` it measures only the cold start, K times, each run of the app beside one of the floor
+(bench/floor_app.py), alternating, each in a browser with a fresh profile: the spread of a figure that this
+machine's speed moves by a second from one run to the next. ``--against COMMIT`` adds the app as it was at
+that commit (checked out in a temporary git worktree, on the same checkpoints), in the same alternation: a
+change to the cold start measured side by side with what it changed.
 
 First of all it measures the **floor**: the cold start, the slider moves and the sessions at once (a
 new session drawing the page) of bench/floor_app.py, a
@@ -111,10 +118,11 @@ def settled_on(driver, step: str, quiet: float, timeout: float = 60) -> step_rec
 
 
 def cold_start(env: dict[str, str], log: Path, driver, stack: contextlib.ExitStack,
-               app: Path = APP) -> tuple[float, str]:
-    """(seconds from launching the server to the first drawn page, its url); the server lives as long as ``stack``."""
+               app: Path = APP, cwd: Path = ROOT) -> tuple[float, str]:
+    """(seconds from launching the server to the first drawn page, its url); the server lives as long as ``stack``.
+    ``cwd``: the checkout whose app runs (``app`` is its app/main.py)."""
     started = time.perf_counter()
-    url = stack.enter_context(serve(log, env=env, timeout=120, app=app))
+    url = stack.enter_context(serve(log, env=env, timeout=120, app=app, cwd=cwd))
     driver.get(url)
     until(lambda: driver.execute_script(FIRST_PAGE), 120, "the first page was not drawn", poll=0.02)
     return time.perf_counter() - started, url
@@ -197,6 +205,37 @@ def floor(tmp: Path, moves: int, sessions: int, per_session: int) -> dict:
         return {"cold": cold, "moves": moved, "latencies": latencies, "wall": wall}
 
 
+def cold_starts(tmp: Path, env: dict[str, str], runs: int, against: str | None = None) -> None:
+    """``runs`` cold starts of the app, each after one of the floor (and one of the app as it was at commit
+    ``against``, from a git worktree); prints each run and the medians."""
+    builds = {"floor": (FLOOR_APP, ROOT)}
+    if against:
+        other = tmp / "against"
+        subprocess.run(["git", "worktree", "add", "--detach", str(other), against], cwd=ROOT, check=True,
+                       capture_output=True)
+        builds[against] = (other / "app" / "main.py", other)
+    builds["app"] = (APP, ROOT)
+    seen: dict[str, list[float]] = {name: [] for name in builds}
+    try:
+        for run in range(runs):
+            for name, (app, cwd) in builds.items():
+                with contextlib.ExitStack() as stack:
+                    driver = browser(tmp / f"profile-{run}-{name}")
+                    stack.callback(driver.quit)
+                    seconds, _ = cold_start(env, tmp / "cold.log", driver, stack, app, cwd)
+                seen[name].append(seconds)
+            print(f"run {run + 1}: " + ", ".join(f"{name} {times[-1]:.2f} s" for name, times in seen.items())
+                  + f" (load average {os.getloadavg()[0]:.2f})", flush=True)
+    finally:
+        if against:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "against")], cwd=ROOT,
+                           capture_output=True)
+    print(f"\ncold start (server launch) to a drawn page, {runs} runs each, target ≤ {TARGETS['cold']:.0f} s:")
+    for name, times in seen.items():
+        label = {"app": "this build", "floor": "floor (bench/floor_app.py)"}.get(name, f"the build at {name}")
+        print(f"- {label}: median {statistics.median(times):.2f} s ({', '.join(f'{t:.2f}' for t in sorted(times))})")
+
+
 def row(what: str, measured: str, target: str, met: bool | None, floor: str = "—") -> dict:
     return {"what": what, "measured": measured, "floor: a bare page (bench/floor_app.py)": floor, "target": target,
             "met": "—" if met is None else ("yes" if met else "**no**")}
@@ -212,6 +251,10 @@ def main() -> None:
     parser.add_argument("--plays", type=int, default=3, help="times Play runs from step 1 to N")
     parser.add_argument("--sessions", type=int, default=20, help="sessions at once for the load figure")
     parser.add_argument("--per-session", type=int, default=3, help="analyses each of those sessions runs")
+    parser.add_argument("--cold-starts", type=int, default=0, metavar="K",
+                        help="measure only the cold start, K times beside the floor's")
+    parser.add_argument("--against", metavar="COMMIT",
+                        help="with --cold-starts: also the app as it was at COMMIT (a git worktree), alternating")
     args = parser.parse_args()
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         raise SystemExit(f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
@@ -234,6 +277,10 @@ def main() -> None:
         else:
             root, _, described = checkpoints_root(args.checkpoint, tmp)
         env = {"VITRM_CHECKPOINTS": str(root), "OMP_NUM_THREADS": "1"}
+        if args.cold_starts:
+            print(f"command: {command}\ncheckpoint: {described}", flush=True)
+            cold_starts(tmp, env, args.cold_starts, args.against)
+            return
         try:
             bare = floor(tmp, args.moves, args.sessions, args.per_session)
             print(f"floor: cold start {bare['cold']:.2f} s; slider moves (s): {[round(s, 3) for s in bare['moves']]}; "

@@ -316,21 +316,22 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 @contextlib.contextmanager
 def serve(log: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
-          app: Path = APP) -> Iterator[str]:
+          app: Path = APP, cwd: Path = ROOT) -> Iterator[str]:
     """Run `streamlit run app/main.py` on a free local port; yields its http URL.
 
     The server's stdout and stderr go to ``log``. Raises ServerError, with the log's last
     lines, when it exits or does not answer /_stcore/health within ``timeout`` seconds. The
     server is stopped on exit (terminate, then kill after 10 s).
     """
-    with serve_process(log, env, timeout, app) as (url, _):
+    with serve_process(log, env, timeout, app, cwd) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
 def serve_process(log: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
-                  app: Path = APP) -> Iterator[tuple[str, subprocess.Popen]]:
-    """:func:`serve`, yielding (URL, the server's process) for those who measure the process."""
+                  app: Path = APP, cwd: Path = ROOT) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`serve`, yielding (URL, the server's process) for those who measure the process. ``cwd``: the
+    repository whose ``app`` and ``vitrm`` the server imports (another checkout, to compare two builds)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log, "w") as out:
@@ -338,7 +339,7 @@ def serve_process(log: Path, env: dict[str, str] | None = None, timeout: float =
             [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=out, stderr=subprocess.STDOUT)
+            cwd=cwd, env=dict(os.environ, **(env or {})), stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
             while True:
