@@ -9,8 +9,9 @@ second sooner (bench/browser_speed.py, cold start). Imports nothing heavy: it ru
 The browser also fetches and compiles the code of each kind of element (a slider, a table, ...) only when it
 first meets one: Streamlit splits its frontend into about a hundred pieces. ``starting()`` therefore also draws
 one element of each kind the first page shows, hidden, so that those pieces load during the import too rather
-than one after another as the page arrives (about a second on the 2-core machine; tests/test_startup.py checks
-that the hidden set covers the first page).
+than one after another as the page arrives (on the 2-core machine they took about a second after the import,
+mostly overlapped by the server's first run: README, Speed; tests/test_startup.py checks that the hidden set
+covers the first page).
 """
 
 from __future__ import annotations

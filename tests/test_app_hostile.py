@@ -180,6 +180,17 @@ def test_every_outside_string_is_shown_as_text_on_every_page(hostile, monkeypatc
     at.selectbox(key="gallery_file").set_value("cat_0003.jpg")
     at.session_state[model_card.OPEN] = True
     audit.visit(at, "explore, scrubber, with the model card open")
+    at.button(key="play_button").click()
+    audit.visit(at, "explore, scrubber, playing")
+    assert any("Top class at step" in m.value and "of 4**" in m.value for m in at.markdown), "Play's line shown"
+    at.button(key="play_button").click()              # stop
+    at.toggle(key="classroom").set_value(True)
+    audit.visit(at, "explore, classroom mode")
+    at.button(key="play_button").click()
+    audit.visit(at, "explore, classroom mode, playing")
+    at.button(key="play_button").click()
+    at.toggle(key="classroom").set_value(False)
+    run(at)
     for view in ("Evolving state", "Attention", "Attribution"):
         at.radio(key="explore_view").set_value(view)
         audit.visit(at, f"explore, {view}")

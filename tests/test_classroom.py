@@ -8,6 +8,7 @@ from test_app import GALLERY, TINY, app, lab, metrics, run, select_models  # noq
 
 import vitrm
 from app import classroom, glossary
+from app.text import md
 
 
 def table(rows):
@@ -66,10 +67,10 @@ def test_classroom_mode_shows_the_image_answer_chart_slider_and_the_steps_senten
     step = at.slider(key=f"step::{key}").value
     assert f"Top class at step {step}" in metrics(at)
     assert len(at.get("plotly_chart")) == 1, "one probability chart, nothing else to scroll past"
-    assert any(i.value.startswith(f"Step {step}:") for i in at.info)
+    assert any(i.value.startswith(md(f"Step {step}:")) for i in at.info)      # shown as text (class names)
     at.slider(key=f"step::{key}").set_value(1)
     run(at)
-    assert any(i.value.startswith("Step 1: the first guess is") for i in at.info)
+    assert any(i.value.startswith(md("Step 1: the first guess is")) for i in at.info)
     picks = [o for o in at.selectbox(key="gallery_file").options if o.startswith("★")]
     saved = vitrm.read_predictions(lab / "vitrm-tiny")
     files = list(pd.read_csv(GALLERY / "labels.csv")["file"])

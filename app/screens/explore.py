@@ -32,8 +32,8 @@ VIEWS = ["Scrubber", "Evolving state", "Attention", "Attribution"]
 # While playing, the step lives in PLAY_AT, which no widget owns, and no slider is drawn: the step is
 # shown once, in the playing line (scrubber.draw_playing), with the answer where the view has one. Two
 # elements that both show the step cannot be kept in step: Streamlit sends each element as a message of
-# its own, and the browser now and then painted the new slider beside the previous step's answer (about
-# 1 step change in 50, bench/browser_speed.py). One element is drawn whole. A timer's request carries the
+# its own, and the browser now and then painted the new slider beside the previous step's answer (1 in 70
+# to 6 in 87 step changes, bench/browser_speed.py). One element is drawn whole. A timer's request carries the
 # widget values the browser holds, and on a busy machine those can be a step or more behind what the
 # server last drew: had Play written the keyed slider's value (or a Play toggle's), such a stale echo
 # would come back as a user's change and move the step backwards, or start Play again after it stopped.

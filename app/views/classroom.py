@@ -71,7 +71,8 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
             answer.metric(f"Top class at step {step}", text.md(class_names[top]))
             probability.metric("Probability", f"{100 * p[top]:.2f}%", help=glossary.tip("confidence"))
         figures.show(chart)
-    st.info(classroom.narrate(probs, step, class_names, halt, derive.HALT_THRESHOLD),
+    # The sentence names classes, which come from the checkpoint: shown as text, never as markdown.
+    st.info(text.md(classroom.narrate(probs, step, class_names, halt, derive.HALT_THRESHOLD), limit=None),
             icon=":material/record_voice_over:")
     st.caption("Each step runs the same small block again over the model's memory.",
                help=glossary.tip("recursion step", "answer token y", "latent z", "halting output"))

@@ -17,10 +17,10 @@ BAR_CELLS = 16
 
 
 def playing_text(step: int, steps: int, answer: str | None = None) -> str:
-    """Markdown: the step Play shows, of ``steps``, as words and a bar; then ``answer`` (markdown) when given."""
+    """Markdown: ``answer`` (markdown) when given, then the step Play shows, of ``steps``, as words and a bar."""
     filled = round(BAR_CELLS * step / steps)
     line = f"▶ **Step {step} of {steps}** {'▰' * filled}{'▱' * (BAR_CELLS - filled)}"
-    return line if answer is None else f"{line}\n\n{answer}"
+    return line if answer is None else f"{answer}\n\n{line}"
 
 
 def draw_playing(step: int, steps: int, answer: str | None = None) -> None:
@@ -30,7 +30,9 @@ def draw_playing(step: int, steps: int, answer: str | None = None) -> None:
 
 
 def answer_text(p: np.ndarray, step: int, class_names, label: str | None) -> str:
-    """Markdown: the top class at the step and its probability (``p`` [C]), and whether it is right."""
+    """Markdown: the top class at the step and its probability (``p`` [C]) as a heading, and whether it is right.
+    A heading that starts the text: tests/test_app_hostile.py reads a heading after a line break as markup that
+    escaped from an outside string."""
     top = int(p.argmax())
     text = f"#### Top class at step {step}: {md(class_names[top])}, {100 * p[top]:.2f}%"
     if label is None:
