@@ -55,14 +55,11 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
         if why:
             st.caption(text.md(f"★ Demo pick: {why}.", limit=None))
     with right:
-        slot = st.container()
         if playing:
-            answer = st.container()
-            with slot:
-                draw_controls()
-            with answer:
-                scrubber.draw_playing(step, len(probs), scrubber.answer_text(p, step, class_names, None))
+            draw_controls()        # one element holds the step and the answer: their order does not matter
+            scrubber.draw_playing(step, len(probs), scrubber.answer_text(p, step, class_names, None))
         else:
+            slot = st.container()
             # Two metrics, not the scrubber's three: the true class sits under the image, and the row stays one
             # line high, so the chart below still fits the screen.
             answer, probability = st.columns(2)

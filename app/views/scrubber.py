@@ -37,9 +37,14 @@ def answer_text(p: np.ndarray, step: int, class_names, label: str | None) -> str
     text = f"#### Top class at step {step}: {md(class_names[top])}, {100 * p[top]:.2f}%"
     if label is None:
         return text
-    right = class_names[top] == label
-    return text + (f"\n\n:green[right at step {step}]" if right else
-                   f"\n\n:red[wrong at step {step}: the true class is {md(label)}]")
+    return f"{text}\n\n{verdict_text(class_names[top] == label, step, label)}"
+
+
+def verdict_text(right: bool, step: int, label: str | None = None) -> str:
+    """Markdown: right or wrong at the step, in colour; naming the true class ``label`` when wrong and given."""
+    if right:
+        return f":green[right at step {step}]"
+    return f":red[wrong at step {step}: the true class is {md(label)}]" if label else f":red[wrong at step {step}]"
 
 
 def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None,
@@ -49,19 +54,17 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
     The controls (the step slider) are drawn into a slot above the headline once its row exists, so that the
     slider and the answer are the two last and next messages to the browser: with anything between them, the
     browser can paint the new slider beside the old answer. While ``playing`` there is no slider (the controls
-    say so), and the step and the answer are one element (``draw_playing``): no frame can pair two steps.
+    say so), and the step and the answer are one element (``draw_playing``): no frame can pair two steps, so
+    the order of the messages no longer matters.
     """
     p = probs[step - 1]
     top = int(p.argmax())
-    slot = st.container()
     if playing:
-        answer = st.container()
         if controls is not None:
-            with slot:
-                controls()
-        with answer:
-            draw_playing(step, len(probs), answer_text(p, step, class_names, label))
+            controls()
+        draw_playing(step, len(probs), answer_text(p, step, class_names, label))
         return
+    slot = st.container()
     cols = st.columns(3)
     if controls is not None:
         with slot:
@@ -69,9 +72,9 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
     cols[0].metric(f"Top class at step {step}", md(class_names[top]))
     cols[1].metric("Probability", f"{100 * p[top]:.2f}%")
     if label is not None:
-        verdict = "right" if class_names[top] == label else "wrong"
-        cols[2].metric("True class", md(label), help=f"The model is {verdict} at step {step}.")
-        cols[2].markdown(f":green[right at step {step}]" if verdict == "right" else f":red[wrong at step {step}]")
+        right = class_names[top] == label
+        cols[2].metric("True class", md(label), help=f"The model is {'right' if right else 'wrong'} at step {step}.")
+        cols[2].markdown(verdict_text(right, step))
 
 
 # The scrubber's charts are written as plain plotly dicts, not built through plotly's validating API:
