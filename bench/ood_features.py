@@ -60,7 +60,7 @@ def main() -> None:
     for path in args.checkpoints:
         model = vitrm.load(path)
         cfg = model.config
-        train, val = ood.fit_splits(args.data, cfg.image_size, args.fit_images)
+        train, val = ood.fit_splits(Path(path), args.data, cfg.image_size, args.fit_images)
         fitted = candidate_scores(model, normalize(train.images, cfg.mean, cfg.std))
         held_out = candidate_scores(model, normalize(val.images, cfg.mean, cfg.std))
         photos = candidate_scores(model, model.preprocess([Image.open(f).convert("RGB") for f in files]))

@@ -108,3 +108,36 @@ def test_photos_known_to_be_outside_the_classes_are_counted_and_the_missed_ones_
     facts = ood.outside_facts(rule, model, folder)
     assert facts["outside_images"] == 3 and "noise1.png" in facts["outside_missed"]
     assert facts["outside_flagged"] == pytest.approx((3 - len(facts["outside_missed"])) / 3)
+
+
+@pytest.mark.parametrize("recorded, held_out", [({"val_size": 6}, 6), ({"val_size": 9}, 9), (None, None)])
+def test_the_threshold_is_set_on_the_validation_split_the_checkpoint_was_trained_with(tmp_path, recorded, held_out):
+    from fakedata import write_imagefolder
+
+    from vitrm.data import load_split, train_val_split
+    from vitrm.train import TrainConfig
+
+    data = write_imagefolder(tmp_path / "data", train_per_class=10)
+    path = tmp_path / "ckpt"
+    vitrm.save(ViTRM(TINY), path)
+    if recorded is not None:
+        (path / "train_config.json").write_text(json.dumps(recorded))
+    if held_out is None:      # no record: what vitrm.train holds out by default, here more than the 30 images
+        with pytest.raises(Exception, match=str(TrainConfig.val_size)):
+            ood.fit_splits(path, f"imagefolder:{data}", 32, 100)
+        return
+    train, val = ood.fit_splits(path, f"imagefolder:{data}", 32, 100)
+    _, expected = train_val_split(load_split(f"imagefolder:{data}", "train", image_size=32), held_out)
+    assert len(val) == held_out and torch.equal(val.images, expected.images)
+    assert len(train) == 30 - held_out
+
+
+def test_a_checkpoint_trained_without_a_validation_split_has_no_threshold_to_fit(tmp_path):
+    from fakedata import write_imagefolder
+
+    data = write_imagefolder(tmp_path / "data", train_per_class=10)
+    path = tmp_path / "ckpt"
+    vitrm.save(ViTRM(TINY), path)
+    (path / "train_config.json").write_text(json.dumps({"val_size": 0}))
+    with pytest.raises(CheckpointError, match="no validation split"):
+        ood.fit_splits(path, f"imagefolder:{data}", 32, 100)

@@ -153,7 +153,7 @@ def main(argv=None) -> None:
     def prepared(split):
         return prepared_images(split.images, cfg)
 
-    train, val = fit_splits(args.data, cfg.image_size, args.fit_images)
+    train, val = fit_splits(args.checkpoint, args.data, cfg.image_size, args.fit_images)
     feature = args.feature
     rule = fit(features(model, prepared(train), feature), train.labels, features(model, prepared(val), feature),
                args.false_alarm, feature=feature)
@@ -170,11 +170,18 @@ def main(argv=None) -> None:
     print(json.dumps(rule.facts, indent=2))
 
 
-def fit_splits(data: str, image_size: int, fit_images: int):
+def fit_splits(checkpoint: Path, data: str, image_size: int, fit_images: int):
     """(training images the means are fitted on: a fixed random ``fit_images`` of them, the validation split that
-    ``vitrm.train`` holds out, on which the threshold is set)."""
+    ``vitrm.train`` held out when it trained ``checkpoint``, on which the threshold is set)."""
     from .data import load_split, train_val_split
-    train, val = train_val_split(load_split(data, "train", image_size=image_size), 5000)
+    from .sidefiles import read_train_config
+    from .train import TrainConfig
+
+    recorded = read_train_config(checkpoint) or {}
+    val_size = int(recorded.get("val_size", TrainConfig.val_size))      # what train_config.json says it held out
+    if val_size <= 0:
+        raise CheckpointError(f"{checkpoint} was trained with no validation split: the threshold is set on one")
+    train, val = train_val_split(load_split(data, "train", image_size=image_size), val_size)
     keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:fit_images]
     return train.subset(keep), val
 
