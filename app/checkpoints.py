@@ -14,7 +14,8 @@ A relative typed path is taken relative to the repository root. Only ``config.js
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -110,19 +111,44 @@ def files_mtime(path: Path) -> float:
 
 @dataclass
 class CheckpointFiles:
-    """The measured figures and logs beside a checkpoint's weights; None where a file is absent."""
+    """The measured figures and logs beside a checkpoint's weights; None where a file is absent.
+
+    The per-image table is read on first use, not with the rest: it is the one large file (10,000 rows), and a
+    page that shows several models needs it for one at most (the Explore page: the model in focus). A fresh
+    server's first page read the flagship's beside the focus model's for nothing.
+    """
 
     path: Path
     config: vitrm.ModelConfig
     metrics: dict | None
-    predictions: pd.DataFrame | None
     train_log: pd.DataFrame | None
     train_config: dict | None
-    problems: list[str]          # files present but unreadable, said plainly
+    _problems: list[str]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _predictions: pd.DataFrame | None = field(default=None, repr=False)
+    _predictions_read: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def predictions(self) -> pd.DataFrame | None:
+        """predictions.csv.gz (or .csv), validated against the config and metrics.json; read once, shared by
+        every session (a resource: never modified)."""
+        with self._lock:          # twenty sessions opening one model read its table once
+            if not self._predictions_read:
+                steps = len(self.metrics["top1_by_step"]) if self.metrics else None
+                self._predictions = _read(sidefiles.read_predictions, self.path, self._problems,
+                                          self.config.num_classes, steps)
+                self._predictions_read = True
+            return self._predictions
+
+    @property
+    def problems(self) -> list[str]:
+        """Files present but unreadable, said plainly (the per-image table read first, to have its say)."""
+        _ = self.predictions
+        return list(self._problems)
 
 
 def _read(reader, path: Path, problems: list[str], *args):
@@ -166,13 +192,11 @@ def read_files(path: Path) -> CheckpointFiles:
     side file is left out (None) with its problem said, so it costs only the views that need it."""
     config = vitrm.read_config(path)
     problems: list[str] = []
-    metrics = _read(sidefiles.read_metrics, path, problems, config.num_classes)
-    steps = len(metrics["top1_by_step"]) if metrics else None
-    return CheckpointFiles(path=path, config=config, metrics=metrics,
-                           predictions=_read(sidefiles.read_predictions, path, problems, config.num_classes, steps),
+    return CheckpointFiles(path=path, config=config, metrics=_read(sidefiles.read_metrics, path, problems,
+                                                                   config.num_classes),
                            train_log=_training_history(path, problems),
                            train_config=_read(sidefiles.read_train_config, path, problems),
-                           problems=problems)
+                           _problems=problems)
 
 
 def data_root(spec: str | None) -> Path | None:

@@ -296,6 +296,28 @@ def test_a_damaged_side_file_costs_only_the_views_that_need_it(hostile, tmp_path
     run(at)                                            # no exception: the view says what is missing
 
 
+def test_a_checkpoints_per_image_table_is_read_once_and_only_when_first_asked_for(hostile, tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app import checkpoints
+    from vitrm import sidefiles
+
+    calls = []
+    reader = sidefiles.read_predictions
+    monkeypatch.setattr(sidefiles, "read_predictions", lambda *args: calls.append(args) or reader(*args))
+    files = checkpoints.read_files(hostile)
+    assert calls == [], "the rest of the files are read without the large table"
+    with ThreadPoolExecutor(8) as pool:                 # sessions opening the shared files at once
+        tables = list(pool.map(lambda _: files.predictions, range(16)))
+    assert len(calls) == 1 and all(t is tables[0] for t in tables) and len(tables[0]) > 0
+
+    damaged = Path(shutil.copytree(hostile, tmp_path / "damaged"))
+    (damaged / "predictions.csv").write_text("index,label\nnot,a,number,row\n")
+    files = checkpoints.read_files(damaged)
+    assert any("predictions.csv" in problem for problem in files.problems), "its problem is said with the others"
+    assert files.predictions is None
+
+
 def metrics_shown(at: AppTest) -> bool:
     return any(m.label.startswith("Top class at step") for m in at.metric)
 
