@@ -1,7 +1,7 @@
 """Classroom mode in a real browser (headless Chromium) on a projector's 1366x768 screen: the image, the
 current answer, the probability chart and the step slider are all on screen without scrolling, and every
-piece of text in the charts is at least 14 px as the browser draws it. The Play button's label ("▶ Play",
-and "⏸ Stop" while playing) shows whole, on one line, there and in the normal layout 1400 px wide.
+piece of text in the charts is at least 14 px as the browser draws it. The Play button's icon and label ("Play",
+and "Stop" while playing) show whole, on one line, there and in the normal layout 1400 px wide.
 
 Uses test_browser's helpers and its tiny untrained ViTRM (a server of its own). Skipped where Chromium is absent.
 """
@@ -31,7 +31,7 @@ from app.views.scrubber import PLAYING_LINE
 PROJECTOR = (1366, 768)
 DESKTOP = (1400, 900)
 MIN_PX = 14
-PLAY_LABEL, STOP_LABEL = "▶ Play", "⏸ Stop"
+PLAY_LABEL, STOP_LABEL = "Play", "Stop"          # each after its icon
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +109,15 @@ def test_classroom_mode_fits_a_projector_screen_with_readable_chart_text(classro
 
 # What the browser draws of a button's label: the label is the button's markdown container, which cuts a
 # label too long for the button with an ellipsis (overflow hidden), so a cut label's scrollWidth exceeds
-# its clientWidth; a wrapped one has text on more than one line.
+# its clientWidth; a wrapped one has text on more than one line. Its icon must sit inside the button, before the label.
 LABEL_FIT = """
+const labelOf = b => b.querySelector("[data-testid='stMarkdownContainer']");
 const button = [...document.querySelectorAll("[data-testid='stMain'] button")].find(b =>
-  !b.closest("[data-stale='true']") && b.getBoundingClientRect().height > 0 && b.textContent.trim() === arguments[0]);
+  !b.closest("[data-stale='true']") && b.getBoundingClientRect().height > 0 && labelOf(b)
+  && labelOf(b).textContent.trim() === arguments[0]);
 if (!button) return null;
-const label = button.querySelector("[data-testid='stMarkdownContainer']");
+const label = labelOf(button);
+const icon = button.querySelector("[data-testid='stIconMaterial']");
 const text = document.createRange();
 text.selectNodeContents(label);
 const lineTops = new Set([...text.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
@@ -123,7 +126,8 @@ const column = button.closest("[data-testid='stColumn']").getBoundingClientRect(
 return {lines: lineTops.size, height: label.getBoundingClientRect().height,
         lineHeight: parseFloat(getComputedStyle(label.querySelector("p") || label).lineHeight),
         scrollWidth: label.scrollWidth, clientWidth: label.clientWidth,
-        textInsideButton: drawn.left >= inside.left && drawn.right <= inside.right,
+        textInsideButton: drawn.left >= inside.left && drawn.right <= inside.right && !!icon
+          && icon.getBoundingClientRect().left >= inside.left && icon.getBoundingClientRect().right <= drawn.left,
         buttonInsideColumn: inside.left >= column.left - 0.5 && inside.right <= column.right + 0.5};
 """
 

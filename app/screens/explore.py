@@ -127,7 +127,7 @@ def draw_step_controls(model: session.LoadedModel, n: int, step: int, playing: b
         return
     trained = model.config.trained_steps
     n_key, step_key = f"n::{model.key}", f"step::{model.key}"
-    # Play's column holds "⏸ Stop" whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
+    # Play's column holds "Stop" and its icon whole in classroom mode at 1366 px (tests/test_browser_classroom.py).
     c1, c2, c3 = st.columns([1.5, 5, 1.5])
     c1.number_input("Steps (N)", min_value=1, max_value=model.max_steps, key=n_key,
                     help=f"How many recursion steps to run. Trained with {trained}; up to {model.max_steps} "
@@ -135,13 +135,16 @@ def draw_step_controls(model: session.LoadedModel, n: int, step: int, playing: b
     if n == 1:
         c2.caption("One step: raise N to scrub through the recursion.")
         return
-    c3.button("⏸ Stop" if playing else "▶ Play", key="play_button",
-              on_click=_press_play, args=(step_key, n_key), help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
+    # Material icons: Streamlit ships their font, while "⏸" is missing from many a system's fonts (headless
+    # Chromium on Debian drew a box).
+    c3.button("Stop" if playing else "Play", icon=":material/stop:" if playing else ":material/play_arrow:",
+              key="play_button", on_click=_press_play, args=(step_key, n_key),
+              help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
     # The slider last, so that the answer drawn next follows it at once.
     if playing:
         with c2:
             if step_shown_below:
-                st.caption(f"Playing, one step every {PLAY_INTERVAL} s. Press ⏸ Stop to take the slider back.")
+                st.caption(f"Playing, one step every {PLAY_INTERVAL} s. Press Stop to take the slider back.")
             else:
                 scrubber.draw_playing(step, n)
     else:
