@@ -36,6 +36,22 @@ def steps_in(predictions: pd.DataFrame) -> int:
     return sum(1 for c in predictions.columns if c.startswith("pred_"))
 
 
+def answer_columns(step: int, n: int) -> dict[str, int]:
+    """The answer columns, name -> step: step 1, the selected ``step`` and N (``n``), each once: the selected
+    step at 1 or at N is that column, not a copy beside it."""
+    columns = {f"step 1{' (N)' if n == 1 else ''}": 1}
+    if step not in (1, n):
+        columns[f"step {step}"] = step
+    if n > 1:
+        columns[f"step {n} (N)"] = n
+    return columns
+
+
+def step_column(step: int, n: int) -> str:
+    """The name of the column that holds the answers at ``step``."""
+    return next(name for name, s in answer_columns(step, n).items() if s == step)
+
+
 def build(predictions: pd.DataFrame, class_names, step: int, n: int) -> pd.DataFrame:
     """One row per image, in dataset order. ``step`` is the selected step, ``n`` the last one (N)."""
     names = pd.Series(list(class_names))
@@ -49,9 +65,7 @@ def build(predictions: pd.DataFrame, class_names, step: int, n: int) -> pd.DataF
         "index": predictions["index"].to_numpy(),
         "path": predictions["path"].astype(str).to_numpy(),
         "true class": names.reindex(label).to_numpy(),
-        "step 1": answer(1).to_numpy(),
-        f"step {step}": answer(step).to_numpy(),
-        f"step {n} (N)": answer(n).to_numpy(),
+        **{name: answer(s).to_numpy() for name, s in answer_columns(step, n).items()},
         "confidence": predictions[f"conf_{step}"].to_numpy(dtype=float),
         "change": (predictions[f"prob_true_{n}"] - predictions["prob_true_1"]).to_numpy(dtype=float),
         "halting step": pd.to_numeric(halt, errors="coerce").to_numpy(),
@@ -62,7 +76,7 @@ def build(predictions: pd.DataFrame, class_names, step: int, n: int) -> pd.DataF
     table["_fixed"] = (first != label) & (last == label)
     table["_broken"] = (first == label) & (last != label)
     table["_changed"] = first != last
-    table["_predicted"] = table[f"step {step}"]
+    table["_predicted"] = table[step_column(step, n)]
     return table
 
 

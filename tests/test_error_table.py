@@ -51,6 +51,19 @@ def test_the_table_has_one_row_per_image_with_the_answers_at_step_1_the_chosen_s
     assert list(table["change"]) == pytest.approx([0.0, 0.4, -0.4, 0.0])
 
 
+@pytest.mark.parametrize("step, n, columns", [
+    (2, 3, ["step 1", "step 2", "step 3 (N)"]),
+    (3, 3, ["step 1", "step 3 (N)"]),          # the selected step is N: one column, not two alike
+    (1, 3, ["step 1", "step 3 (N)"]),
+    (1, 1, ["step 1 (N)"]),                      # a single-step model
+])
+def test_each_answer_column_is_shown_once_when_the_selected_step_is_1_or_n(step, n, columns):
+    table = error_list.build(SAMPLE, NAMES, step=step, n=n)
+    assert [c for c in table.columns if c.startswith("step ")] == columns
+    assert list(table[error_list.step_column(step, n)]) == list(table["_predicted"])
+    assert list(table[error_list.step_column(step, n)]) == [NAMES[i] for i in SAMPLE[f"pred_{step}"]]
+
+
 @pytest.mark.parametrize("filters, expected", [
     (error_list.Filters(), [0, 1, 2, 3]),
     (error_list.Filters(true=["cat"]), [0, 1]),
@@ -116,6 +129,8 @@ def test_filtering_by_a_true_and_a_predicted_class_lists_that_confusion_cells_im
     measured = json.loads((lab / "vitrm-tiny" / "metrics.json").read_text())
     names = measured["class_names"]
     step = at.slider(key=f"analysis_n::{key}").value
+    trained = json.loads((lab / "vitrm-tiny" / "config.json").read_text())["trained_steps"]
+    n = min(trained, len(measured["top1_by_step"]))          # as the Dataset page gives the table
     confusion = measured["confusion_by_step"][step - 1]
     true, predicted = max(((i, j) for i in range(len(names)) for j in range(len(names))),
                           key=lambda c: confusion[c[0]][c[1]])
@@ -125,7 +140,8 @@ def test_filtering_by_a_true_and_a_predicted_class_lists_that_confusion_cells_im
     run(at)
     shown = table_frame(at)
     assert len(shown) == confusion[true][predicted] > 0
-    assert set(shown["true class"]) == {names[true]} and set(shown[f"step {step}"]) == {names[predicted]}
+    assert set(shown["true class"]) == {names[true]}
+    assert set(shown[error_list.step_column(step, n)]) == {names[predicted]}
 
 
 def test_previous_and_next_step_through_the_list_the_image_was_opened_from(app, lab):
