@@ -1,7 +1,8 @@
 """Classroom mode in a real browser (headless Chromium) on a projector's 1366x768 screen: the image, the
 current answer, the probability chart and the step slider are all on screen without scrolling, and every
 piece of text in the charts is at least 14 px as the browser draws it. The Play button's icon and label ("Play",
-and "Stop" while playing) show whole, on one line, there and in the normal layout 1400 px wide.
+and "Stop" while playing) show whole, on one line, there and in the normal layout 1400 px wide, as do the
+Attribution view's method pills and its toggle's label.
 
 Uses test_browser's helpers and its tiny untrained ViTRM (a server of its own). Skipped where Chromium is absent.
 """
@@ -162,3 +163,47 @@ def test_the_play_and_stop_labels_show_whole_on_one_line(classroom_server, brows
             outside = {name: r for name, r in shown.items() if r["top"] < 0 or r["bottom"] > size[1]}
             assert not outside, f"not within the screen while playing {where}: {outside}"
         settle(browser, quiet=2.0)           # Play has reached the last step and stopped
+
+
+# Every pill and the toggle's label of the Attribution view, as drawn: a pill past its column's right edge is cut
+# off there (the row of pills does not wrap), and a label too long for its column ends in an ellipsis (the width
+# the text needs, measured in its font, exceeds its box).
+ATTRIBUTION_FIT = """
+const main = document.querySelector("[data-testid='stMain']");
+const fresh = e => !e.closest("[data-stale='true']") && e.getBoundingClientRect().height > 0;
+const group = [...main.querySelectorAll("[data-testid='stButtonGroup']")].find(fresh);
+const toggle = [...main.querySelectorAll("[data-testid='stCheckbox']")].find(e => fresh(e)
+  && e.textContent.trim().startsWith("Recompute when"));
+if (!group || !toggle) return null;
+const column = group.closest("[data-testid='stColumn']") || group.closest("[data-testid='stVerticalBlock']");
+const edge = column.getBoundingClientRect().right;
+const label = toggle.querySelector("[data-testid='stMarkdownContainer']");
+// The label's text as laid out in one line in its own font: an ellipsis hides how wide it really is.
+const textWidth = e => {
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = getComputedStyle(e.querySelector("p") || e).font;
+  return context.measureText(e.textContent.trim()).width;
+};
+const pills = [...group.querySelectorAll("button")].filter(b => b.textContent.trim());
+return {pills: pills.map(b => [b.textContent.trim(), b.getBoundingClientRect().right <= edge + 0.5]),
+        toggle: [label.textContent.trim(), textWidth(label) <= label.clientWidth + 0.5]};
+"""
+
+
+@pytest.mark.parametrize("size", [PROJECTOR, DESKTOP], ids=["at 1366x768", "at 1400x900"])
+def test_the_attribution_view_shows_every_method_and_its_toggle_whole(classroom_server, browser, tmp_path, size):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    from vitrm import ATTRIBUTION_METHODS
+
+    with evidence(browser, classroom_server, tmp_path / "evidence"):
+        open_explore(browser, classroom_server, size, classroom=False)
+        browser.find_element(By.XPATH, f"//label[{NOT_STALE}][.//p[normalize-space()='Attribution']]").click()
+        fit = wait(browser).until(lambda d: d.execute_script(ATTRIBUTION_FIT), message="no Attribution controls")
+        settle(browser)
+        fit = browser.execute_script(ATTRIBUTION_FIT)
+        browser.save_screenshot(str(tmp_path / "attribution.png"))
+        assert [name for name, _ in fit["pills"]] == list(ATTRIBUTION_METHODS.values())
+        cut = [name for name, whole in fit["pills"] if not whole]
+        assert not cut, f"method pills cut off at the column's edge at {size}: {cut}"
+        assert fit["toggle"][1], f"the toggle's label {fit['toggle'][0]!r} is cut short at {size}"

@@ -214,11 +214,13 @@ def draw_other_models(rows: list[dict]) -> None:
 def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
                         n: int, step: int) -> None:
     names = run.class_names
-    c1, c2, c3 = st.columns([3, 2, 2])
     st.session_state.setdefault("attr_methods", list(METHODS))
-    # Pills, not a multiselect: its chips cut a name short ("Occlu…") in a column this wide.
-    methods = c1.pills("Methods", list(METHODS), selection_mode="multi", format_func=METHODS.get,
+    # Pills, not a multiselect (its chips cut a name short: "Occlu…"), on a row of their own: a row of pills does
+    # not wrap, and in a column beside the other controls the last one was cut off at 1366-1400 px
+    # (tests/test_browser_classroom.py).
+    methods = st.pills("Methods", list(METHODS), selection_mode="multi", format_func=METHODS.get,
                        key="attr_methods", help=glossary.help_for(*METHODS.values())) or []
+    c2, c3 = st.columns([3, 2])
     choice = c2.selectbox("Explain which class", ["the class predicted at this step"] + list(names),
                           key="attr_target", format_func=plain)
     follow = c3.toggle("Recompute when the step changes", key="attr_follow",
