@@ -117,10 +117,36 @@ def settled_on(driver, step: str, quiet: float, timeout: float = 60) -> step_rec
     return until(check, timeout, f"the page did not settle on step {step}")
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat; None where there is none."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields[:8])          # idle + iowait; user ... steal
+
+
+def wait_until_idle(idle_share: float = 0.9, window: float = 0.25, timeout: float = 20.0) -> None:
+    """Until the CPUs were at least ``idle_share`` idle over a ``window``: a cold start is measured on an idle
+    machine, and the run before it leaves a browser and a server still exiting (load average 3 on 2 cores
+    over back-to-back cold starts without this). Gives up after ``timeout`` s (a busy machine: the figures
+    say so themselves)."""
+    deadline = time.monotonic() + timeout
+    before = _cpu_times()
+    while before is not None and time.monotonic() < deadline:
+        time.sleep(window)
+        after = _cpu_times()
+        idle, total = after[0] - before[0], after[1] - before[1]
+        if total > 0 and idle / total >= idle_share:
+            return
+        before = after
+
+
 def cold_start(env: dict[str, str], log: Path, driver, stack: contextlib.ExitStack,
                app: Path = APP, cwd: Path = ROOT) -> tuple[float, str]:
     """(seconds from launching the server to the first drawn page, its url); the server lives as long as ``stack``.
-    ``cwd``: the checkout whose app runs (``app`` is its app/main.py)."""
+    ``cwd``: the checkout whose app runs (``app`` is its app/main.py). Starts once the machine is idle."""
+    wait_until_idle()
     started = time.perf_counter()
     url = stack.enter_context(serve(log, env=env, timeout=120, app=app, cwd=cwd))
     driver.get(url)
