@@ -242,22 +242,21 @@ def floor(tmp: Path, moves: int, sessions: int, per_session: int) -> dict:
 def cold_starts(tmp: Path, env: dict[str, str], runs: int, against: str | None = None) -> None:
     """``runs`` cold starts of the app, each after one of the floor (and one of the app as it was at commit
     ``against``, from a git worktree); prints each run and the medians."""
-    builds = {"floor": (FLOOR_APP, ROOT)}
+    builds = {"floor": (FLOOR_APP, ROOT, FLOOR_CHARTS)}
     if against:
         other = tmp / "against"
         subprocess.run(["git", "worktree", "add", "--detach", str(other), against], cwd=ROOT, check=True,
                        capture_output=True)
-        builds[against] = (other / "app" / "main.py", other)
-    builds["app"] = (APP, ROOT)
+        builds[against] = (other / "app" / "main.py", other, APP_CHARTS)
+    builds["app"] = (APP, ROOT, APP_CHARTS)
     seen: dict[str, list[float]] = {name: [] for name in builds}
     try:
         for run in range(runs):
-            for name, (app, cwd) in builds.items():
+            for name, (app, cwd, charts) in builds.items():
                 with contextlib.ExitStack() as stack:
                     driver = browser(tmp / f"profile-{run}-{name}")
                     stack.callback(driver.quit)
-                    seconds, _ = cold_start(env, tmp / "cold.log", driver, stack, app, cwd,
-                                            FLOOR_CHARTS if name == "floor" else APP_CHARTS)
+                    seconds, _ = cold_start(env, tmp / "cold.log", driver, stack, app, cwd, charts)
                 seen[name].append(seconds)
             print(f"run {run + 1}: " + ", ".join(f"{name} {times[-1]:.2f} s" for name, times in seen.items())
                   + f" (load average {os.getloadavg()[0]:.2f})", flush=True)
