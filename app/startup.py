@@ -1,44 +1,106 @@
-"""The first page of a fresh server: something to look at while PyTorch loads, and the chart library on its way.
+"""The first page of a fresh server: the imports begun before anyone visits, something to look at while they
+finish, and the chart library on its way.
 
-A fresh server imports PyTorch on its first page run (2-2.5 s on the 2-core machine), and only then can the
-page draw its first chart, at which point the browser starts fetching and compiling Plotly's JavaScript (about
-a second more). ``starting()`` draws a line saying what is happening and one empty chart before that import, so
-that the browser loads Plotly while the server loads PyTorch: a fresh server's first page was drawn about a
-second sooner (bench/browser_speed.py, cold start). Imports nothing heavy: it runs before torch is imported.
+A fresh server must import PyTorch, pandas and Plotly before it can draw a page: about 2.3 s of work on the
+2-core machine. ``preloading`` (app/main.py's start-up hook) starts those imports in a thread as soon as the
+server listens, while the first browser is still loading the page's JavaScript; the first page run then waits
+only for what is left. The thread runs at a lower CPU priority, so that on a 2-core machine it takes the cycles
+the browser leaves rather than slowing the page's load (README, Speed: the cold start, measured both ways).
 
-The browser also fetches and compiles the code of each kind of element (a slider, a table, ...) only when it
-first meets one: Streamlit splits its frontend into about a hundred pieces. ``starting()`` therefore also draws
-one element of each kind the first page shows, hidden, so that those pieces load during the import too rather
-than one after another as the page arrives (on the 2-core machine they took about a second after the import,
-mostly overlapped by the server's first run: README, Speed; tests/test_startup.py checks that the hidden set
-covers the first page).
+While a page waits for those imports, ``starting()`` draws a line saying what is happening and one empty chart,
+so that the browser loads Plotly's JavaScript (about a second) meanwhile. The browser also fetches and compiles
+the code of each kind of element (a slider, a table, ...) only when it first meets one: Streamlit splits its
+frontend into about a hundred pieces. ``starting()`` therefore also draws one element of each kind the first
+page shows, hidden, so that those pieces load during the imports too rather than one after another as the page
+arrives (tests/test_startup.py checks that the hidden set covers the first page).
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
 import sys
 import threading
-from contextlib import contextmanager
+import time
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import streamlit as st
 
-# One session at a time imports: twenty sessions opening a fresh server at once would otherwise import the same
-# modules in different orders (one PyTorch, another Plotly, each reaching pandas), and Python then hands a
-# thread a partially initialized module (tests/test_concurrency.py saw "partially initialized module 'pandas'").
-# The first session imports; the others wait here for it, then find everything imported.
-_IMPORTING = threading.Lock()
+# Imported before a page draws anything: Plotly looks these up in sys.modules (to recognise arrays and frames)
+# rather than importing them, so a page drawing its first chart while another thread is still importing one finds
+# it half made (tests/test_concurrency.py: "partially initialized module 'pandas' has no attribute 'Series'").
+DRAWING_IMPORTS = ("numpy", "PIL.Image", "pandas", "plotly.graph_objects")
+# Then the rest of what app/script.py imports inside ``starting()``, with all they pull in: every heavy import of a
+# first page (PyTorch above all). tests/test_startup.py checks that this covers the script.
+FIRST_PAGE_IMPORTS = DRAWING_IMPORTS + ("vitrm", "app.checkpoints", "app.session", "app.text")
+
+# Higher is nicer: the preloading thread yields the CPU to the browser and to the pages being served.
+PRELOAD_NICENESS = 10
+
+# One thread at a time imports each set: twenty sessions opening a fresh server at once would otherwise import the
+# same modules in different orders (one PyTorch, another Plotly, each reaching pandas), and Python then hands a
+# thread a partially initialized module. The first to come (the server's preloading thread, or a session) imports;
+# the others wait for it. A lock per set, so that a page waits for the drawing set alone; never two sets at once,
+# as each thread imports the second only after the first is done.
+_ONCE = {modules: (threading.Lock(), threading.Event()) for modules in (DRAWING_IMPORTS, FIRST_PAGE_IMPORTS)}
+
+log = logging.getLogger("vitrm.app")
+
+
+def import_once(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` (DRAWING_IMPORTS or FIRST_PAGE_IMPORTS), once per process: a caller that comes while
+    another imports them waits for it."""
+    importing, imported = _ONCE[modules]
+    if imported.is_set():
+        return
+    with importing:
+        if not imported.is_set():
+            for name in modules:
+                importlib.import_module(name)
+            imported.set()
+
+
+@asynccontextmanager
+async def preloading(_app):
+    """The server's start-up hook: import the first page's modules in a background thread, now."""
+    threading.Thread(target=_preload, name="vitrm-preload", daemon=True).start()
+    yield
+
+
+def _preload() -> None:
+    started = time.perf_counter()
+    _lower_this_threads_priority()
+    try:
+        import_once(DRAWING_IMPORTS)        # first, and on its own: a page that arrives meanwhile may draw after it
+        import_once(FIRST_PAGE_IMPORTS)
+    except Exception:     # the first page's own import raises it again, where the visitor sees it
+        log.exception("importing the app's modules at server start failed")
+        return
+    log.info("imported the app's modules at server start in %.1f s", time.perf_counter() - started)
+
+
+def _lower_this_threads_priority() -> None:
+    # Linux only: there a thread id names one thread to setpriority; elsewhere it could name another process.
+    if sys.platform == "linux":
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PRELOAD_NICENESS)
+        except OSError:
+            pass
 
 
 @contextmanager
 def starting():
-    """Around the app's heavy imports: the note and the empty chart while they run, in a fresh process only."""
-    with _IMPORTING:
-        if "torch" in sys.modules:          # imported already: the imports are free
-            yield
-            return
-        with _shown_while_loading():
-            yield
+    """Around the first page's imports: once they are done, nothing; before, the note and the empty chart while
+    they finish (or run, where no server preloads them: AppTest)."""
+    if _ONCE[FIRST_PAGE_IMPORTS][1].is_set():
+        yield
+        return
+    import_once(DRAWING_IMPORTS)
+    with _shown_while_loading():
+        import_once(FIRST_PAGE_IMPORTS)
+        yield
 
 
 @contextmanager
@@ -81,4 +143,3 @@ def _load_element_code() -> None:
             st.caption("-")
         with st.expander("warm-up expander"):
             st.caption("-")
-        st.table({"warm-up": ["-"]})          # last: a table imports pandas

@@ -8,7 +8,7 @@ expander labels, image captions), and Plotly renders a subset of HTML (``<a href
 ``<br>``) in labels, legends, annotations and hover text. So every outside string passes through
 one of these before it reaches the page:
 
-* :func:`md` for any Streamlit text that renders markdown;
+* :func:`md` for any Streamlit text that renders markdown (:func:`md_table` for a table of such text);
 * :func:`plotly` for trace names, category labels, annotation and hover text;
 * :func:`plain` for places that show text as it is (select options, table cells, file names):
   one line, no control characters, bounded length.
@@ -59,6 +59,15 @@ def md(value: object, limit: int | None = MAX_CHARS) -> str:
     links, images, emphasis, HTML, code spans, headings, lists, colour directives and LaTeX all show as
     the characters they are made of; and bare addresses are kept from becoming links (:func:`_unlinkable`)."""
     return "".join(_MARKDOWN_SPECIAL.get(c, c) for c in _unlinkable(plain(value, limit)))
+
+
+def md_table(rows: list[dict]) -> str:
+    """``rows`` (dicts with the same keys: the header) as a markdown table, every header and cell through
+    :func:`md` (which escapes ``|``, so that no value can end its cell)."""
+    header = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(md(row.get(h, "")) for h in header) + " |" for row in rows]
+    return "\n".join(lines) if rows else ""
 
 
 def _unlinkable(text: str) -> str:

@@ -38,7 +38,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "app" / "main.py"
+APP = ROOT / "app" / "main.py"          # the server, for `streamlit run`
+SCRIPT = ROOT / "app" / "script.py"    # the script each visit runs, for AppTest
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Runs in the page: from now until the new image's caption is shown, at least 4 plotly charts are
@@ -206,7 +207,7 @@ def main() -> None:
         print(f"python {sys.version.split()[0]}, torch {version('torch')}, streamlit {version('streamlit')}; "
               f"the app's torch runs 1 thread")
 
-        cold = [float(subprocess.run([sys.executable, "-c", COLD_START.format(app=str(APP))], check=True,
+        cold = [float(subprocess.run([sys.executable, "-c", COLD_START.format(app=str(SCRIPT))], check=True,
                                      capture_output=True, text=True, cwd=ROOT, env=os.environ).stdout.split()[-1])
                 for _ in range(args.cold_starts)]
 
@@ -214,7 +215,7 @@ def main() -> None:
         torch.set_num_threads(1)      # one core: this machine has two and a training run may hold the other
         from streamlit.testing.v1 import AppTest
 
-        at = AppTest.from_file(str(APP), default_timeout=300)
+        at = AppTest.from_file(str(SCRIPT), default_timeout=300)
         timed_run(at)
         at.radio(key="source").set_value("Upload")
         timed_run(at)

@@ -67,16 +67,33 @@ from tests.streamlit_client import APP, ServerError, open_page, serve
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SLIDER = "[data-testid='stSlider'] input[type='range']"
 PLAY = "//button[.//p[contains(normalize-space(), 'Play')]]"
-# Drawn: the answer shown, each of the page's charts (arguments[0] of them) drawn by Plotly (its main svg there),
-# the script finished and Streamlit's status widget gone.
-FIRST_PAGE = """
-const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
-    .filter(c => !c.closest("[data-stale='true']") && c.querySelector('.main-svg'));
-return [...document.querySelectorAll("[data-testid='stMetricLabel']")]
-    .some(e => /Top class at step/.test(e.textContent))
-  && charts.length >= arguments[0]
-  && !document.querySelector("[data-testid='stStatusWidget']")
-  && document.querySelector("[data-testid='stApp']").getAttribute('data-test-script-state') === 'notRunning';
+# Drawn: the answer shown, each of the page's charts (at least ``charts`` of them) drawn by Plotly (its main svg
+# there), the script finished and Streamlit's status widget gone.
+DRAWN = """(charts) => {
+  const drawn = [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
+      .filter(c => !c.closest("[data-stale='true']") && c.querySelector('.main-svg'));
+  return [...document.querySelectorAll("[data-testid='stMetricLabel']")]
+      .some(e => /Top class at step/.test(e.textContent))
+    && drawn.length >= charts
+    && !document.querySelector("[data-testid='stStatusWidget']")
+    && document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning';
+}"""
+# Returns once the page is drawn, checked in the page at the first animation frame after each change to it. Not a
+# poll from Python: one every 20 ms kept a third of a core busy (chromedriver and the renderer, measured on the idle
+# 2-core machine), and a cold start there is bound by the CPU, so the watching slowed what it watched.
+WHEN_DRAWN = f"""
+const [charts, done] = [arguments[0], arguments[arguments.length - 1]];
+const drawn = {DRAWN};
+let queued = false;
+const check = () => {{
+  queued = false;
+  if (drawn(charts)) {{ observer.disconnect(); done(true); }}
+}};
+const observer = new MutationObserver(() => {{
+  if (!queued) {{ queued = true; requestAnimationFrame(check); }}
+}});
+observer.observe(document.documentElement, {{subtree: true, childList: true, attributes: true, characterData: true}});
+check();
 """
 APP_CHARTS = 4           # the scrubber view of a recursive model: the bars, the classes, halting, the updates
 FLOOR_CHARTS = 2         # bench/floor_app.py: the bars and the lines
@@ -157,7 +174,7 @@ def cold_start(env: dict[str, str], log: Path, driver, stack: contextlib.ExitSta
     started = time.perf_counter()
     url = stack.enter_context(serve(log, env=env, timeout=120, app=app, cwd=cwd))
     driver.get(url)
-    until(lambda: driver.execute_script(FIRST_PAGE, charts), 120, "the first page was not drawn", poll=0.02)
+    driver.execute_async_script(WHEN_DRAWN, charts)       # the driver's script timeout (120 s) bounds the wait
     return time.perf_counter() - started, url
 
 
@@ -306,7 +323,7 @@ def main() -> None:
             if args.checkpoint:
                 parser.error("--shipped serves the shipped checkpoints as they are; give it no --checkpoint")
             root = ROOT / "checkpoints"
-            described = ("the shipped checkpoints/ as a first visit opens it (app/main.py's DEFAULT_CHECKPOINTS: "
+            described = ("the shipped checkpoints/ as a first visit opens it (app/script.py's DEFAULT_CHECKPOINTS: "
                          "the refining model in focus, the flagship beside it)")
         else:
             root, _, described = checkpoints_root(args.checkpoint, tmp)

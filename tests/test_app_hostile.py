@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
-from test_app import APP, GALLERY, png_bytes, write_logs
+from test_app import GALLERY, SCRIPT, png_bytes, write_logs
 
 import vitrm
-from app.text import md
+from app.text import md, md_table
 from app.views import model_card
 from vitrm import ViTRM, ViTRMConfig
 from vitrm.evaluate import evaluate_checkpoint
@@ -92,7 +92,7 @@ def run(at: AppTest) -> AppTest:
 def app_on(root: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("VITRM_CHECKPOINTS", str(root))
     monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    return AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT)
 
 
 def shown_strings(at: AppTest) -> list[tuple[str, str]]:
@@ -374,3 +374,9 @@ def test_a_bare_address_in_an_outside_string_cannot_become_a_link(address):
     shown = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md(address))          # the escapes resolved
     assert not re.search(r"(?i)(https?://|www\.|[-.\w+]@[-\w]+\.)", shown), repr(shown)
     assert shown.replace("\u2060", "") == address, "only invisible joiners were added"
+
+
+def test_a_pipe_or_a_line_break_in_a_value_stays_inside_its_table_cell():
+    table = md_table([{"model": "a | b\n| c |", "top class": "cat"}, {"model": "|", "top class": "dog|"}])
+    unescaped_pipes = [len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()]
+    assert unescaped_pipes == [3, 3, 3, 3], table        # header, rule, two rows: 2 cells each

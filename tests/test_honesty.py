@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from test_app import APP, GALLERY, TIMEOUT, TINY, app, lab, png_bytes, run, select_models  # noqa: F401
+from test_app import GALLERY, SCRIPT, TIMEOUT, TINY, app, lab, png_bytes, run, select_models  # noqa: F401
 
 import vitrm
 from app import reliability
@@ -51,7 +51,7 @@ def test_an_image_beyond_the_rules_threshold_is_called_probably_none_of_the_clas
                    "uniform_noise_flagged": 1.0, "outside_images": 22, "outside_flagged": 18 / 22}
     ood.save(rule, tmp_path / "vitrm-tiny")
     monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
-    at = run(AppTest.from_file(str(APP), default_timeout=TIMEOUT))
+    at = run(AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT))
     at.radio(key="source").set_value("Upload")
     run(at)
     at.file_uploader[0].set_value([("odd.png", upload, "image/png")])

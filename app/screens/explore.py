@@ -6,11 +6,10 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
-from app.text import MAX_MESSAGE, md, plain
+from app.text import MAX_MESSAGE, md, md_table, plain
 from app.views import attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber, state
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
@@ -208,7 +207,9 @@ def other_models_rows(models: list[session.LoadedModel], focus: session.LoadedMo
 def draw_other_models(rows: list[dict]) -> None:
     if rows:
         st.markdown("**The other loaded models on the same image**")
-        st.table(pd.DataFrame(rows), hide_index=True)
+        # Markdown, not st.table: on the first page a table is the only element that needs the browser to load
+        # and compile Streamlit's Arrow code (900 KB of JavaScript), and it redraws on every step.
+        st.markdown(md_table(rows))
 
 
 def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
