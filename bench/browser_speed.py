@@ -11,7 +11,7 @@ visit's page (the default gallery image, the scrubber view). It measures, in thi
 
 * **cold start**: from launching the server (Chromium already up, the CPUs idle) until the first page is
   drawn: the answer's metric shown, each of its 4 Plotly charts drawn (the floor's 2), the script finished
-  and Streamlit's status widget gone;
+  and Streamlit's status widget gone (checked in the page, at each animation frame after a change);
 * **slider move to a settled page**: ``--moves`` arrow-key presses on the step slider, up and down
   its range. Timed inside the page (tests/step_recorder.py): from the keydown to the first DOM
   change after which the page is *settled*: the script's run state is notRunning, no element is
@@ -78,9 +78,9 @@ DRAWN = """(charts) => {
     && !document.querySelector("[data-testid='stStatusWidget']")
     && document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning';
 }"""
-# Returns once the page is drawn, checked in the page at the first animation frame after each change to it. Not a
-# poll from Python: one every 20 ms kept a third of a core busy (chromedriver and the renderer, measured on the idle
-# 2-core machine), and a cold start there is bound by the CPU, so the watching slowed what it watched.
+# Returns once the page is drawn, checked in the page at the first animation frame after each change to it: the
+# moment it was drawn, to the frame, where a poll from Python every 20 ms kept a third of a core busy (chromedriver and
+# the renderer, on the idle 2-core machine). The two read a cold start the same within its noise.
 WHEN_DRAWN = f"""
 const [charts, done] = [arguments[0], arguments[arguments.length - 1]];
 const drawn = {DRAWN};
