@@ -4,8 +4,9 @@ finish, and the chart library on its way.
 A fresh server must import PyTorch, pandas and Plotly before it can draw a page: about 2.3 s of work on the
 2-core machine. ``preloading`` (app/main.py's start-up hook) starts those imports in a thread as soon as the
 server listens, while the first browser is still loading the page's JavaScript; the first page run then waits
-only for what is left. The thread runs at a lower CPU priority, so that on a 2-core machine it takes the cycles
-the browser leaves rather than slowing the page's load (README, Speed: the cold start, measured both ways).
+only for what is left (README, Speed: 0.2 s off the cold start's median). The thread runs at a lower CPU
+priority, to take the cycles the browser leaves rather than slow its loading of the page (measured both ways:
+the same median within noise, a narrower spread).
 
 While a page waits for those imports, ``starting()`` draws a line saying what is happening and one empty chart,
 so that the browser loads Plotly's JavaScript (about a second) meanwhile. The browser also fetches and compiles
