@@ -50,17 +50,21 @@ _ONCE = {modules: (threading.Lock(), threading.Event()) for modules in (DRAWING_
 log = logging.getLogger("vitrm.app")
 
 
+def imported(modules: tuple[str, ...]) -> bool:
+    return _ONCE[modules][1].is_set()
+
+
 def import_once(modules: tuple[str, ...]) -> None:
     """Import ``modules`` (DRAWING_IMPORTS or FIRST_PAGE_IMPORTS), once per process: a caller that comes while
     another imports them waits for it."""
-    importing, imported = _ONCE[modules]
-    if imported.is_set():
+    importing, done = _ONCE[modules]
+    if done.is_set():
         return
     with importing:
-        if not imported.is_set():
+        if not done.is_set():
             for name in modules:
                 importlib.import_module(name)
-            imported.set()
+            done.set()
 
 
 @asynccontextmanager
@@ -95,7 +99,7 @@ def _lower_this_threads_priority() -> None:
 def starting():
     """Around the first page's imports: once they are done, nothing; before, the note and the empty chart while
     they finish (or run, where no server preloads them: AppTest)."""
-    if _ONCE[FIRST_PAGE_IMPORTS][1].is_set():
+    if imported(FIRST_PAGE_IMPORTS):
         yield
         return
     import_once(DRAWING_IMPORTS)
