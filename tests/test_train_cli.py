@@ -208,6 +208,26 @@ def test_a_warm_start_from_another_architecture_is_one_clear_line(tmp_path, fold
     assert not (tmp_path / "second").exists()
 
 
+def test_distillation_trains_from_a_teacher_checkpoint_and_resumes_with_it(tmp_path, folder, cache):
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    assert run_cli(train_args(folder, teacher, cache, 1)).returncode == 0
+    done = run_cli(train_args(folder, student, cache, 2, f"distill_from={teacher}", "distill_weight=0.7",
+                              "model.trained_steps=3", "step_weighting=last") + ["--stop-after", "1"])
+    assert done.returncode == 0, done.stderr
+    record = json.loads((student / "train_config.json").read_text())
+    assert record["distill_from"] == str(teacher) and record["distill_weight"] == 0.7
+    resumed = run_cli(["train", "--out", str(student), "--resume", "--quiet"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert [int(r["epoch"]) for r in read_log(student)] == [1, 2]
+
+
+def test_a_missing_teacher_is_one_clear_line_before_any_file_is_written(tmp_path, folder, cache):
+    done = run_cli(train_args(folder, tmp_path / "student", cache, 1, f"distill_from={tmp_path / 'nobody'}"))
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "config.json" in done.stderr or "checkpoint" in done.stderr
+    assert not (tmp_path / "student").exists()
+
+
 # --------------------------------------------------------------------------- torchrun
 
 # torchrun runs this in each process: the real CLI, plus a dump of the rank's own replica.

@@ -56,3 +56,37 @@ def test_soft_targets_train_the_class_and_the_hard_labels_judge_the_halting_head
     _, ce_hard, bce_hard = supervision_loss(logits, torch.zeros(3, 3), TARGETS, LABELS, TrainConfig(label_smoothing=0))
     assert ce_soft.item() != pytest.approx(ce_hard.item())
     assert bce_soft.item() == pytest.approx(bce_hard.item())
+
+
+def test_distillation_pulls_the_supervised_step_toward_the_teachers_answer_and_no_other_step():
+    logits = logits_per_step()
+    teacher = F.one_hot((LABELS + 2) % 3, 3).float() * 5    # a teacher that disagrees with the labels
+    cfg = TrainConfig(step_weighting="last", label_smoothing=0.0, distill_weight=1.0, distill_temperature=1.0)
+    loss, _, _ = supervision_loss(logits, None, TARGETS, LABELS, cfg, teacher)
+    loss.backward()
+    assert logits.grad[:2].abs().sum() == 0, "with 'last' the teacher teaches only the last step"
+    # d/dz KL(t || softmax(z)) = softmax(z) - t: the teacher's class is pushed up, whatever the label says.
+    taught = (LABELS + 2) % 3
+    assert (logits.grad[2].gather(1, taught[:, None]) < 0).all()
+    assert (logits.grad[2].gather(1, LABELS[:, None]) > 0).all()
+
+
+def test_distillation_weight_mixes_the_labels_and_the_teacher():
+    logits = logits_per_step().detach()
+    teacher = torch.randn(3, 3)
+    only_labels = TrainConfig(label_smoothing=0.0, distill_weight=0.0, distill_temperature=2.0)
+    only_teacher = TrainConfig(label_smoothing=0.0, distill_weight=1.0, distill_temperature=2.0)
+    half = TrainConfig(label_smoothing=0.0, distill_weight=0.5, distill_temperature=2.0)
+    a = supervision_loss(logits, None, TARGETS, LABELS, only_labels, teacher)[0]
+    b = supervision_loss(logits, None, TARGETS, LABELS, only_teacher, teacher)[0]
+    c = supervision_loss(logits, None, TARGETS, LABELS, half, teacher)[0]
+    assert a.item() == pytest.approx(supervision_loss(logits, None, TARGETS, LABELS, only_labels)[0].item())
+    assert c.item() == pytest.approx((a.item() + b.item()) / 2)
+    assert b.item() > 0
+
+
+def test_a_student_that_matches_its_teacher_has_no_distillation_loss():
+    from vitrm.train import distillation_loss
+    z = torch.randn(4, 10)
+    assert distillation_loss(z, z, 3.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(z, z + torch.randn(4, 10), 3.0).item() > 0

@@ -9,6 +9,8 @@ The heart of it, as in TRM, is a few lines in ``train_one_epoch``::
 
 ``step_weighting`` and ``detach_between_steps`` are the two departures from it that a config
 can choose; the flagship's card says which it used and why (checkpoints/EXPERIMENTS.md).
+``distill_from`` names a trained checkpoint (the teacher) whose answer on the same augmented batch
+becomes part of each supervised step's target (``distillation_loss``).
 
 Everything a run needs to continue after SIGKILL is written atomically at the end of every
 epoch into the output directory, without pickle:
@@ -92,6 +94,9 @@ class TrainConfig:
     detach_between_steps: bool = True   # the paper's deep supervision; false backpropagates through all steps
     step_weighting: str = "uniform"     # how the supervised steps' losses are weighted; see step_weights
     init_from: str = ""             # warm start: a checkpoint directory whose weights start this run
+    distill_from: str = ""          # knowledge distillation: a checkpoint directory whose answers teach this run
+    distill_weight: float = 0.5     # share of each supervised step's class loss that is the teacher's
+    distill_temperature: float = 2.0
     eval_test: bool = True          # log test accuracy every epoch (never used to choose anything)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads; 0 keeps torch's default
@@ -190,6 +195,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("model.trained_steps must be a multiple of no_grad_steps + 1")
     if cfg.step_weighting not in STEP_WEIGHTINGS:
         raise ConfigError(f"step_weighting must be one of {', '.join(STEP_WEIGHTINGS)}, got {cfg.step_weighting!r}")
+    if not 0 <= cfg.distill_weight <= 1:
+        raise ConfigError(f"distill_weight must be in [0, 1], got {cfg.distill_weight}")
+    if not 0 < cfg.distill_temperature <= 100:
+        raise ConfigError(f"distill_temperature must be in (0, 100], got {cfg.distill_temperature}")
     if cfg.val_size < 0 or cfg.threads < 0 or cfg.workers < 0:
         raise ConfigError("val_size, threads and workers must not be negative")
     try:
@@ -304,15 +313,33 @@ def step_weights(steps: int, weighting: str) -> list[float]:
     return [w / sum(raw) for w in raw]
 
 
-def supervision_loss(logits, halt, targets, labels, cfg: TrainConfig):
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the temperature-softened answers, times T^2 (Hinton et al., 2015),
+    so that its gradient keeps the scale of a cross-entropy whatever the temperature."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+def supervision_loss(logits, halt, targets, labels, cfg: TrainConfig, teacher_logits=None):
     """Weighted sum over supervised steps of cross-entropy, plus the halting BCE.
 
     ``targets`` are class probabilities (soft under MixUp/CutMix); ``labels`` the hard labels
     used to decide whether a step's answer is right, which is what the halting head predicts.
+    With ``teacher_logits`` [B, C], each supervised step's class loss is
+    ``(1 - a) * CE + a * distillation_loss`` with ``a = cfg.distill_weight``: the teacher teaches the
+    steps the step weighting supervises, and no others (with "last", only the last).
     """
     weights = step_weights(logits.shape[0], cfg.step_weighting)
-    ce = sum(w * F.cross_entropy(logits[s], targets, label_smoothing=cfg.label_smoothing)
-             for s, w in enumerate(weights) if w)   # "last" skips the steps it does not supervise
+    a = cfg.distill_weight if teacher_logits is not None else 0.0
+
+    def class_loss(step_logits):
+        loss = F.cross_entropy(step_logits, targets, label_smoothing=cfg.label_smoothing)
+        if a:
+            loss = (1 - a) * loss + a * distillation_loss(step_logits, teacher_logits, cfg.distill_temperature)
+        return loss
+
+    ce = sum(w * class_loss(logits[s]) for s, w in enumerate(weights) if w)   # "last" skips unsupervised steps
     if halt is None:
         return ce, ce, torch.zeros(())
     correct = (logits.argmax(-1) == labels).float()
@@ -365,6 +392,8 @@ def prepare_output(cfg: TrainConfig, resume: bool) -> Path:
         raise ConfigError(f"{out}: exists and is not a directory")
     if cfg.init_from and not resume:
         _check_init_from(cfg)
+    if cfg.distill_from:
+        ckpt.read_config(cfg.distill_from)   # a missing or broken teacher fails before any data is decoded
     check_spec(cfg.data, cfg.data_dir, cfg.download)
     return out
 
@@ -402,6 +431,7 @@ class Run:
     sampler: DistributedSampler
     loader: DataLoader
     mix: object | None                    # MixUp/CutMix on whole batches, or None
+    teacher: torch.nn.Module | None       # distill_from's model in eval mode, or None
     train_split: Split
     val_split: Split | None
     test_split: Split | None
@@ -442,6 +472,7 @@ def setup(cfg: TrainConfig, resume: bool = False, command: list[str] | None = No
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay > 0 else None)
     optimizer = make_optimizer(model, cfg)
+    teacher = load_teacher(cfg, device) if cfg.distill_from else None
     sampler = DistributedSampler(AugmentedImages(train_split), num_replicas=world, rank=rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)
     loader = DataLoader(AugmentedImages(train_split, image_transform(cfg.augment, cfg.model.image_size)),
@@ -450,7 +481,7 @@ def setup(cfg: TrainConfig, resume: bool = False, command: list[str] | None = No
     run = Run(cfg=cfg, out=out, rank=rank, world=world, device=device, model=model, ddp=model, ema=ema,
               optimizer=optimizer,
               scheduler=make_scheduler(optimizer, cfg, len(loader)), sampler=sampler, loader=loader,
-              mix=batch_mix(cfg.augment, cfg.model.num_classes), train_split=train_split,
+              mix=batch_mix(cfg.augment, cfg.model.num_classes), teacher=teacher, train_split=train_split,
               val_split=val_split, test_split=test_split)
     if resume:
         run.start_epoch, run.wall_before = _load_state(out, model, ema, optimizer, run.scheduler)
@@ -493,6 +524,37 @@ def _warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
                           f"({str(e).splitlines()[-1].strip()})") from None
 
 
+def load_teacher(cfg: TrainConfig, device) -> torch.nn.Module:
+    """The distillation teacher, frozen, in eval mode; it must answer over the student's classes."""
+    teacher = ckpt.load(cfg.distill_from, device)
+    if teacher.config.class_names != cfg.model.class_names:
+        raise ConfigError(f"distill_from {cfg.distill_from}: its classes {teacher.config.class_names[:5]}... "
+                          f"differ from the data's {cfg.model.class_names[:5]}...")
+    teacher.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def teacher_answer(run: Run, images: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits [B, C] on the batch the student sees (the same augmentation and mix:
+    "consistent" distillation, Beyer et al. 2022), at its own trained step count. ``images`` are
+    normalized with the student's statistics; the teacher's own are applied instead."""
+    teacher, ours = run.teacher, run.cfg.model
+    theirs = teacher.config
+    if (list(theirs.mean), list(theirs.std)) != (list(ours.mean), list(ours.std)):
+        images = _renormalize(images, (ours.mean, ours.std), (theirs.mean, theirs.std))
+    with _autocast(run.device, run.cfg):
+        return teacher(images).float()
+
+
+def _renormalize(images: torch.Tensor, source, target) -> torch.Tensor:
+    """Images standardized with ``source`` = (mean, std) -> the same images standardized with ``target``."""
+    def stats(pair):
+        return (torch.tensor(v, device=images.device, dtype=images.dtype).view(1, -1, 1, 1) for v in pair)
+    (m0, s0), (m1, s1) = stats(source), stats(target)
+    return (images * s0 + m0 - m1) / s1
+
+
 def train_one_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
     """One pass over the training split with deep supervision; returns the epoch's sums over images.
 
@@ -515,12 +577,14 @@ def train_one_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
         if run.mix is not None:
             images, targets = run.mix(images, labels)
         hard = targets.argmax(-1)
+        teacher_logits = teacher_answer(run, images) if run.teacher is not None else None
         with _autocast(device, cfg):
             logits, halt = run.ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
                                    deep_supervision=True, no_grad_steps=cfg.no_grad_steps,
                                    detach_between_steps=cfg.detach_between_steps)
         logits = logits.float()
-        loss, ce, bce = supervision_loss(logits, None if halt is None else halt.float(), targets, hard, cfg)
+        loss, ce, bce = supervision_loss(logits, None if halt is None else halt.float(), targets, hard, cfg,
+                                         teacher_logits)
         _optimizer_step(run, loss)
         n = len(labels)
         sums["loss"] += loss.item() * n; sums["ce"] += ce.item() * n; sums["bce"] += bce.item() * n
