@@ -97,6 +97,7 @@ class TrainConfig:
     distill_from: str = ""          # knowledge distillation: a checkpoint directory whose answers teach this run
     distill_weight: float = 0.5     # share of each supervised step's class loss that is the teacher's
     distill_temperature: float = 2.0
+    distill_steps: int = 0          # the teacher's recursion steps (0: its trained count); fewer cost less
     eval_test: bool = True          # log test accuracy every epoch (never used to choose anything)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads; 0 keeps torch's default
@@ -199,6 +200,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"distill_weight must be in [0, 1], got {cfg.distill_weight}")
     if not 0 < cfg.distill_temperature <= 100:
         raise ConfigError(f"distill_temperature must be in (0, 100], got {cfg.distill_temperature}")
+    if not 0 <= cfg.distill_steps <= 1024:
+        raise ConfigError(f"distill_steps must be in 0..1024 (0: the teacher's trained count), got {cfg.distill_steps}")
     if cfg.val_size < 0 or cfg.threads < 0 or cfg.workers < 0:
         raise ConfigError("val_size, threads and workers must not be negative")
     try:
@@ -537,14 +540,16 @@ def load_teacher(cfg: TrainConfig, device) -> torch.nn.Module:
 @torch.no_grad()
 def teacher_answer(run: Run, images: torch.Tensor) -> torch.Tensor:
     """The teacher's logits [B, C] on the batch the student sees (the same augmentation and mix:
-    "consistent" distillation, Beyer et al. 2022), at its own trained step count. ``images`` are
+    "consistent" distillation, Beyer et al. 2022), after ``distill_steps`` steps (a recursive teacher's
+    first step can answer nearly as well as its last, at a fraction of the cost). ``images`` are
     normalized with the student's statistics; the teacher's own are applied instead."""
     teacher, ours = run.teacher, run.cfg.model
     theirs = teacher.config
     if (list(theirs.mean), list(theirs.std)) != (list(ours.mean), list(ours.std)):
         images = _renormalize(images, (ours.mean, ours.std), (theirs.mean, theirs.std))
+    steps = (run.cfg.distill_steps or None) if theirs.recursive else None
     with _autocast(run.device, run.cfg):
-        return teacher(images).float()
+        return teacher(images, steps).float()
 
 
 def _renormalize(images: torch.Tensor, source, target) -> torch.Tensor:
@@ -579,7 +584,7 @@ def train_one_epoch(run: Run, epoch: int, progress: bool = True) -> dict:
         hard = targets.argmax(-1)
         teacher_logits = teacher_answer(run, images) if run.teacher is not None else None
         with _autocast(device, cfg):
-            logits, halt = run.ddp(images, cfg.model.trained_steps if cfg.model.arch == "vitrm" else None,
+            logits, halt = run.ddp(images, cfg.model.trained_steps if cfg.model.recursive else None,
                                    deep_supervision=True, no_grad_steps=cfg.no_grad_steps,
                                    detach_between_steps=cfg.detach_between_steps)
         logits = logits.float()
