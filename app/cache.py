@@ -104,7 +104,7 @@ def flops_per_image(path: str, mtime: float) -> int | None:
     Asked for only where a model table or an opened model card shows it: torch's counter takes seconds the
     first time in a process, which the Explore page's first drawing must not wait for."""
     model = load_model(path, mtime)
-    steps = model.config.trained_steps if model.config.arch == "vitrm" else None
+    steps = model.config.trained_steps if model.config.recursive else None
     try:
         return vitrm.flops_per_image(model, steps)
     except Exception as e:      # a stranger's checkpoint costs the table one cell, never the page
@@ -128,15 +128,6 @@ def _sweeps(stamps: tuple[tuple[str, float], ...]) -> list[list[vitrm.SweepPoint
 def default_model_facts() -> dict:
     """The same for an untrained ViTRM with the library's default config (shown before any training)."""
     return _facts(vitrm.ViTRM(vitrm.ViTRMConfig()))
-
-
-def max_steps(config: vitrm.ModelConfig) -> int:
-    return config.trained_steps * STEP_FACTOR if config.arch == "vitrm" else 1
-
-
-def default_steps(config: vitrm.ModelConfig) -> int:
-    """The N a page opens with: twice the trained count, within what the app offers."""
-    return min(2 * config.trained_steps, max_steps(config))
 
 
 # --------------------------------------------------------------------------- images
@@ -245,13 +236,12 @@ _TRACES = vitrm.TraceBatcher()
 
 
 def traced_steps(config: vitrm.ModelConfig, n: int) -> int:
-    """How many steps to trace for a page showing N = ``n``: twice the trained count (the default N) while ``n``
-    fits in it, else the most the app offers (``max_steps``). Two sizes: N and the slider move within either with
-    no model work, and a first page traces only the default N (half of the most, a third of a new image's page
-    run on the 2-core machine)."""
-    if config.arch != "vitrm":
-        return 1
-    return default_steps(config) if n <= default_steps(config) else max_steps(config)
+    """How many steps to trace for a page showing N = ``n``: the default N (``vitrm.steps``) while ``n`` fits in
+    it, else the most the app offers. Two sizes: N and the slider move within either with no model work, and a
+    first page traces only the default N (half of the most, a third of a new image's page run on the 2-core
+    machine)."""
+    default = vitrm.steps.default_steps(config)
+    return default if n <= default else vitrm.steps.max_steps(config)
 
 
 @st.cache_resource(max_entries=128, show_spinner="Running the model through every step…")
@@ -259,11 +249,11 @@ def run_image(path: str, mtime: float, image_key: str, steps: int, _pixels: np.n
     model = load_model(path, mtime)
     config = model.config
     start = time.perf_counter()
-    trace = _TRACES.trace(model, _normalize(_pixels, config), steps=steps if config.arch == "vitrm" else None)
+    trace = _TRACES.trace(model, _normalize(_pixels, config), steps=steps if config.recursive else None)
     seconds = time.perf_counter() - start
     grid = int(round(trace.z.shape[2] ** 0.5))
     return ImageRun(trace=trace, pixels=_pixels.copy(), class_names=tuple(config.class_names), grid=grid,
-                    recursive=config.arch == "vitrm", seconds=seconds)
+                    recursive=config.recursive, seconds=seconds)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -294,7 +284,7 @@ class AttributionResult:
 def run_attribution(path: str, mtime: float, image_key: str, method: str, step: int,
                     target: int | None, _pixels: np.ndarray) -> AttributionResult:
     model = load_model(path, mtime)
-    steps = step if model.config.arch == "vitrm" else None
+    steps = step if model.config.recursive else None
     # captum itself is imported on the first attribution, not at cold start.
     result = vitrm.attribute(model, _normalize(_pixels, model.config), steps=steps, method=method, target=target)
     return AttributionResult(method=method, step=step, target=int(result.target[0]),
@@ -361,35 +351,30 @@ def sample_source(files: checkpoints.CheckpointFiles) -> SampleSource | None:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _progress=None) -> Evaluation:
-    """vitrm.evaluate's metrics and per-image table for k images, with progress reported as it goes.
+    """The evaluate command's pipeline (``vitrm.evaluate.evaluate_split``) on k images, at its default steps.
 
-    ``_progress(fraction, text)`` is called while decoding and while tracing, chunk by chunk.
+    ``_progress(fraction, text)`` is called while decoding and while tracing, batch by batch.
     """
+    # Not at cold start: vitrm.data brings torchvision.
+    from vitrm.data import Split
+    from vitrm.evaluate import evaluate_split
     model = load_model(path, mtime)
     cfg = model.config
     report = _progress or (lambda fraction, text: None)
     all_paths, all_labels = _listing(str(source.root), gallery=source.spec == vitrm.GALLERY_SPEC)
-    indices = analysis.evenly_spaced(len(all_paths), k).tolist()
-    paths = [all_paths[i] for i in indices]
-    labels = [cfg.class_names.index(all_labels[i]) for i in indices]
+    indices = analysis.evenly_spaced(len(all_paths), k)
+    paths = [all_paths[i] for i in indices.tolist()]
+    labels = torch.tensor([cfg.class_names.index(all_labels[i]) for i in indices.tolist()])
     images = torch.empty(len(paths), cfg.in_channels, cfg.image_size, cfg.image_size, dtype=torch.uint8)
     for i, p in enumerate(paths):
         images[i] = to_model_input(vitrm.load_image(source.root / p), cfg.image_size)
         if i % 20 == 0:
             report(0.3 * i / len(paths), f"Decoding images ({i}/{len(paths)})")
-    labels = torch.tensor(labels)
-    steps = max_steps(cfg)
-    start, chunks, chunk = time.perf_counter(), [], 50
-    for first in range(0, len(labels), chunk):
-        batch = slice(first, min(first + chunk, len(labels)))
-        trace = model.trace(vitrm.normalize(images[batch], cfg.mean, cfg.std), steps, attention=False)
-        chunks.append(analysis.step_outputs(trace, labels[batch]))
-        report(0.3 + 0.7 * batch.stop / len(labels), f"Running {steps} steps ({batch.stop}/{len(labels)} images)")
-    out = analysis.StepOutputs.concatenate(chunks)
-    seconds = time.perf_counter() - start
-    metrics = analysis.metrics_record(cfg, vitrm.num_parameters(model), source.spec, "test", out, labels)
-    metrics |= {"seconds": round(seconds, 3), "device": "cpu"}
-    table = analysis.predictions_table(out, labels, torch.tensor(indices), cfg.class_names, paths)
+    steps = vitrm.steps.default_steps(cfg)
+    metrics, table = evaluate_split(
+        model, Split(images, labels, tuple(cfg.class_names), "test"), steps, source.spec, "test", indices, paths,
+        batch_size=50, progress=lambda done, total: report(0.3 + 0.7 * done / total,
+                                                           f"Running {steps} steps ({done}/{total} images)"))
     return Evaluation(metrics=metrics, predictions=table, image_root=source.root,
                       computed_note=f"computed in this session on {len(labels)} images from {source.description} "
                                     "(not saved; run python -m vitrm evaluate for the full test set)")

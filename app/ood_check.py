@@ -25,7 +25,7 @@ def score(path: str, mtime: float, image_key: str, _trace) -> float | None:
     """The image's score under the rule (None without a usable rule or for a non-recursive model)."""
     found = rule(path, mtime)
     model = cache.load_model(path, mtime)
-    if (not isinstance(found, ood.OODRule) or model.config.arch != "vitrm"
+    if (not isinstance(found, ood.OODRule) or not model.config.recursive
             or _trace.steps < model.config.trained_steps):
         return None
     return float(found.score(ood.trace_features(model, _trace, found.feature))[0])

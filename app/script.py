@@ -33,7 +33,7 @@ def _default_selection(found: list[Path]) -> list[str]:
     """Those of DEFAULT_CHECKPOINTS present, in that order; else the first recursive model, else the first one."""
     def recursive(p: Path) -> bool:
         try:
-            return vitrm.read_config(p).arch == "vitrm"
+            return vitrm.read_config(p).recursive
         except CheckpointError:
             return False
     by_name = {p.name: p for p in found}

@@ -48,15 +48,15 @@ class LoadedModel:
 
     @property
     def recursive(self) -> bool:
-        return self.config.arch == "vitrm"
+        return self.config.recursive
 
     @property
     def max_steps(self) -> int:
-        return cache.max_steps(self.config)
+        return vitrm.steps.max_steps(self.config)
 
     @property
     def default_steps(self) -> int:
-        return cache.default_steps(self.config)
+        return vitrm.steps.default_steps(self.config)
 
     @property
     def card(self) -> dict:
@@ -110,7 +110,7 @@ def baseline_models(exclude: set[str]) -> list[LoadedModel]:
             continue
         try:
             config = vitrm.read_config(path)
-            if config.arch == "vitrm":
+            if config.recursive:
                 continue
             found.append(load(path))
         except CheckpointError:

@@ -63,10 +63,10 @@ def model_card(files: CheckpointFiles, parameters: int) -> dict:
     cfg = files.config
     card = {"name": files.name, "architecture": ARCH_NAMES.get(cfg.arch, cfg.arch), "arch": cfg.arch,
             "parameters": parameters, "effective_depth": cfg.effective_depth,
-            "trained_steps": cfg.trained_steps if cfg.arch == "vitrm" else 1,
+            "trained_steps": cfg.trained_steps if cfg.recursive else 1,
             "data": training_data(files), "epochs_logged": None if files.train_log is None else len(files.train_log),
             "training_seconds": training_seconds(files.train_log)}
-    if cfg.arch == "vitrm":
+    if cfg.recursive:
         card["block"] = (f"k={cfg.layers} layers, width {cfg.dim}, {cfg.heads} heads; n={cfg.latent_updates} "
                          f"latent updates + 1 answer update per step; {cfg.num_tokens} tokens "
                          f"({cfg.tokenizer} tokenizer); combine '{cfg.combine}'")

@@ -104,7 +104,7 @@ def main() -> None:
     pixels, where = test_images(1, cfg)
     image = normalize(pixels, cfg.mean, cfg.std)
     repeats = args.repeats or (2 if args.quick else 9)
-    N = cfg.trained_steps if cfg.arch == "vitrm" else 1
+    N = cfg.trained_steps if cfg.recursive else 1
     step_counts = [1, N] if args.quick else sorted({1, 2, N, 2 * N, 4 * N})
 
     print(f"# attribution latency benchmark{' (--quick)' if args.quick else ''}")

@@ -46,7 +46,7 @@ def describe(path: Path) -> dict:
     metrics = vitrm.read_metrics(path) or {}
     log = read_log(path)
     cfg = model.config
-    trained = cfg.trained_steps if cfg.arch == "vitrm" else 1
+    trained = cfg.trained_steps if cfg.recursive else 1
     top1 = metrics.get("top1_by_step")
     return {"model": model, "name": path.name, "arch": cfg.arch,
             "parameters": vitrm.num_parameters(model),

@@ -38,7 +38,7 @@ def main() -> None:
             correct += (model(images).argmax(-1) == labels).sum().item()
     top1 = correct / len(data)
     metrics = vitrm.read_metrics(args.checkpoint) or {}
-    steps = model.config.trained_steps if model.config.arch == "vitrm" else 1
+    steps = model.config.trained_steps if model.config.recursive else 1
     recorded = (metrics.get("top1_by_step") or [None] * steps)[steps - 1]
     print(f"{args.checkpoint}: top-1 {100 * top1:.2f}% on {len(data):,} images of {args.folder} at N={steps}")
     if recorded is not None:

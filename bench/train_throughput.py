@@ -60,7 +60,7 @@ class Trainer:
         self.targets = torch.nn.functional.one_hot(self.labels, cfg.num_classes).float()
 
     def forward_backward(self):
-        steps = self.cfg.trained_steps if self.cfg.arch == "vitrm" else None
+        steps = self.cfg.trained_steps if self.cfg.recursive else None
         logits, halt = self.model(self.images, steps, deep_supervision=True)
         loss, _, _ = supervision_loss(logits, halt, self.targets, self.labels, self.train_cfg)
         self.optimizer.zero_grad(set_to_none=True)

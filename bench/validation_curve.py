@@ -50,7 +50,7 @@ def main() -> None:
             state = load_file(str(Path(path) / "train_state.safetensors"))
             model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
             model.eval()
-        steps = args.max_steps if model.config.arch == "vitrm" else 1
+        steps = args.max_steps if model.config.recursive else 1
         out = run_steps(model, val, steps, progress=False)
         top1 = (out.pred == val.labels[None]).float().mean(1) * 100
         print(Path(path).name.ljust(40) + "".join(f"{v:7.2f}" for v in top1.tolist()), flush=True)

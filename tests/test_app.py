@@ -110,7 +110,7 @@ def open_model_card(at: AppTest) -> AppTest:
 def expected_at(checkpoint: Path, source, step: int) -> tuple[str, str]:
     """(top class, probability as shown) of ``model.trace`` run here, outside the app."""
     model = vitrm.load(checkpoint)
-    steps = step if model.config.arch == "vitrm" else None
+    steps = step if model.config.recursive else None
     probs = model.trace(model.preprocess(vitrm.load_image(source)), steps=steps).probs[-1, 0]
     top = int(probs.argmax())
     return model.config.class_names[top], f"{100 * probs[top].item():.2f}%"

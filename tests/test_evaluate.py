@@ -26,7 +26,6 @@ from vitrm.analysis import (
     normalize,
 )
 from vitrm.data import load_split
-from vitrm.evaluate import MAX_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = tuple(CIFAR10_CLASSES[:3])
@@ -279,10 +278,28 @@ def test_a_baseline_refuses_more_than_one_step(tmp_path, folder, cache, capsys):
     assert "not recursive" in err
 
 
-def test_max_steps_has_a_documented_ceiling(tmp_path, folder, cache, capsys):
+def test_max_steps_has_the_step_policys_ceiling_four_times_the_trained_count(tmp_path, folder, cache, capsys):
     ckpt = save_tiny(tmp_path / "ckpt")
-    err = assert_one_clear_line(evaluate(ckpt, folder, cache, "--max-steps", MAX_STEPS + 1), capsys)
-    assert str(MAX_STEPS) in err
+    most = vitrm.steps.max_steps(vitrm.read_config(ckpt))
+    assert most == 4 * TINY["trained_steps"]
+    assert evaluate(ckpt, folder, cache, "--max-steps", most) == 0
+    assert len(vitrm.read_metrics(ckpt)["top1_by_step"]) == most
+    capsys.readouterr()
+    err = assert_one_clear_line(evaluate(ckpt, folder, cache, "--max-steps", most + 1), capsys)
+    assert str(most) in err
+
+
+def test_a_model_trained_with_200_steps_evaluates_and_predicts_with_no_flags(tmp_path, folder, cache, capsys):
+    # The old ceiling (256) refused the default 2N = 400: the default and the ceiling now share one owner.
+    ckpt = save_tiny(tmp_path / "n200", dim=8, heads=1, trained_steps=200)
+    assert evaluate(ckpt, folder, cache) == 0
+    metrics = vitrm.read_metrics(ckpt)
+    assert (metrics["trained_steps"], metrics["max_steps"], len(metrics["top1_by_step"])) == (200, 400, 400)
+    image = next((folder / "test" / "bird").iterdir())
+    capsys.readouterr()
+    assert main(["predict", str(image), "--checkpoint", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "step 200:" in out and "step 201:" not in out
 
 
 # --------------------------------------------------------------------------- predict

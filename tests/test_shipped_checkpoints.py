@@ -47,7 +47,7 @@ def test_per_step_accuracy_on_the_fixed_subset_matches_the_record(path, test_sub
     correct = torch.zeros(steps)
     for i in range(0, len(test_subset), 250):
         images = normalize(test_subset.images[i:i + 250], model.config.mean, model.config.std)
-        trace = model.trace(images, steps if model.config.arch == "vitrm" else None, attention=False)
+        trace = model.trace(images, steps if model.config.recursive else None, attention=False)
         correct += (trace.logits.argmax(-1) == test_subset.labels[i:i + 250]).sum(-1).float()
     measured = (correct / len(test_subset)).tolist()
     for step, (got, want) in enumerate(zip(measured, recorded["top1_by_step"]), start=1):

@@ -239,7 +239,7 @@ def metrics_record(config, parameters: int, data: str, split: str, out: StepOutp
 
     With ``indices`` (each image's position in its split) the fixed-subset figures are added.
     """
-    recursive = config.arch == "vitrm"
+    recursive = config.recursive
     metrics = {"data": data, "split": split, "data_note": data_note(data), "num_images": len(labels),
                "arch": config.arch, "parameters": parameters,
                "trained_steps": config.trained_steps if recursive else 1, "max_steps": out.steps,
@@ -279,7 +279,7 @@ def class_directions(model: torch.nn.Module) -> torch.Tensor | None:
     the mean, class c's direction in y is g * W_c with its mean removed (the scale that the
     LayerNorm also divides by is left out: only directions are meaningful).
     """
-    if model.config.arch != "vitrm":
+    if not model.config.recursive:
         return None
     d = model.head.weight.detach() * model.head_norm.weight.detach()
     return d - d.mean(-1, keepdim=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from .provenance import ARCH_NAMES, data_description as describe
+from .steps import default_steps
 from .train import TRAIN_CONFIG, read_log
 
 
@@ -49,7 +50,7 @@ def render_card(path: Path, hardware: str) -> str:
 
 def _architecture_lines(config, params: int) -> list[str]:
     lines = [f"**Architecture:** {ARCH_NAMES[config.arch]}  ", f"**Parameters:** {params:,}  "]
-    if config.arch == "vitrm":
+    if config.recursive:
         return lines + [
             f"**Block:** k={config.layers} layers, width {config.dim}, {config.heads} heads, MLP ratio "
             f"{config.mlp_ratio}; tokenizer `{config.tokenizer}`"
@@ -76,8 +77,7 @@ def _training_lines(path: Path, config, train_cfg: dict, metrics: dict | None, h
     hardware_line = (f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h"
                      + (" summed over the runs, though the runs of the last stage trained at the same time."
                         if siblings else ".") if log else "- Not trained yet.")
-    evaluated_steps = len(metrics["top1_by_step"]) if metrics else (
-        2 * config.trained_steps if config.arch == "vitrm" else 1)
+    evaluated_steps = len(metrics["top1_by_step"]) if metrics else default_steps(config)
     lines = ["## Training", "",
              f"- Data: {data_description(train_cfg['data'])}.",
              f"- Split: {50000 - val if 'cifar10' in train_cfg['data'] else 'train'} training images, "

@@ -34,13 +34,15 @@ from .config import (  # noqa: F401 - the limits are part of the checkpoint form
     MAX_PARAMETERS,
     MAX_TOKENS,
     ConfigError,
+    arch_of,
+    architecture,
     config_classes,
     estimate_activation_bytes,
     estimate_parameters,
     parse_model_config,
 )
 from .errors import UserError
-from .model import ModelConfig, ViTRM, num_parameters
+from .model import ModelConfig, num_parameters
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -59,11 +61,12 @@ class CheckpointError(UserError):
 # --------------------------------------------------------------------------- building
 
 def build_model(config: ModelConfig) -> torch.nn.Module:
-    from .baselines import CompactCNN, ViT
-    archs = {"vitrm": ViTRM, "vit": ViT, "cnn": CompactCNN}
-    if config.arch not in archs:
-        raise CheckpointError(f"unknown architecture {config.arch!r}; expected one of {sorted(archs)}")
-    return archs[config.arch](config)
+    """The untrained model of ``config``'s architecture (the architecture table's ``model``)."""
+    try:
+        cls = architecture(config.arch).model_class()
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    return cls(config)
 
 
 # --------------------------------------------------------------------------- config validation
@@ -167,7 +170,7 @@ def _comparable(config_json: str) -> dict | None:
         return None
     if not isinstance(config, dict):
         return None
-    arch = config.get("arch", "vitrm")
+    arch = arch_of(config)
     cls = config_classes().get(arch) if isinstance(arch, str) else None
     if cls is None:
         return config

@@ -38,7 +38,42 @@ import math
 
 from .errors import UserError
 
-ARCHITECTURES = ("vitrm", "vit", "cnn")
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One row of the architecture table (timm's registry idea): how an ``arch`` is named, built and run.
+
+    The classes are named, not imported: the model modules import this one for its rules.
+    """
+
+    name: str          # config.json's "arch"
+    title: str         # how people are told (model cards, the app)
+    config: str        # "module:Class" of its config dataclass, inside the vitrm package
+    model: str         # "module:Class" of its torch module
+    recursive: bool    # answers after any number of steps (``steps=``), or in one pass
+
+    def config_class(self) -> type:
+        return _resolve(self.config)
+
+    def model_class(self) -> type:
+        return _resolve(self.model)
+
+
+def _resolve(where: str) -> type:
+    import importlib
+    module, name = where.split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
+# Every architecture there is; building, validation, naming and the default read this table alone.
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
+    Architecture("vitrm", "ViTRM (one shared block applied recursively)", "model:ViTRMConfig", "model:ViTRM",
+                 recursive=True),
+    Architecture("vit", "ViT baseline (unshared layers)", "baselines:ViTConfig", "baselines:ViT", recursive=False),
+    Architecture("cnn", "compact ResNet-style CNN baseline", "baselines:CNNConfig", "baselines:CompactCNN",
+                 recursive=False),
+)}
+DEFAULT_ARCH = "vitrm"    # configs written before the baselines existed name no arch: they are ViTRMs'
 TOKENIZERS = ("patch", "conv")
 COMBINES = ("concat", "add")
 
@@ -66,28 +101,35 @@ class ConfigError(UserError, ValueError):
 
 # --------------------------------------------------------------------------- the model config
 
+def arch_of(raw: dict) -> object:
+    """The ``arch`` a config's data names (``DEFAULT_ARCH`` when it names none); not yet checked."""
+    return raw.get("arch", DEFAULT_ARCH)
+
+
+def architecture(arch: object) -> Architecture:
+    """The table's row for ``arch``, or ConfigError."""
+    if not isinstance(arch, str):
+        raise ConfigError(f"arch must be a string, got {arch!r}")
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
+
+
 def config_classes() -> dict[str, type]:
     """The config dataclass of each architecture, by its ``arch``."""
-    from .baselines import CNNConfig, ViTConfig
-    from .model import ViTRMConfig
-    return {"vitrm": ViTRMConfig, "vit": ViTConfig, "cnn": CNNConfig}
+    return {name: a.config_class() for name, a in ARCHITECTURES.items()}
 
 
 def config_class(arch: object) -> type:
     """The config dataclass for ``arch``, or ConfigError."""
-    if not isinstance(arch, str):
-        raise ConfigError(f"arch must be a string, got {arch!r}")
-    classes = config_classes()
-    if arch not in classes:
-        raise ConfigError(f"unknown architecture {arch!r}; expected one of {sorted(classes)}")
-    return classes[arch]
+    return architecture(arch).config_class()
 
 
 def parse_model_config(raw: object):
     """Untrusted data (JSON, YAML) -> the config of its ``arch`` that passes every rule, or ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a JSON object, got {type(raw).__name__}")
-    arch = raw.get("arch", "vitrm")
+    arch = arch_of(raw)
     cls = config_class(arch)
     _check_types(raw)
     read = cls.field_names()
@@ -237,7 +279,7 @@ def parse_dataclass(cls, raw: object, where: str = ""):
                 # Each key's type first, named as written ("model.dim must be an integer"); a hand-written
                 # section may say "mlp_ratio: 2" or "dropout: 1e-1", and both are numbers. The types are
                 # those of the section's own architecture; parse_model_config names any key it lacks.
-                arch = value.get("arch", "vitrm")
+                arch = arch_of(value)
                 template = config_classes()[arch]() if arch in ARCHITECTURES else default
                 value = {k: _typed(getattr(template, k), v, f"{name}.{k}")
                          if k in template.field_names() else v for k, v in value.items()}

@@ -19,8 +19,9 @@ data have been checked and every image has been run:
                       label_name, halt_step, then per step s: pred_s, conf_s, prob_true_s, halt_s
 
 Every rule behind these figures (halting, calibration, the subset, the table's columns) lives in
-``vitrm.analysis``, which the app uses too. A non-recursive baseline (ViT, CNN) counts as one
-step and has no halting head.
+``vitrm.analysis``, and the step counts (the default 2N, the most 4N) in ``vitrm.steps``. The app's
+sample evaluation runs this same pipeline (``evaluate_split``), with a progress callback for its
+progress bar. A non-recursive baseline (ViT, CNN) counts as one step and has no halting head.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import datetime
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -42,43 +44,49 @@ from .errors import UsageError
 from .images import InvalidImageError, load_image
 from .model import num_parameters
 from .paths import UnsafePathError, find_classes
+from .steps import resolve as resolve_steps
 
 PREDICTIONS = ckpt.PREDICTIONS
-MAX_STEPS = 256                  # beyond this a run is a typo, not an experiment
+Progress = Callable[[int, int], None]    # called with (images done, images in all) after each batch
 
 
 # --------------------------------------------------------------------------- running the model
 
-def is_recursive(model) -> bool:
-    return model.config.arch == "vitrm"
-
-
-def resolve_steps(model, requested: int | None, flag: str = "--max-steps", default: int | None = None) -> int:
-    """The step count to run, or a UsageError naming the flag."""
-    if not is_recursive(model):
-        if requested not in (None, 1):
-            raise UsageError(f"{flag} {requested}: a {model.config.arch} baseline is not recursive, "
-                             "so it has exactly one step")
-        return 1
-    steps = default if requested is None else requested
-    if not 1 <= steps <= MAX_STEPS:
-        raise UsageError(f"{flag} must be between 1 and {MAX_STEPS}, got {steps}")
-    return steps
-
-
 @torch.no_grad()
 def run_steps(model, split: Split, steps: int, batch_size: int = 500, device: str | torch.device = "cpu",
-              progress: bool = True) -> StepOutputs:
-    """Trace every image of ``split`` through ``steps`` steps, keeping per-image summaries only."""
+              progress: bool | Progress = True) -> StepOutputs:
+    """Trace every image of ``split`` through ``steps`` steps, keeping per-image summaries only.
+
+    ``progress``: True for a bar on the terminal, False for none, or a ``Progress`` function (the app's bar).
+    """
     model.eval()
     cfg = model.config
+    starts = range(0, len(split), batch_size)
+    report = progress if callable(progress) else None
     parts = []
-    for start in tqdm(range(0, len(split), batch_size), desc="evaluating", unit="batch", disable=not progress,
+    for start in tqdm(starts, desc="evaluating", unit="batch", disable=report is not None or not progress,
                       dynamic_ncols=True, mininterval=1.0):
         end = min(start + batch_size, len(split))
         images = normalize(split.images[start:end].to(device), cfg.mean, cfg.std)
         parts.append(step_outputs(model.trace(images, steps, attention=False), split.labels[start:end]))
+        if report is not None:
+            report(end, len(split))
     return StepOutputs.concatenate(parts)
+
+
+def evaluate_split(model, part: Split, steps: int, data: str, split: str, indices: torch.Tensor,
+                   paths: list[str] | None = None, batch_size: int = 500, device: str | torch.device = "cpu",
+                   progress: bool | Progress = True) -> tuple[dict, pd.DataFrame]:
+    """(metrics.json's content, the per-image table) of ``part``, the images at ``indices`` of ``data``'s
+    ``split``, run through ``steps`` steps: the one pipeline behind the evaluate command and the app."""
+    t0 = time.perf_counter()
+    out = run_steps(model, part, steps, batch_size, device, progress)
+    seconds = time.perf_counter() - t0
+    cfg = model.config
+    metrics = metrics_record(cfg, num_parameters(model), data, split, out, part.labels, indices)
+    metrics |= {"seconds": round(seconds, 3), "images_per_second": round(len(part) / max(seconds, 1e-9), 1),
+                "device": torch.device(device).type}
+    return metrics, predictions_table(out, part.labels, indices, cfg.class_names, paths)
 
 
 def summary_table(metrics: dict) -> pd.DataFrame:
@@ -124,7 +132,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
     path = Path(checkpoint)
     model = ckpt.load(path)
     cfg = model.config
-    steps = resolve_steps(model, max_steps, default=2 * cfg.trained_steps)
+    steps = resolve_steps(cfg, max_steps)
     check_spec(data, data_dir)
     kind, root = parse_spec(data)
     if kind == "imagefolder":
@@ -148,15 +156,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    t0 = time.perf_counter()
-    out = run_steps(model, part, steps, batch_size, device, progress)
-    seconds = time.perf_counter() - t0
-
-    metrics = metrics_record(cfg, num_parameters(model), data, split, out, part.labels, indices)
-    metrics |= {"seconds": round(seconds, 3), "images_per_second": round(len(part) / max(seconds, 1e-9), 1),
-                "evaluated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "device": device.type}
-    ckpt.write_predictions(path, predictions_table(out, part.labels, indices, cfg.class_names, paths))
+    metrics, table = evaluate_split(model, part, steps, data, split, indices, paths, batch_size, device, progress)
+    metrics["evaluated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    ckpt.write_predictions(path, table)
     ckpt.atomic_write_json(path / ckpt.METRICS, metrics)
     return metrics
 
@@ -192,7 +194,7 @@ def predict_cli(args) -> bool:
     """Print the top-k classes at every step for each image; False if any image could not be read."""
     model = ckpt.load(args.checkpoint)
     cfg = model.config
-    steps = resolve_steps(model, args.steps, flag="--steps", default=cfg.trained_steps)
+    steps = resolve_steps(cfg, args.steps, flag="--steps", default=cfg.trained_steps)
     if not 1 <= args.top_k <= cfg.num_classes:
         raise UsageError(f"--top-k must be between 1 and {cfg.num_classes} (the number of classes), got {args.top_k}")
     all_read = True

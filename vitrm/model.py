@@ -85,6 +85,13 @@ class ModelConfig:
     def field_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
 
+    @property
+    def recursive(self) -> bool:
+        """Whether the model answers after any number of steps (``steps=``) or in one pass, as
+        the architecture table (``vitrm.config.ARCHITECTURES``) says."""
+        from .config import ARCHITECTURES
+        return ARCHITECTURES[self.arch].recursive
+
 
 class PatchGrid:
     """The token grid of a patch-tokenized config (the ViTRM's and the ViT's): one rule for both."""

@@ -6,13 +6,14 @@ model cards and ``metrics.json``'s ``data_note``.
 
 from pathlib import PurePath
 
+from .config import ARCHITECTURES
+
 JPEG_CAVEAT = ("every image re-encoded as JPEG quality 75, so figures are not comparable with the "
                "lossless official CIFAR-10")
 JPEG_NOTE = "CIFAR-10, JPEG q75 copy"
 GALLERY_SPEC = "app gallery"      # the app's built-in gallery: CIFAR-10 test images from the JPEG copy
 
-ARCH_NAMES = {"vitrm": "ViTRM (one shared block applied recursively)", "vit": "ViT baseline (unshared layers)",
-              "cnn": "compact ResNet-style CNN baseline"}
+ARCH_NAMES = {name: a.title for name, a in ARCHITECTURES.items()}    # the architecture table's titles
 
 
 def is_jpeg_copy(spec: str) -> bool:

@@ -48,7 +48,7 @@ def flops_per_image(model: torch.nn.Module, steps: int | None = None) -> int:
     cfg = model.config
     image = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(image, steps) if cfg.arch == "vitrm" else model(image)
+        model(image, steps) if cfg.recursive else model(image)
     return int(counter.get_total_flops())
 
 
@@ -75,7 +75,7 @@ def find_sweeps(paths: list[str | os.PathLike]) -> list[list[SweepPoint]]:
             config = read_config(path)
         except CheckpointError:
             continue
-        if config.arch == "vitrm":
+        if config.recursive:
             families.setdefault(_family(config), {}).setdefault(config.trained_steps, path)
     sweeps = []
     for members in families.values():

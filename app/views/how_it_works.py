@@ -22,7 +22,7 @@ def tokenizer_text(cfg: ViTRMConfig) -> str:
 
 def diagram(cfg: ModelConfig, parameters: int) -> str:
     """Graphviz DOT source of the model; every number comes from ``cfg``."""
-    if cfg.arch != "vitrm":
+    if not cfg.recursive:
         body = (f"{cfg.layers} unshared transformer layers" if cfg.arch == "vit"
                 else f"residual CNN, widths {list(cfg.cnn_widths)}")
         return f"""digraph {{ rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
@@ -63,7 +63,7 @@ def facts_table(cfg: ModelConfig, parameters: int, by_part: dict[str, int]) -> p
     """``by_part``: parameter counts per part in words (``vitrm.analysis.parameters_by_part``)."""
     rows = [("parameters", f"{parameters:,}")]
     rows += [(f"  in the {part}", f"{n:,}") for part, n in sorted(by_part.items(), key=lambda kv: -kv[1])]
-    if cfg.arch == "vitrm":
+    if cfg.recursive:
         calls = cfg.block_calls_per_step
         rows += [("block calls per step", f"{calls} (n={cfg.latent_updates} latent + 1 answer)"),
                  ("layers applied per step", f"{calls * cfg.layers}"),
@@ -78,7 +78,7 @@ def draw_how_it_works(cfg: ModelConfig, parameters: int, by_part: dict[str, int]
     st.graphviz_chart(chart, width="stretch")
     glossary.caption(f"Drawn from the configuration of {md(name)}. Solid arrows carry data; dotted lines show that "
                      "both updates use the same block f.", chart)
-    if cfg.arch == "vitrm":
+    if cfg.recursive:
         glossary.markdown(f"""
 **In plain words.** The picture is cut into {cfg.num_tokens} patches, and each becomes a token of {cfg.dim} numbers
 (**x**). The model keeps two more things in mind: one **answer token y**, where its current guess lives, and one
