@@ -39,7 +39,6 @@ from vitrm import analysis, to_model_input
 from . import checkpoints, derive, summaries
 
 THUMBNAIL = 512              # longest side of the original shown beside the model input
-STEP_FACTOR = 4              # the scrubber offers up to 4x the trained step count
 
 # One intra-op thread per computation. A single image's trace is too small to gain from more,
 # sessions already run in parallel threads, and a second thread per op oversubscribes small
