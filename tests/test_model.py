@@ -20,7 +20,10 @@ def tiny(**overrides) -> ViTRMConfig:
 
 VARIANTS = [pytest.param(dict(combine=c, tokenizer=t), id=f"{c}-{t}")
             for c in ("concat", "add") for t in ("patch", "conv")] + [
-    pytest.param(dict(tokenizer="conv", patch_size=8, conv_stages=1), id="add-light-stem")]
+    pytest.param(dict(tokenizer="conv", patch_size=8, conv_stages=1), id="add-light-stem"),
+    pytest.param(dict(combine="concat", mlp="swiglu", mlp_hidden=40, block_norm=False, head_norm=False,
+                      type_embed=False), id="paper")]
+PAPER = dict(combine="concat", mlp="swiglu", mlp_hidden=40, block_norm=False, head_norm=False, type_embed=False)
 
 
 def model_and_images(seed=0, batch=B, **overrides):
@@ -195,6 +198,78 @@ def test_each_architectures_config_survives_a_dict_round_trip(cfg):
     raw = cfg.to_dict()
     assert raw["arch"] == cfg.arch and set(raw) == type(cfg).field_names() | {"arch"}
     assert parse_model_config(raw) == cfg
+
+
+def test_a_config_without_the_variant_fields_is_the_default_architecture():
+    # Every config.json written before the fields existed lacks them: it must build what it always built.
+    raw = tiny(combine="concat").to_dict()
+    for key in ("mlp", "mlp_hidden", "block_norm", "head_norm", "type_embed"):
+        raw.pop(key)
+    cfg = parse_model_config(raw)
+    assert (cfg.mlp, cfg.mlp_hidden, cfg.block_norm, cfg.head_norm, cfg.type_embed) == ("gelu", 0, True, True, True)
+    names = set(ViTRM(cfg).state_dict())
+    assert {"block.norm.weight", "head_norm.weight", "type_embed", "block.layers.0.mlp.0.weight"} <= names
+
+
+def test_the_papers_variant_has_a_swiglu_mlp_and_no_closing_norm_head_norm_or_type_embedding():
+    torch.manual_seed(0)
+    model = ViTRM(tiny(**PAPER)).eval()
+    names = set(model.state_dict())
+    assert not any(n.startswith(("block.norm", "head_norm", "type_embed")) for n in names), names
+    mlp = model.block.layers[0].mlp
+    assert (mlp[0].weight.shape, mlp[3].weight.shape) == ((80, 32), (32, 40))
+    h = torch.randn(5, 32)
+    a, b = mlp[0](h).chunk(2, dim=-1)
+    assert torch.allclose(mlp(h), mlp[3](F.silu(a) * b))
+    # No norm before the heads: the logits are a Linear of y itself.
+    y = torch.randn(4, 32)
+    logits, halt = model.heads(y)
+    assert torch.allclose(logits, model.head(y)) and torch.allclose(halt, model.halt_head(y).squeeze(-1))
+
+
+def test_without_a_closing_norm_the_block_output_is_the_last_layers_residual_stream():
+    torch.manual_seed(0)
+    normed = ViTRM(tiny()).block
+    block = ViTRM(tiny(block_norm=False)).block
+    block.load_state_dict(normed.state_dict(), strict=False)      # the same layers, without the norm
+    x = torch.randn(2, 5, 32)
+    out = x
+    for layer in block.layers:
+        out, _ = layer(out)
+    assert torch.equal(block(x)[0], out)
+    assert torch.allclose(normed(x)[0], normed.norm(out)) and not torch.allclose(normed(x)[0], out)
+
+
+def test_concat_without_a_type_embedding_reads_z_from_the_same_positions_in_any_token_order():
+    # The paper's code attends over [x, y, z] and this model over [y, x, z]: with no position information
+    # inside the block, the z it reads from the last T positions is the same.
+    model, images = model_and_images(**PAPER)
+    x = model.embed(images)
+    y, z = model.initial_state(len(images))
+    ours, _ = model.latent_update(x, y, z)
+    theirs, _ = model.block(torch.cat([x, y[:, None], z], dim=1))
+    assert torch.allclose(ours, theirs[:, -z.shape[1]:], atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(mlp="relu"), "unknown mlp"),
+    (dict(mlp_hidden=16 * 32 + 1), "mlp_hidden"),
+    (dict(mlp_hidden=-1), "mlp_hidden"),
+    (dict(block_norm=1), "block_norm must be true or false"),
+    (dict(type_embed="no"), "type_embed must be true or false"),
+    (dict(mlp=1), "mlp must be a string"),
+])
+def test_a_variant_field_out_of_its_rules_is_refused_by_name(overrides, words):
+    with pytest.raises(ValueError, match=words):
+        parse_model_config(tiny().to_dict() | overrides)
+
+
+def test_the_parameter_estimate_counts_swiglus_wider_first_linear():
+    from vitrm.config import estimate_parameters
+    gelu, swiglu = tiny(mlp_hidden=64), tiny(mlp_hidden=64, mlp="swiglu")
+    grown = num_parameters(ViTRM(swiglu)) - num_parameters(ViTRM(gelu))
+    assert grown == swiglu.layers * (32 * 64 + 64)
+    assert estimate_parameters(swiglu) - estimate_parameters(gelu) == swiglu.layers * 32 * 64
 
 
 def test_the_effective_depth_counts_every_layer_application():

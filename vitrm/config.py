@@ -5,7 +5,9 @@ holding only the fields that architecture reads; all share ``ModelConfig``'s
 (image_size, in_channels, num_classes, class_names, mean, std):
 
     vitrm   ViTRMConfig (vitrm.model): tokenizer, patch_size, conv_stages (conv tokenizer), dim, heads,
-            mlp_ratio, layers (k), latent_updates (n), combine, trained_steps (N), dropout
+            mlp_ratio, layers (k), latent_updates (n), combine, trained_steps (N), dropout; and the
+            paper's code's variant: mlp, mlp_hidden, block_norm, head_norm, type_embed (their defaults
+            are the default architecture, so a config written before they existed means what it did)
     vit     ViTConfig (vitrm.baselines): the same but latent_updates and combine; trained_steps is 1
     cnn     CNNConfig (vitrm.baselines): cnn_widths; trained_steps is 1
 
@@ -17,7 +19,8 @@ One exception, read-only: before each architecture had its own class, one config
 them all, and every config it wrote (config.json, a run's train_config.json, the config saved
 with the weights) names every one of its fields (``LEGACY_FIELDS``; ``conv_stages`` came later).
 A config that names all of them is read in that layout: the fields its architecture does not
-read are dropped, as that code ignored them. Anything short of the whole layout is a config of
+read are dropped, as that code ignored them. The variant fields came after that layout was gone,
+so a config that names them is always a config of today. Anything short of the whole layout is a config of
 today, where such a field is an error.
 
 Three callers, one set of rules:
@@ -76,6 +79,8 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
 DEFAULT_ARCH = "vitrm"    # configs written before the baselines existed name no arch: they are ViTRMs'
 TOKENIZERS = ("patch", "conv")
 COMBINES = ("concat", "add")
+MLPS = ("gelu", "swiglu")
+FLAGS = ("block_norm", "head_norm", "type_embed")   # the ViTRM's true/false fields
 
 MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused before allocation
 # Small weights can still ask for huge work per image: attention is quadratic in the tokens,
@@ -86,7 +91,7 @@ MAX_ACTIVATION_BYTES = 2**30      # per image: one step's attention maps, or one
 INT_RANGES = {
     "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
     "patch_size": (1, 256), "dim": (4, 4096), "heads": (1, 64), "layers": (1, 512),
-    "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8),
+    "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8), "mlp_hidden": (0, 65536),
 }
 LIST_TYPES = {"class_names": str, "mean": (int, float), "std": (int, float), "cnn_widths": int}
 # Every field of the one config class that served all architectures before each had its own.
@@ -158,9 +163,12 @@ def _check_types(raw: dict) -> None:
                 raise ConfigError(f"{key} must be an integer, got {v!r}")
             if not lo <= v <= hi:
                 raise ConfigError(f"{key}={v} is outside the allowed range {lo}..{hi}")
-    for key in ("tokenizer", "combine"):
+    for key in ("tokenizer", "combine", "mlp"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"{key} must be a string, got {raw[key]!r}")
+    for key in FLAGS:
+        if key in raw and not isinstance(raw[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {raw[key]!r}")
     for key in ("mlp_ratio", "dropout"):
         if key in raw and (not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool)):
             raise ConfigError(f"{key} must be a number, got {raw[key]!r}")
@@ -214,6 +222,10 @@ def check_model(cfg, arch: str | None = None) -> None:
             raise ConfigError(f"unknown combine {cfg.combine!r}; expected 'concat' or 'add'")
         if cfg.latent_updates < 1:
             raise ConfigError(f"a ViTRM needs latent_updates of at least 1, got {cfg.latent_updates}")
+        if cfg.mlp not in MLPS:
+            raise ConfigError(f"unknown mlp {cfg.mlp!r}; expected 'gelu' or 'swiglu'")
+        if not 0 <= cfg.mlp_hidden <= 16 * cfg.dim:
+            raise ConfigError(f"mlp_hidden={cfg.mlp_hidden} must be between 0 (dim * mlp_ratio) and 16 x dim")
 
 
 def check_budget(cfg) -> None:
@@ -235,11 +247,18 @@ def estimate_parameters(cfg) -> int:
     if cfg.arch == "cnn":
         w = (cfg.in_channels,) + tuple(cfg.cnn_widths)
         return sum(9 * a * b * 2 + b * b for a, b in zip(w[:-1], w[1:])) + w[-1] * cfg.num_classes
-    d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
-    per_layer = 4 * d * d + 2 * d * hidden + 10 * d
+    d = cfg.dim
+    per_layer = 4 * d * d + mlp_weights(cfg) + 10 * d
     tokens = cfg.num_tokens * d * (3 if cfg.arch == "vitrm" else 1)
     stem = cfg.in_channels * d * cfg.patch_size ** 2 + 9 * d * d
     return cfg.layers * per_layer + tokens + stem + d * (cfg.num_classes + 2)
+
+
+def mlp_weights(cfg) -> int:
+    """Weights in one transformer layer's MLP (the multiply-adds per token): D x H twice for GELU, three
+    times for SwiGLU, whose first Linear is twice as wide."""
+    from .model import mlp_width
+    return (3 if getattr(cfg, "mlp", "gelu") == "swiglu" else 2) * cfg.dim * mlp_width(cfg)
 
 
 def estimate_activation_bytes(cfg) -> int:

@@ -32,6 +32,19 @@ position 0, so "where does the answer token look" is one row of one attention ma
 
 The block ends in a LayerNorm, so y and z stay on the same scale however many steps are
 run; that is what lets ``steps`` exceed the trained count without the state blowing up.
+
+The paper's public code builds a variant of this (``vitrm.reference`` imports its checkpoints),
+and five config fields spell it out so that it can also be trained here; the defaults are this
+file's own architecture, so every checkpoint saved before they existed computes as it did:
+
+    mlp="swiglu"       Linear(D, 2H) -> SwiGLU -> Linear(H, D) instead of Linear -> GELU -> Linear
+    mlp_hidden=H       the MLP's hidden width H, when dim * mlp_ratio cannot say it exactly
+    block_norm=False   no closing LayerNorm in the block
+    head_norm=False    the heads read y itself, not LayerNorm(y)
+    type_embed=False   combine="concat" without the x / z type embedding. The paper's code orders the
+                       latent sequence [x, y, z], this file [y, x, z]; attention without position
+                       information inside the block is permutation-equivariant, so both give the same
+                       z as long as z is read from the last T positions, as both do.
 """
 
 from __future__ import annotations
@@ -121,6 +134,12 @@ class ViTRMConfig(PatchGrid, ModelConfig):
     combine: str = "add"              # "concat" or "add"; see the module docstring
     trained_steps: int = 4            # N: recursion steps used in training; default at inference
     dropout: float = 0.0
+    # The paper's code's variant (module docstring); the defaults are this file's architecture.
+    mlp: str = "gelu"                 # "gelu" or "swiglu"
+    mlp_hidden: int = 0               # the MLP's hidden width; 0: int(dim * mlp_ratio)
+    block_norm: bool = True           # a closing LayerNorm in the block
+    head_norm: bool = True            # LayerNorm(y) before the heads
+    type_embed: bool = True           # combine="concat" only: the x / z type embedding
 
     @property
     def block_calls_per_step(self) -> int:
@@ -156,17 +175,40 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, L, D)), weights
 
 
-class TransformerLayer(nn.Module):
-    """Pre-norm self-attention plus MLP, as in ViT."""
+class SwiGLU(nn.Module):
+    """[..., 2H] -> [..., H]: ``a, b = x.chunk(2, -1); silu(a) * b``.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+    The paper's code names SwiGLU without saying which half is gated; this is the common PyTorch
+    idiom (the first half through SiLU, times the second), and ``vitrm.reference`` imports with it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=-1)
+        return F.silu(a) * b
+
+
+def mlp_width(cfg: ViTRMConfig | ViTConfig) -> int:
+    """The MLP's hidden width: ``mlp_hidden`` when a ViTRM config sets it, else int(dim * mlp_ratio)."""
+    return getattr(cfg, "mlp_hidden", 0) or int(cfg.dim * cfg.mlp_ratio)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm self-attention plus MLP, as in ViT.
+
+    ``mlp="swiglu"`` makes the MLP Linear(D, 2H) -> SwiGLU -> Linear(H, D), the paper's code's;
+    its Linears keep the indices 0 and 3 of the GELU MLP's.
+    """
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float, mlp: str = "gelu"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+        if mlp == "swiglu":
+            expand, act = nn.Linear(dim, 2 * hidden), SwiGLU()
+        else:
+            expand, act = nn.Linear(dim, hidden), nn.GELU()
+        self.mlp = nn.Sequential(expand, act, nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, need_weights: bool = False):
         a, weights = self.attn(self.norm1(x), need_weights)
@@ -175,14 +217,16 @@ class TransformerLayer(nn.Module):
 
 
 class Block(nn.Module):
-    """f: ``k`` layers and a closing LayerNorm. ViTRM owns one; the ViT baseline stacks them."""
+    """f: ``k`` layers and a closing LayerNorm (``block_norm``). ViTRM owns one; the ViT baseline stacks them."""
 
     def __init__(self, cfg: ViTRMConfig | ViTConfig, layers: int | None = None):
         super().__init__()
+        # The ViT baseline's config has no variant fields: it is always this file's default architecture.
+        mlp = getattr(cfg, "mlp", "gelu")
         self.layers = nn.ModuleList(
-            TransformerLayer(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout)
+            TransformerLayer(cfg.dim, cfg.heads, mlp_width(cfg), cfg.dropout, mlp)
             for _ in range(cfg.layers if layers is None else layers))
-        self.norm = nn.LayerNorm(cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim) if getattr(cfg, "block_norm", True) else nn.Identity()
 
     def forward(self, x: torch.Tensor, need_weights: bool = False):
         """Returns the output and, when asked, attention weights [k, B, H, L, L]."""
@@ -321,11 +365,11 @@ class ViTRM(nn.Module, Preprocessing):
         self.pos = nn.Parameter(torch.randn(1, T, D) * 0.02)
         self.y_init = nn.Parameter(torch.randn(D) * 0.02)
         self.z_init = nn.Parameter(torch.randn(T, D) * 0.02)
-        if config.combine == "concat":
+        if config.combine == "concat" and config.type_embed:
             # Tells the block which half of the sequence is x and which is z.
             self.type_embed = nn.Parameter(torch.randn(2, D) * 0.02)
         self.block = Block(config)
-        self.head_norm = nn.LayerNorm(D)
+        self.head_norm = nn.LayerNorm(D) if config.head_norm else nn.Identity()
         self.head = nn.Linear(D, config.num_classes)
         self.halt_head = nn.Linear(D, 1)
         self.apply(_init_weights)
@@ -340,8 +384,10 @@ class ViTRM(nn.Module, Preprocessing):
         return self.y_init.expand(batch, -1), self.z_init.expand(batch, -1, -1)
 
     def latent_update(self, x, y, z, need_weights=False):
-        if self.config.combine == "concat":
+        if self.config.combine == "concat" and self.config.type_embed:
             seq = torch.cat([y[:, None], x + self.type_embed[0], z + self.type_embed[1]], dim=1)
+        elif self.config.combine == "concat":
+            seq = torch.cat([y[:, None], x, z], dim=1)
         else:
             seq = torch.cat([y[:, None], x + z], dim=1)
         out, w = self.block(seq, need_weights)
