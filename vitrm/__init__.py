@@ -11,7 +11,7 @@ holds the rules that evaluation and the app share: the halting rule, per-step st
 metrics assembly, class directions and normalization.
 """
 
-from . import analysis, ood, paths, sidefiles, steps
+from . import analysis, edits, ood, paths, projection, sidefiles, steps
 from .analysis import normalize
 from .attribution import METHODS as ATTRIBUTION_METHODS, Attribution, attribute
 from .baselines import CNNConfig, CompactCNN, ViT, ViTConfig, vit_config_for
@@ -59,6 +59,8 @@ __all__ = [
     "paths",
     # the files beside the weights, read as untrusted data (caps and schemas)
     "sidefiles",
+    # what-if edits of an image, and a test set's answers on one 2-D map over the steps (projection.safetensors)
+    "edits", "projection",
     # the step policy: the default (2N), the most (4N), the flags' check
     "steps",
     # analysis, attribution, and the trained-N sweep

@@ -1,4 +1,4 @@
-"""Command line: ``python -m vitrm train | evaluate | predict | average``.
+"""Command line: ``python -m vitrm train | evaluate | predict | average | project``.
 
 Errors a user can cause (a wrong path, a bad config, an absurd value: ``vitrm.errors.UserError``)
 print one line and exit with status 2; ``--debug`` shows the full traceback instead. Any other
@@ -45,6 +45,11 @@ def _average(args) -> None:
     from .checkpoint import average
     out = average(args.checkpoints, args.out, command=args.command_line)
     print(f"wrote the mean of {len(args.checkpoints)} checkpoints' weights to {out}")
+
+
+def _project(args) -> None:
+    from .projection import project_cli
+    project_cli(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("checkpoints", nargs="+", help="checkpoint directories of one architecture")
     a.add_argument("--out", required=True, help="directory for the averaged checkpoint")
     a.set_defaults(func=_average)
+
+    j = sub.add_parser("project", help="every image's answer token over the steps on one 2-D map "
+                       "(projection.safetensors, for the app's projector)")
+    j.add_argument("--checkpoint", required=True)
+    j.add_argument("--data", required=True, help="cifar10, cifar100 or imagefolder:PATH")
+    j.add_argument("--data-dir", dest="data_dir", default="data")
+    j.add_argument("--split", default="test", choices=["test", "train"])
+    j.add_argument("--steps", type=int, default=None,
+                   help="project steps 1..S (default: the steps metrics.json covers, else 2x the trained count)")
+    j.add_argument("--limit", type=int, default=None, help="at most N images, spread evenly (default and cap: 10,000)")
+    j.add_argument("--batch-size", dest="batch_size", type=int, default=500)
+    j.add_argument("--cache-dir", dest="cache_dir", default=None)
+    j.set_defaults(func=_project)
     return parser
 
 

@@ -370,3 +370,90 @@ def read_train_log(path: str | os.PathLike) -> pd.DataFrame | None:
     if not log.empty and (log["epoch"].min() < 1 or log["epoch"].max() > 10**6):
         raise CheckpointError(f"{file}: epochs must be counted from 1 (up to a million)")
     return log
+
+
+# --------------------------------------------------------------------------- projection.safetensors
+
+MAX_PROJECTION_BYTES = 16 * 2**20  # 10,000 images x 64 steps (vitrm.projection's caps) is about 5.2 MB
+MAX_SAFETENSORS_HEADER = 2**16     # four tensors and a few strings of metadata need under 2 KB
+
+
+def _safetensors_header(data: bytes, source: str) -> dict:
+    """The JSON header of a safetensors file, through ``parse_json`` (bounded, finite, shallow)."""
+    if len(data) < 8:
+        raise CheckpointError(f"{source}: not a safetensors file (shorter than its header length)")
+    size = int.from_bytes(data[:8], "little")
+    if not 2 <= size <= min(MAX_SAFETENSORS_HEADER, len(data) - 8):
+        raise CheckpointError(f"{source}: not a safetensors file (a header of {size:,} bytes)")
+    header = parse_json(data[8:8 + size], source)
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{source}: not a safetensors file (its header is not a JSON object)")
+    return header
+
+
+def _projection_metadata(header: dict, source: str) -> dict[str, str]:
+    from .projection import FORMAT
+    c = _Checker(source)
+    meta = c.mapping(header.get("__metadata__", {}), "the metadata")
+    for key, value in meta.items():
+        c.string(value, f"metadata {_repr(key)}")
+    if meta.get("format") != FORMAT:
+        raise c.fail(f"format is {_repr(meta.get('format'))}, expected {FORMAT!r} (written by python -m vitrm project)")
+    return meta
+
+
+def validate_projection(tensors: dict, meta: dict[str, str], num_classes: int, source: str):
+    """The four arrays of projection.safetensors (``vitrm.projection``): names, dtypes, shapes within the caps,
+    finite coordinates, distinct image indices, classes in range."""
+    from .projection import KEYS, MAX_IMAGES, MAX_STEPS as MAX_PROJECTED_STEPS, Projection
+    c = _Checker(source)
+    if set(tensors) != set(KEYS):
+        raise c.fail(f"holds {sorted(tensors)[:6]}; expected exactly {sorted(KEYS)}")
+    for name, (dtype, ndim) in KEYS.items():
+        t = tensors[name]
+        if t.dtype != dtype or t.ndim != ndim:
+            raise c.fail(f"{name} is {t.dtype} with {t.ndim} dimensions; expected {np.dtype(dtype)} with {ndim}")
+    coords, index, label, pred = (tensors[k] for k in ("coords", "index", "label", "pred"))
+    steps, images = coords.shape[:2]
+    if not (1 <= steps <= MAX_PROJECTED_STEPS and 1 <= images <= MAX_IMAGES and coords.shape[2] == 2):
+        raise c.fail(f"coords has shape {coords.shape}; expected [1..{MAX_PROJECTED_STEPS} steps, "
+                     f"1..{MAX_IMAGES:,} images, 2]")
+    if index.shape != (images,) or label.shape != (images,) or pred.shape != (steps, images):
+        raise c.fail(f"index {index.shape}, label {label.shape} and pred {pred.shape} do not fit coords "
+                     f"{coords.shape} (one entry per image, pred one per step and image)")
+    if not np.isfinite(coords).all():
+        raise c.fail("coords holds a value that is not a finite number")
+    if (index < 0).any() or (index > 2**53).any() or len(np.unique(index)) != images:
+        raise c.fail("index must hold distinct image positions from 0")
+    for name, values in (("label", label), ("pred", pred)):
+        if ((values < 0) | (values >= num_classes)).any():
+            raise c.fail(f"{name} holds a class outside 0..{num_classes - 1}")
+    try:
+        explained = json.loads(meta.get("explained", "null"))
+    except ValueError:
+        explained = None
+    if not isinstance(explained, list) or len(explained) != 2:
+        raise c.fail("explained must be a JSON list of the two components' shares of the variance")
+    c.numbers(explained, "explained", 2, 0, 1)
+    for array in (coords, index, label, pred):
+        array.flags.writeable = False
+    return Projection(coords=coords, index=index, label=label, pred=pred, explained=tuple(explained),
+                      data=meta.get("data", ""), split=meta.get("split", ""), feature=meta.get("feature", ""))
+
+
+def read_projection(path: str | os.PathLike, num_classes: int):
+    """``path/projection.safetensors`` (``python -m vitrm project``) validated, or None when absent."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_safetensors
+
+    from .projection import FILE
+    file = Path(path) / FILE
+    data = read_bounded(file, MAX_PROJECTION_BYTES)
+    if data is None:
+        return None
+    meta = _projection_metadata(_safetensors_header(data, str(file)), str(file))
+    try:
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, TypeError, OverflowError) as e:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({_short(e)})") from None
+    return validate_projection(tensors, meta, num_classes, str(file))
