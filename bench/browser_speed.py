@@ -13,7 +13,7 @@ visit's page (the default gallery image, the scrubber view). It measures, in thi
   drawn: the answer's metric shown, each of its 4 Plotly charts drawn (the floor's 2), the script finished
   and Streamlit's status widget gone (checked in the page, at each animation frame after a change);
 * **slider move to a settled page**: ``--moves`` arrow-key presses on the step slider, up and down
-  its range. Timed inside the page (tests/step_recorder.py): from the keydown to the first DOM
+  its range. Timed inside the page (testkit/step_recorder.py): from the keydown to the first DOM
   change after which the page is *settled*: the script's run state is notRunning, no element is
   stale, and the answer's headline ("Top class at step K", not stale) and the slider both show
   the new step. Each press waits for the previous page to be settled for 0.3 s;
@@ -61,8 +61,8 @@ import numpy as np
 import pandas as pd
 
 from bench.load import GALLERY, ROOT, analyse, checkpoints_root, level
-from tests import step_recorder
-from tests.streamlit_client import APP, ServerError, open_page, serve
+from testkit import step_recorder
+from testkit.streamlit_client import APP, ServerError, open_page, serve
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SLIDER = "[data-testid='stSlider'] input[type='range']"

@@ -5,7 +5,7 @@ malicious checkpoint configs, each in a fresh process so that one measurement ca
 
 Prints, per case: the outcome (the message a user sees), the wall time to reach it, and the
 process's peak resident memory (VmHWM, torch included) next to what it was before the case ran.
-The corpus is ``tests/oddfiles.py``, the same files the test suite feeds to the app.
+The corpus is ``testkit/oddfiles.py``, the same files the test suite feeds to the app.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.oddfiles import odd_files
+from testkit.oddfiles import odd_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a fresh interpreter: import torch and vitrm first, then measure only the case.
 HARNESS = textwrap.dedent("""
     import json, sys, time
-    from tests.oddfiles import odd_files, peak_rss_mb, rss_mb
+    from testkit.oddfiles import odd_files, peak_rss_mb, rss_mb
     import vitrm
     before = peak_rss_mb()
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def table(title: str, rows: list[tuple[str, dict]]) -> None:
 def main() -> None:
     images = [(name, run(IMAGE_CASE.format(name=name))) for name in odd_files()]
     configs = [(name, run(CONFIG_CASE.format(changes=repr(changes)))) for name, changes in CONFIGS.items()]
-    table(f"load_image on the {len(images)} files of tests/oddfiles.py", images)
+    table(f"load_image on the {len(images)} files of testkit/oddfiles.py", images)
     table("vitrm.load on a checkpoint whose config.json was tampered with", configs)
     crashed = [n for n, r in images + configs if r["outcome"].startswith("CRASHED")]
     print(f"\n{len(crashed)} crashes" + (f": {crashed}" if crashed else ""))

@@ -3,7 +3,7 @@
     python -m bench.load [--checkpoint DIR] [--levels 1 5 20] [--per-session 10 4 3] [--no-cached]
 
 Starts one real `streamlit run app/main.py` server and drives it with websocket clients that
-speak the browser's protocol (tests/streamlit_client.py). One *full analysis* is one new
+speak the browser's protocol (testkit/streamlit_client.py). One *full analysis* is one new
 session opening a link to a gallery image (``?image=cat_0003``): from opening the websocket
 until the server's ``script_finished``, i.e. the whole Explore page (scrubber view) computed
 and every element delivered to the client. The browser's drawing is not included
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from app.text import md  # the caption escapes the file name for markdown
-from tests.streamlit_client import open_page, serve
+from testkit.streamlit_client import open_page, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -45,7 +45,7 @@ from bench.common import (
     test_images,
     training_step,
 )
-from tests.oddfiles import proc_status_mb  # the tests' memory probe, shared
+from testkit.oddfiles import proc_status_mb  # the tests' memory probe, shared
 from vitrm import ViT, ViTRM, ViTRMConfig, num_parameters, vit_config_for
 from vitrm.analysis import normalize
 from vitrm.config import parse_model_config

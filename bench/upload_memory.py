@@ -4,7 +4,7 @@
                                                              [--heavy 4] [--hold 15] [--ttl 20]
 
 Starts one real `streamlit run app/main.py` server on 127.0.0.1 and opens ``--sessions`` sessions
-at once with the browser's own protocol (tests/streamlit_client.py). Each session opens the Explore
+at once with the browser's own protocol (testkit/streamlit_client.py). Each session opens the Explore
 page, picks "Upload", and adds files to the uploader one at a time, as a visitor choosing files
 does: ``--files`` BMP photographs of ``--file-mb`` MB of random pixels each (under Streamlit's 20 MB
 per-file cap, together over the app's 40 MB per-session budget, so the oldest is dropped), every
@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image
 
 from bench.load import FLAGSHIP, checkpoints_root
-from tests.streamlit_client import Session, serve_process
+from testkit.streamlit_client import Session, serve_process
 
 MB = 2**20
 FILE_CAP = 20 * MB          # .streamlit/config.toml: server.maxUploadSize = 20

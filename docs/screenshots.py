@@ -24,7 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.streamlit_client import serve  # the server harness the browser tests use
+from testkit.streamlit_client import serve  # the server harness the browser tests use
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -703,7 +703,9 @@ def test_missing_metrics_are_said_and_can_be_computed_on_k_images(app, lab):
     picked = table.iloc[evenly_spaced(len(table), 20).tolist()]
     images = model.preprocess([vitrm.load_image(GALLERY / f) for f in picked["file"]])
     labels = torch.tensor([CONCAT.class_names.index(c) for c in picked["label"]])
-    trace = model.trace(images, steps=4 * CONCAT.trained_steps, attention=False)
+    # At the evaluate command's default steps (2N), as python -m vitrm evaluate would run them.
+    assert vitrm.steps.default_steps(CONCAT) == 2 * CONCAT.trained_steps
+    trace = model.trace(images, steps=vitrm.steps.default_steps(CONCAT), attention=False)
     expected = (trace.logits.argmax(-1) == labels).float().mean(1).tolist()
     spec = plotly_specs(at)[0]
     curve = next(t for t in spec["data"] if t.get("name", "").split(" (")[0] == "vitrm-concat-no-metrics")
@@ -880,7 +882,7 @@ def test_runs_averaged_into_the_checkpoint_are_drawn_over_the_last_stage(tmp_pat
 
 
 def test_the_whole_odd_file_corpus_in_one_upload_gets_a_line_per_file_and_no_crash(app, lab):
-    from oddfiles import odd_files
+    from testkit.oddfiles import odd_files
     corpus = odd_files()
     at = select_models(run(app), lab, "vitrm-tiny")
     at.radio(key="source").set_value("Upload")

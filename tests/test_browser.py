@@ -10,7 +10,7 @@ stay on the page (marked ``data-stale="true"``) until the new run has replaced t
 touched in the middle of a run may be redrawn by that run. So the test reads only elements that
 are not stale, and before each interaction it waits for the page to settle (the script has
 finished and nothing is stale). What Play shows is recorded inside the page by a MutationObserver
-(tests/step_recorder.py), so no step it shows can slip between two polls. On a failure it saves
+(testkit/step_recorder.py), so no step it shows can slip between two polls. On a failure it saves
 a screenshot, the page source, the browser's console and the server's log, and names them in the
 error.
 """
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import step_recorder
 import torch
 from PIL import Image
-from streamlit_client import serve
 
 import vitrm
+from testkit import step_recorder
+from testkit.streamlit_client import serve
 from vitrm import ViTRM, ViTRMConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamlit_client import serve
 from test_app import gallery_imagefolder
 from test_browser import FIRST_WAIT, NOT_STALE, TINY, Server, browser, evidence, pytestmark, settle, wait  # noqa: F401
 
 import vitrm
+from testkit.streamlit_client import serve
 from vitrm import ViTRM
 from vitrm.evaluate import evaluate_checkpoint
 

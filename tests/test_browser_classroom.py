@@ -10,7 +10,6 @@ Uses test_browser's helpers and its tiny untrained ViTRM (a server of its own). 
 from __future__ import annotations
 
 import pytest
-from streamlit_client import serve
 from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
     FIRST_WAIT,
     NOT_STALE,
@@ -28,6 +27,7 @@ from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
 )
 
 from app.views.scrubber import PLAYING_LINE
+from testkit.streamlit_client import serve
 
 PROJECTOR = (1366, 768)
 DESKTOP = (1400, 900)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamlit_client import serve
 from test_app import gallery_imagefolder
 from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
     FIRST_WAIT,
@@ -33,6 +32,7 @@ from test_browser_analysis import caption_containing, click_radio
 
 import vitrm
 from app.views import compare
+from testkit.streamlit_client import serve
 from vitrm import ViT, ViTRM, vit_config_for
 from vitrm.evaluate import evaluate_checkpoint
 

@@ -24,9 +24,10 @@ import threading
 import urllib.parse
 
 import pytest
-from streamlit_client import free_port, serve
 from test_app_hostile import plant_hostile_checkpoint
 from test_browser import FIRST_WAIT, NOT_STALE, WAIT, Server, browser, evidence, pytestmark, settle, wait  # noqa: F401
+
+from testkit.streamlit_client import free_port, serve
 
 PORT = free_port()                 # the recording server's; nothing else listens there
 HOST = f"http://127.0.0.1:{PORT}"

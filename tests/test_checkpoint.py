@@ -464,7 +464,7 @@ def test_a_trillion_parameter_config_fails_fast_and_allocates_nothing_big(tmp_pa
     path, _ = saved(tmp_path)
     code = textwrap.dedent(f"""
         import dataclasses, json, sys, tracemalloc
-        from tests.oddfiles import peak_rss_mb, rss_mb
+        from testkit.oddfiles import peak_rss_mb, rss_mb
         import vitrm
         from vitrm.checkpoint import estimate_parameters
         path = {str(path)!r}

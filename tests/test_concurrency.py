@@ -1,6 +1,6 @@
 """A full classroom at once: 20 sessions against one real `streamlit run app/main.py` server.
 
-Each session is a websocket client that speaks the browser's protocol (tests/streamlit_client.py):
+Each session is a websocket client that speaks the browser's protocol (testkit/streamlit_client.py):
 it opens its own session with a link to its own gallery image (``?image=cat_0005``), and the
 test checks that the page it gets back shows that image and the prediction that
 ``model.trace`` computes here for that image, so a result delivered to the wrong session
@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 import pandas as pd
 import pytest
 import torch
-from streamlit_client import ROOT, open_page, serve
 
 import vitrm
 from app.text import md
+from testkit.streamlit_client import ROOT, open_page, serve
 from vitrm import ViTRM, ViTRMConfig
 
 GALLERY = ROOT / "app" / "gallery"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fakedata import CIFAR10_CLASSES, write_imagefolder
 
 import vitrm
+from testkit.fakedata import CIFAR10_CLASSES, write_imagefolder
 from vitrm.__main__ import main
 from vitrm.analysis import (
     confusion_matrix,

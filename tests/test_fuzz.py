@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakedata import write_imagefolder
 
 import vitrm
+from testkit.fakedata import write_imagefolder
 from vitrm import CheckpointError, ViTRM, ViTRMConfig, sidefiles
 from vitrm.evaluate import evaluate_checkpoint
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from oddfiles import ANIMATED_FIRST_FRAME_RGB, EXIF_ROTATED_STORED_SIZE, declared_png, long_thin_png, odd_files
 from PIL import Image
 
 import vitrm
+from testkit.oddfiles import ANIMATED_FIRST_FRAME_RGB, EXIF_ROTATED_STORED_SIZE, declared_png, long_thin_png, odd_files
 from vitrm import InvalidImageError, ViTRM, ViTRMConfig, load_image
 from vitrm.images import to_model_input
 
@@ -181,7 +181,7 @@ def _run_measured(code: str) -> dict:
 def test_rejecting_a_40000x40000_png_bomb_stays_under_one_gigabyte():
     result = _run_measured("""
         import json, sys
-        from tests.oddfiles import declared_png, peak_rss_mb
+        from testkit.oddfiles import declared_png, peak_rss_mb
         import vitrm
         data = declared_png(40_000, 40_000)
         try:
@@ -203,7 +203,7 @@ def test_an_extreme_strip_is_cropped_before_it_is_resized():
     # would need a 32 x 64,000,000 image (6 GB); the address-space cap turns that into a failure.
     result = _run_measured("""
         import json, resource, sys
-        from tests.oddfiles import long_thin_png, proc_status_mb
+        from testkit.oddfiles import long_thin_png, proc_status_mb
         import vitrm
         from vitrm.images import to_model_input
         cap = int(proc_status_mb("VmSize") * 1024 ** 2) + 1024 ** 3

@@ -112,8 +112,7 @@ def test_photos_known_to_be_outside_the_classes_are_counted_and_the_missed_ones_
 
 @pytest.mark.parametrize("recorded, held_out", [({"val_size": 6}, 6), ({"val_size": 9}, 9), (None, None)])
 def test_the_threshold_is_set_on_the_validation_split_the_checkpoint_was_trained_with(tmp_path, recorded, held_out):
-    from fakedata import write_imagefolder
-
+    from testkit.fakedata import write_imagefolder
     from vitrm.data import load_split, train_val_split
     from vitrm.train import TrainConfig
 
@@ -133,7 +132,7 @@ def test_the_threshold_is_set_on_the_validation_split_the_checkpoint_was_trained
 
 
 def test_a_checkpoint_trained_without_a_validation_split_has_no_threshold_to_fit(tmp_path):
-    from fakedata import write_imagefolder
+    from testkit.fakedata import write_imagefolder
 
     data = write_imagefolder(tmp_path / "data", train_per_class=10)
     path = tmp_path / "ckpt"

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit_client import open_page, serve
 
 from app.startup import FIRST_PAGE_IMPORTS, WARM_UP
+from testkit.streamlit_client import open_page, serve
 
 SCRIPT = Path(__file__).resolve().parents[1] / "app" / "script.py"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fakedata import accept_fake_cifar, write_cifar10, write_cifar100, write_imagefolder
 from safetensors.torch import load_file
 
 import vitrm
+from testkit.fakedata import accept_fake_cifar, write_cifar10, write_cifar100, write_imagefolder
 from vitrm.__main__ import main
 from vitrm.train import read_log
 

@@ -12,7 +12,7 @@ from .. import derive, glossary
 from ..text import md, plotly
 from . import figures
 
-PLAYING_LINE = "vitrm-playing"      # the key of the playing line's container (tests/step_recorder.py reads it)
+PLAYING_LINE = "vitrm-playing"      # the key of the playing line's container (testkit/step_recorder.py reads it)
 BAR_CELLS = 16
 
 
