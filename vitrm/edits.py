@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -129,10 +130,10 @@ def apply(image: torch.Tensor, edits, grid: int) -> torch.Tensor:
 def parting_steps(probs_a, probs_b) -> list[int]:
     """The steps (1-based) at which two traces of one model answer differently: ``probs_a``, ``probs_b`` [S, C]
     (each trace's class probabilities after every step; the shorter sets the steps compared)."""
-    a, b = torch.as_tensor(probs_a), torch.as_tensor(probs_b)
+    a, b = np.asarray(probs_a), np.asarray(probs_b)
     steps = min(len(a), len(b))
     differ = a[:steps].argmax(-1) != b[:steps].argmax(-1)
-    return [s + 1 for s in torch.nonzero(differ).flatten().tolist()]
+    return [int(s) + 1 for s in np.flatnonzero(differ)]
 
 
 def describe(e: Edit) -> str:

@@ -10,7 +10,18 @@ import streamlit as st
 
 from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
 from app.text import MAX_MESSAGE, md, md_table, plain
-from app.views import attention, attribution, classroom, honesty, input_view, list_nav, model_card, scrubber, state
+from app.views import (
+    attention,
+    attribution,
+    classroom,
+    honesty,
+    input_view,
+    list_nav,
+    model_card,
+    scrubber,
+    state,
+    what_if,
+)
 from vitrm import ATTRIBUTION_METHODS as METHODS
 
 PLAY_INTERVAL = scrubber.PLAY_INTERVAL
@@ -308,6 +319,17 @@ def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, 
         attribution_section(model, image, run, n, step)
 
 
+def what_if_section(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun) -> None:
+    """The image in focus, edited (app.views.what_if), traced by the same model to the same steps as the original."""
+    n = steps_to_run(model)
+
+    def trace(edited, key: str):
+        return cache.run_image(model.key, model.mtime, f"{image.digest}|{key}", run.steps, edited).probs[:n]
+
+    what_if.draw(image.pixels[model.config.image_size], run.probs[:n], run.class_names, run.grid,
+                 model.config.trained_steps, trace)
+
+
 # --------------------------------------------------------------------------- page
 
 def demo_marks(model: session.LoadedModel) -> Mapping[str, str]:
@@ -369,3 +391,8 @@ if view == "Scrubber":
     scrubber.draw_overview(derive.per_step_table(run.trace, 0, run.class_names).head(n), run.probs[:n],
                            None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(), run.class_names,
                            model.config.trained_steps, file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
+# What if: drawn, and the edited image traced, only once opened (the first page pays nothing for it).
+what_if_box = st.expander("What if: edit this image and watch its steps part", key=what_if.OPEN, on_change="rerun")
+if what_if_box.open:
+    with what_if_box:
+        what_if_section(model, image, run)
