@@ -8,7 +8,13 @@ Allowed roots (a typed path must resolve, symlinks followed, to a directory insi
 
 A relative typed path is taken relative to the repository root. Only ``config.json``,
 ``model.safetensors`` (through ``vitrm.load``), ``metrics.json``, ``predictions.csv.gz`` (or ``.csv``),
-``train_log.csv`` and ``train_config.json`` are ever read.
+``train_log.csv`` and ``train_config.json`` (and the stage folders' logs) are ever read here, all through
+the library's one gate (``vitrm.sidefiles``) with one ``sidefiles.Budget`` per checkpoint: each file bounded
+and checked, all of them together bounded, none a link out of the checkpoint.
+
+A data folder named by a checkpoint's side files (``"data": "imagefolder:..."``) is used only when it lies
+under an allowed dataset root (``data_root``): the repository's ``../shared/datasets`` and ``.data``, and
+every directory in ``VITRM_DATA_ROOTS``.
 """
 
 from __future__ import annotations
@@ -124,6 +130,7 @@ class CheckpointFiles:
     train_log: pd.DataFrame | None
     train_config: dict | None
     _problems: list[str]
+    _budget: sidefiles.Budget | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _predictions: pd.DataFrame | None = field(default=None, repr=False)
     _predictions_read: bool = field(default=False, repr=False)
@@ -140,7 +147,7 @@ class CheckpointFiles:
             if not self._predictions_read:
                 steps = len(self.metrics["top1_by_step"]) if self.metrics else None
                 self._predictions = _read(sidefiles.read_predictions, self.path, self._problems,
-                                          self.config.num_classes, steps)
+                                          self.config.num_classes, steps, self._budget)
                 self._predictions_read = True
             return self._predictions
 
@@ -160,7 +167,7 @@ def _read(reader, path: Path, problems: list[str], *args):
         return None
 
 
-def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
+def _training_history(path: Path, problems: list[str], budget: sidefiles.Budget) -> pd.DataFrame | None:
     """train_log.csv, preceded by the earlier stages' logs when the run was trained in stages.
 
     A staged run keeps each earlier stage's log in ``stageK/`` (``vitrm.checkpoint.earlier_stages``);
@@ -169,12 +176,17 @@ def _training_history(path: Path, problems: list[str]) -> pd.DataFrame | None:
     runs of the last stage (``vitrm.checkpoint.averaged_runs``), the others' logs follow over the
     same epochs, told apart by a ``run`` column ("" for the main line, "5b", ... for the others).
     """
-    log = _read(sidefiles.read_train_log, path, problems)
+    log = _read(sidefiles.read_train_log, path, problems, budget)
     if log is None:
         return None
-    logs = [_read(sidefiles.read_train_log, stage, problems) for stage in earlier_stages(path)] + [log]
-    siblings = {run.name.removeprefix("stage"): _read(sidefiles.read_train_log, run, problems)
-                for run in averaged_runs(path)}
+    try:
+        stages, runs = earlier_stages(path), averaged_runs(path)
+    except CheckpointError as e:                # too many stage folders, or one that leads out: this run alone
+        problems.append(str(e))
+        return log
+    logs = [_read(sidefiles.read_train_log, stage, problems, budget) for stage in stages] + [log]
+    siblings = {run.name.removeprefix("stage"): _read(sidefiles.read_train_log, run, problems, budget)
+                for run in runs}
     if (len(logs) == 1 and not siblings) or any(part is None or part.empty for part in logs + list(siblings.values())):
         return log
     offset, parts = 0, []
@@ -192,20 +204,47 @@ def read_files(path: Path) -> CheckpointFiles:
     side file is left out (None) with its problem said, so it costs only the views that need it."""
     config = vitrm.read_config(path)
     problems: list[str] = []
+    budget = sidefiles.Budget(path)
     return CheckpointFiles(path=path, config=config, metrics=_read(sidefiles.read_metrics, path, problems,
-                                                                   config.num_classes),
-                           train_log=_training_history(path, problems),
-                           train_config=_read(sidefiles.read_train_config, path, problems),
-                           _problems=problems)
+                                                                   config.num_classes, budget),
+                           train_log=_training_history(path, problems, budget),
+                           train_config=_read(sidefiles.read_train_config, path, problems, budget),
+                           _problems=problems, _budget=budget)
 
 
-def data_root(spec: str | None) -> Path | None:
-    """The imagefolder directory named by a data spec, relative paths taken from the repo root."""
+def data_roots() -> list[Path]:
+    """Where a checkpoint's side files may point the app for images: the shared datasets beside the repository,
+    its ``.data``, and every directory in ``VITRM_DATA_ROOTS`` (separated by ``os.pathsep``)."""
+    extra = [Path(p) for p in os.environ.get("VITRM_DATA_ROOTS", "").split(os.pathsep) if p.strip()]
+    return [REPO.parent / "shared" / "datasets", REPO / ".data"] + extra
+
+
+def data_root_problem(spec: str | None) -> str | None:
+    """Why the imagefolder named by a data spec is not used (None when it is, or when the spec names none).
+
+    The spec comes from a checkpoint's metrics.json or train_config.json, a stranger's text: ``imagefolder:/``
+    would make ``?dataset=`` links and the dataset page's galleries show any image on the server. So the folder
+    must resolve, symlinks followed, inside one of ``data_roots()``."""
     if not spec or not spec.startswith("imagefolder:"):
         return None
     try:
         raw = Path(paths.check_text(spec.split(":", 1)[1]))
         root = raw if raw.is_absolute() else REPO / raw
-        return root if root.is_dir() else None
-    except (paths.UnsafePathError, OSError):
+        if not paths.is_inside(root, data_roots()):
+            listed = ", ".join(str(r) for r in data_roots())
+            return (f"the data folder {paths.shown(str(raw))} named by the checkpoint lies outside the allowed "
+                    f"dataset roots ({listed}); add a root to VITRM_DATA_ROOTS to allow it")
+        if not root.is_dir():
+            return f"the data folder {paths.shown(str(raw))} named by the checkpoint is absent"
+    except (paths.UnsafePathError, OSError) as e:
+        return f"the data folder named by the checkpoint cannot be used ({e})"
+    return None
+
+
+def data_root(spec: str | None) -> Path | None:
+    """The imagefolder directory named by a data spec, relative paths taken from the repo root; None when the
+    spec names none, or one that ``data_root_problem`` refuses."""
+    if not spec or not spec.startswith("imagefolder:") or data_root_problem(spec) is not None:
         return None
+    raw = Path(spec.split(":", 1)[1])
+    return raw if raw.is_absolute() else REPO / raw

@@ -25,8 +25,13 @@ import string
 MAX_CHARS = 120
 MAX_MESSAGE = 600       # a message that quotes a file or a value may run longer than a name
 _ELLIPSIS = "…"
-# Bidirectional controls can make a name read differently from what it is ("gpj.exe" shown as "exe.jpg").
-_BIDI = {0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+# Bidirectional controls can make a name read differently from what it is ("gpj.exe" shown as "exe.jpg"), and
+# invisible characters make two names that look the same differ (or hide a word inside another): the zero-width
+# space, non-joiner and joiner (U+200B-U+200D), the Arabic letter mark (U+061C), the word joiner and the invisible
+# operators (U+2060-U+2064), the byte-order mark (U+FEFF), the Mongolian vowel separator (U+180E). All dropped.
+_BIDI = {0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+_INVISIBLE = {0x200B, 0x200C, 0x200D, 0x180E, 0xFEFF, *range(0x2060, 0x2065)}
+_DROPPED = _BIDI | _INVISIBLE
 _LINE_BREAKS = {0x2028, 0x2029, 0x85}
 # Every ASCII punctuation character may be backslash-escaped in CommonMark and then shows as itself;
 # escaping all of them covers Streamlit's extensions too (":red[...]", "$...$" for LaTeX, "~~").
@@ -39,14 +44,15 @@ _JOINER = r"\1" + _WORD_JOINER
 
 def plain(value: object, limit: int | None = MAX_CHARS) -> str:
     """``value`` as one line of visible text: line breaks, tabs and other control characters become
-    spaces, bidirectional overrides are dropped, and more than ``limit`` characters are cut with "…"."""
+    spaces, bidirectional controls and invisible characters are dropped, and more than ``limit`` characters are
+    cut with "…"."""
     text = str(value)
     out = []
     for ch in text:
         code = ord(ch)
         if code < 0x20 or code == 0x7F or (0x80 <= code < 0xA0) or code in _LINE_BREAKS:
             out.append(" ")
-        elif code not in _BIDI:
+        elif code not in _DROPPED:
             out.append(ch)
     text = "".join(out)
     if limit is not None and len(text) > limit:

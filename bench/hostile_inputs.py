@@ -1,7 +1,8 @@
 """What hostile input costs: every odd file of the test corpus, a decompression bomb, and
 malicious checkpoint configs, each in a fresh process so that one measurement cannot hide another.
 
-    .venv/bin/python -m bench.hostile_inputs
+    .venv/bin/python -m bench.hostile_inputs              # the files and configs below
+    .venv/bin/python -m bench.hostile_inputs --fairness   # a long trace beside another session's page
 
 Prints, per case: the outcome (the message a user sees), the wall time to reach it, and the
 process's peak resident memory (VmHWM, torch included) next to what it was before the case ran.
@@ -64,7 +65,14 @@ CONFIGS = {
     "non-integer size": dict(layers=2.5),
     "wrong type": dict(class_names="cat"),
     "extra key": dict(payload="__import__('os').system('id')"),
+    "the probe's compute bomb (512 layers, 64 latent updates, N=1,024, 4x4 image)": dict(
+        image_size=4, patch_size=1, dim=4, heads=1, layers=512, latent_updates=64, trained_steps=1024,
+        combine="concat"),
 }
+
+# The longest trace the work budget lets a checkpoint ask of the app: 16,384 layer applications at 4N (the cap),
+# so 8,192 on its default page (2N).
+AT_THE_CAP = dict(dim=16, heads=2, layers=8, latent_updates=3, trained_steps=128)
 
 
 def run(body: str) -> dict:
@@ -85,7 +93,50 @@ def table(title: str, rows: list[tuple[str, dict]]) -> None:
               f"{r['peak_mb']:.0f} MB ({r['peak_before_mb']:.0f} MB) |")
 
 
+def fairness(repeats: int = 3) -> None:
+    """Another session's default page (the flagship at 2N) asked for 0.2 s after a trace at the work cap began:
+    its wait with every request in one first-come lane (as before) and with the quick and long lanes."""
+    import threading
+    import time
+
+    import torch
+
+    import vitrm
+    torch.set_num_threads(1)                      # as the app runs
+    flagship = vitrm.load(ROOT / "checkpoints" / "vitrm-cifar10")
+    long = vitrm.ViTRM(vitrm.ViTRMConfig(**AT_THE_CAP)).eval()
+    image = torch.zeros(1, 3, 32, 32)
+    alone = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        flagship.trace(image, 2 * flagship.config.trained_steps)
+        alone.append(time.perf_counter() - start)
+    print(f"\nthe flagship's default trace alone: median {sorted(alone)[repeats // 2]:.3f} s")
+    print("| lanes | the page's wait, each run | the long trace |\n|---|---|---|")
+    for lanes in (1, 2):
+        waits: list[float] = []
+        longs: list[float] = []
+        for _ in range(repeats):
+            batcher = vitrm.TraceBatcher(lanes=lanes)
+
+            def run_long(batcher=batcher, longs=longs, started=time.perf_counter()):
+                batcher.trace(long, image, 2 * long.config.trained_steps)
+                longs.append(time.perf_counter() - started)
+            held = threading.Thread(target=run_long)
+            held.start()
+            time.sleep(0.2)
+            start = time.perf_counter()
+            batcher.trace(flagship, image, 2 * flagship.config.trained_steps)
+            waits.append(time.perf_counter() - start)
+            held.join()
+        print(f"| {lanes} | {', '.join(f'{w:.2f} s' for w in waits)} | {', '.join(f'{t:.1f} s' for t in longs)} |")
+    print("Produced by `.venv/bin/python -m bench.hostile_inputs --fairness`.")
+
+
 def main() -> None:
+    if "--fairness" in sys.argv[1:]:
+        fairness()
+        return
     images = [(name, run(IMAGE_CASE.format(name=name))) for name in odd_files()]
     configs = [(name, run(CONFIG_CASE.format(changes=repr(changes)))) for name, changes in CONFIGS.items()]
     table(f"load_image on the {len(images)} files of testkit/oddfiles.py", images)

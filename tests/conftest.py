@@ -1,8 +1,13 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The app shows dataset images only from allowed roots (app/checkpoints.py data_roots); the tests' data folders
+# live under the temporary directory, and servers the tests start inherit this.
+os.environ.setdefault("VITRM_DATA_ROOTS", tempfile.gettempdir())
 SHARED_CIFAR10 = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 
 # Two cores: keep each test process from fighting itself (and a background training run).

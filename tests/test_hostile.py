@@ -355,3 +355,224 @@ def test_an_unusable_path_is_a_user_error_and_a_bug_keeps_its_traceback():
     from vitrm.errors import is_user_error
     assert is_user_error(paths.UnsafePathError("x: a path cannot contain a NUL byte"))
     assert not is_user_error(RuntimeError("a bug")) and not is_user_error(OSError(28, "No space left on device"))
+
+
+# --------------------------------------------------------------------------- work per image
+
+# The probe's compute bomb: 840 KB of weights, 12 s a step, and the app traced 2N = 2,048 steps of it.
+COMPUTE_BOMB = {"arch": "vitrm", "image_size": 4, "in_channels": 3, "num_classes": 2, "class_names": ["a", "b"],
+                "mean": [0.5] * 3, "std": [0.25] * 3, "tokenizer": "patch", "patch_size": 1, "dim": 4, "heads": 1,
+                "mlp_ratio": 2.0, "layers": 512, "latent_updates": 64, "combine": "concat", "trained_steps": 1024,
+                "dropout": 0.0}
+# Few layer applications, but each over 4,096 tokens: the arithmetic is the bomb.
+FLOPS_BOMB = {**COMPUTE_BOMB, "image_size": 64, "dim": 16, "layers": 1, "latent_updates": 1, "combine": "add",
+              "trained_steps": 64}
+
+
+def _with_config(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "ckpt"
+    vitrm.save(ViTRM(TINY), path)
+    (path / "config.json").write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("raw, figure, cap, steps", [
+    (COMPUTE_BOMB, "136,314,880 transformer layer applications", f"{vitrm.config.MAX_LAYER_CALLS:,}", "4,096"),
+    (FLOPS_BOMB, "558.6 GFLOP", f"{vitrm.config.MAX_FLOPS // 10**9:,} GFLOP", "256")], ids=["layers", "flops"])
+def test_a_config_asking_for_too_much_work_per_image_is_refused_naming_the_figure_and_the_cap(
+        tmp_path, raw, figure, cap, steps):
+    path = _with_config(tmp_path, raw)
+    with within(10), pytest.raises(CheckpointError) as error:
+        vitrm.load(path)
+    message = str(error.value)
+    assert figure in message and f"over the limit of {cap}" in message and f"{steps} steps" in message
+    assert "config.json" in message and "\n" not in message
+
+
+def test_the_work_budget_counts_at_the_apps_largest_step_count():
+    # Just inside at the trained N, over at STEP_FACTOR x N: the app's scrubber would run it that far.
+    from vitrm.config import MAX_LAYER_CALLS, estimate_work, parse_model_config
+    from vitrm.steps import max_steps
+    raw = {**COMPUTE_BOMB, "layers": 8, "latent_updates": 1, "trained_steps": 1024}
+    cfg = ViTRMConfig(**{k: v for k, v in raw.items() if k != "arch"})
+    assert estimate_work(cfg)[0] <= MAX_LAYER_CALLS < estimate_work(cfg, max_steps(cfg))[0]
+    with pytest.raises(vitrm.config.ConfigError, match="layer applications"):
+        parse_model_config(raw)
+
+
+def test_shipped_checkpoints_are_well_inside_the_work_budget():
+    from vitrm.config import MAX_FLOPS, MAX_LAYER_CALLS, estimate_work
+    from vitrm.steps import max_steps
+    shipped = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "checkpoints").glob("*/config.json"))
+    assert shipped
+    for path in shipped:
+        cfg = vitrm.read_config(path)
+        calls, flops = estimate_work(cfg, max_steps(cfg))
+        assert calls * 100 <= MAX_LAYER_CALLS and flops * 100 <= MAX_FLOPS, path.name     # room: 100x or more
+
+
+@pytest.mark.parametrize("cfg", [
+    ViTRMConfig(dim=16, heads=2, layers=2, latent_updates=2, trained_steps=3, combine="add"),
+    ViTRMConfig(dim=16, heads=2, layers=1, latent_updates=1, trained_steps=2, mlp="swiglu", mlp_hidden=24),
+    ViTRMConfig(dim=16, heads=2, layers=1, latent_updates=3, trained_steps=2, combine="concat", patch_size=8),
+    ViTRMConfig(dim=32, heads=2, layers=1, latent_updates=1, trained_steps=2, tokenizer="conv", patch_size=8,
+                conv_stages=1),
+    ViTRMConfig(dim=32, heads=2, layers=1, latent_updates=1, trained_steps=2, tokenizer="conv", patch_size=4),
+    vitrm.ViTConfig(dim=16, heads=2, layers=3),
+    vitrm.CNNConfig(cnn_widths=(8, 16, 32)),
+], ids=["vitrm-add", "vitrm-swiglu", "vitrm-concat", "vitrm-conv1", "vitrm-conv-full", "vit", "cnn"])
+def test_the_work_estimate_is_an_upper_bound_close_to_torchs_count(cfg, monkeypatch):
+    # torch's counter counts nothing for the fused attention on this CPU build: spelled out as matmuls, it does.
+    import math
+
+    def attention(q, k, v, **_):
+        return (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1) @ v
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", attention)
+    from vitrm.config import estimate_work
+    model = vitrm.build_model(cfg).eval()
+    steps = cfg.trained_steps if cfg.arch == "vitrm" else None
+    counted = vitrm.flops_per_image(model, steps)
+    estimated = estimate_work(cfg, steps)[1]
+    assert counted <= estimated <= 1.05 * counted
+
+
+# --------------------------------------------------------------------------- the one gate: ood.json, stages, links
+
+def _with_ood(evaluated: Path, tmp_path: Path) -> Path:
+    from vitrm import ood
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "ood"))
+    generator = torch.Generator().manual_seed(0)
+    rule = ood.fit(torch.randn(60, TINY.dim, generator=generator), torch.arange(60) % 3,
+                   torch.randn(20, TINY.dim, generator=generator))
+    ood.save(rule, path)
+    return path
+
+
+OOD_DAMAGE = {
+    "a string for a count": (lambda f: json.dumps({**f, "val_images": "5000"}), "val_images must be an integer"),
+    "a string for the threshold": (lambda f: json.dumps({**f, "threshold": "187.1"}), "threshold must be a finite"),
+    "a rate over 1": (lambda f: json.dumps({**f, "val_false_alarm": 5}), "outside 0..1"),
+    "nested 200,000 deep": (lambda f: _deep(200_000), "nested"),
+    "no rule": (lambda f: json.dumps({k: v for k, v in f.items() if k != "rule"}), "rule must be a string"),
+    "a list of numbers for the missed names": (lambda f: json.dumps({**f, "outside_missed": [1, 2]}),
+                                               "outside_missed"),
+    "an unknown feature": (lambda f: json.dumps({**f, "feature": "x"}), "feature"),
+}
+
+
+@pytest.mark.parametrize("case", OOD_DAMAGE)
+def test_a_damaged_ood_json_is_a_checkpoint_error_naming_the_file(case, evaluated, tmp_path):
+    from vitrm import ood
+    path = _with_ood(evaluated, tmp_path)
+    damage, says = OOD_DAMAGE[case]
+    facts = json.loads((path / ood.FACTS).read_text())
+    (path / ood.FACTS).write_text(damage(facts))
+    with within(10), pytest.raises(CheckpointError, match=says) as error:
+        ood.load(path)
+    assert "ood.json" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_ood_files_larger_than_their_cap_are_refused_unread(evaluated, tmp_path):
+    # Sparse files: 300 MB of ood.json and an ood.safetensors far larger than the model's shapes imply.
+    from vitrm import ood
+    path = _with_ood(evaluated, tmp_path)
+    assert ood.load(path).facts["val_images"] == 20
+    with open(path / ood.WEIGHTS, "r+b") as f:
+        f.truncate(50 * 2**20)
+    with within(10), pytest.raises(CheckpointError, match="ood.safetensors: larger than the limit"):
+        ood.load(path)
+    path = _with_ood(evaluated, tmp_path / "again")
+    with open(path / ood.FACTS, "r+b") as f:
+        f.truncate(300 * 2**20)
+    with within(10), pytest.raises(CheckpointError, match="ood.json: larger than the limit of 16 MB"):
+        ood.load(path)
+
+
+def test_ood_json_keeps_only_the_checked_facts(evaluated, tmp_path):
+    from vitrm import ood
+    path = _with_ood(evaluated, tmp_path)
+    facts = json.loads((path / ood.FACTS).read_text())
+    (path / ood.FACTS).write_text(json.dumps({**facts, "payload": {"a": [1, 2]}, "rule": "[x](http://127.0.0.1/)"}))
+    loaded = ood.load(path).facts
+    assert "payload" not in loaded and loaded["rule"] == "[x](http://127.0.0.1/)"    # the text is escaped where shown
+
+
+def test_a_gzip_table_is_read_whole_whatever_its_members(evaluated, tmp_path):
+    # A gzip file may be several members one after another; an empty first member once hid the whole table.
+    import gzip
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "members"))
+    text = gzip.decompress((path / "predictions.csv.gz").read_bytes())
+    header, rows = text.split(b"\n", 1)
+    expected = sidefiles.read_predictions(evaluated, 3)
+    for packed in (gzip.compress(b"") + gzip.compress(text),
+                   gzip.compress(header + b"\n") + gzip.compress(rows[:40]) + gzip.compress(rows[40:])):
+        (path / "predictions.csv.gz").write_bytes(packed)
+        pd.testing.assert_frame_equal(sidefiles.read_predictions(path, 3), expected)
+
+
+def test_every_member_counts_against_the_unpacked_cap(evaluated, tmp_path, monkeypatch):
+    import gzip
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "bomb"))
+    text = gzip.decompress((path / "predictions.csv.gz").read_bytes())
+    monkeypatch.setattr(sidefiles, "MAX_CSV_BYTES", len(text) + 10)
+    (path / "predictions.csv.gz").write_bytes(gzip.compress(text) + gzip.compress(text))
+    with pytest.raises(CheckpointError, match="unpacks to more than the limit"):
+        sidefiles.read_predictions(path, 3)
+
+
+def _stage(path: Path, name: str, log: bytes = b"epoch,train_loss\n1,0.5\n") -> Path:
+    (path / name).mkdir()
+    (path / name / "train_log.csv").write_bytes(log)
+    return path / name
+
+
+def test_more_stage_folders_than_the_cap_are_refused_before_any_is_read(evaluated, tmp_path):
+    from vitrm.checkpoint import MAX_STAGES
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "stages"))
+    for k in range(1, MAX_STAGES + 1):
+        _stage(path, f"stage{k}")
+    assert len(vitrm.earlier_stages(path)) == MAX_STAGES
+    _stage(path, f"stage{MAX_STAGES + 1}")
+    with pytest.raises(CheckpointError, match=f"more than {MAX_STAGES} stage folders"):
+        vitrm.earlier_stages(path)
+    with pytest.raises(CheckpointError, match=f"more than {MAX_STAGES} stage folders"):
+        vitrm.averaged_runs(path)
+
+
+def test_a_stage_folder_or_side_file_that_links_out_of_the_checkpoint_is_not_followed(evaluated, tmp_path):
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "links"))
+    outside = _stage(tmp_path, "elsewhere")
+    (path / "stage1").symlink_to(outside)
+    with pytest.raises(CheckpointError, match="stage1: a link that leads outside the checkpoint"):
+        vitrm.earlier_stages(path)
+    (path / "stage1").unlink()
+    (path / "train_log.csv").symlink_to(outside / "train_log.csv")
+    with pytest.raises(CheckpointError, match="train_log.csv: a link that leads outside the checkpoint"):
+        sidefiles.read_train_log(path)
+    # a link that stays inside is a file like any other
+    (path / "train_log.csv").unlink()
+    _stage(path, "stage1")
+    (path / "train_log.csv").symlink_to(path / "stage1" / "train_log.csv")
+    assert len(sidefiles.read_train_log(path, sidefiles.Budget(path))) == 1
+
+
+def test_one_budget_bounds_all_the_files_of_a_checkpoint_together(evaluated, tmp_path):
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "budget"))
+    log = b"epoch,train_loss\n" + b"".join(b"%d,0.5\n" % e for e in range(1, 20_001))      # 190 KB, under its cap
+    for k in range(1, 6):
+        _stage(path, f"stage{k}", log)
+    budget = sidefiles.Budget(path, total=3 * len(log))
+    for stage in vitrm.earlier_stages(path)[:3]:
+        sidefiles.read_train_log(stage, budget)
+    with pytest.raises(CheckpointError, match="the files of this checkpoint together pass the limit"):
+        sidefiles.read_train_log(path / "stage4", budget)
+
+
+def test_the_shipped_checkpoints_carry_a_tenth_of_the_budget_or_less():
+    import gzip
+    shipped = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "checkpoints").glob("*/config.json"))
+    for path in shipped:
+        files = [f for f in path.rglob("*") if f.is_file() and f.suffix in (".json", ".csv", ".gz")]
+        size = sum(len(gzip.decompress(f.read_bytes())) if f.suffix == ".gz" else f.stat().st_size for f in files)
+        assert size * 10 <= sidefiles.MAX_CHECKPOINT_BYTES, path.name
+        assert len(vitrm.earlier_stages(path)) + len(vitrm.averaged_runs(path)) <= 16

@@ -122,3 +122,35 @@ def test_a_batch_is_capped_at_max_batch():
     assert gated.batch_sizes == [1, 3, 3, 1]
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         TraceBatcher(max_batch=0)
+
+
+LONG = ViTRMConfig(dim=16, heads=2, layers=8, latent_updates=3, trained_steps=64)   # 8,192 layer calls at 4N
+
+
+class GatedLong(Gated):
+    """A model whose config asks for more work than the quick lane takes, and whose trace waits for release."""
+
+    def __init__(self) -> None:
+        super().__init__(ViTRM(ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=2)).eval())
+        self.config = LONG
+
+
+def test_a_long_trace_does_not_hold_up_another_sessions_quick_one():
+    from vitrm.config import estimate_work
+    from vitrm.serving import QUICK_LAYER_CALLS
+    assert estimate_work(LONG, 2 * LONG.trained_steps)[0] > QUICK_LAYER_CALLS
+    quick = ViTRM(CONCAT).eval()
+    for lanes, served_meanwhile in ((2, True), (1, False)):
+        long, batcher = GatedLong(), TraceBatcher(lanes=lanes)
+        with ThreadPoolExecutor(2) as pool:
+            held = pool.submit(batcher.trace, long, images(1)[0], 2 * LONG.trained_steps)
+            assert long.started.wait(30)
+            page = pool.submit(batcher.trace, quick, images(1, seed=1)[0], 2)
+            try:
+                page.result(timeout=10)
+                served = True
+            except TimeoutError:
+                served = False
+            long.release.set()
+            assert held.result(30) is not None and page.result(30).steps == 2
+        assert served == served_meanwhile, f"lanes={lanes}"

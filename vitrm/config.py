@@ -87,6 +87,16 @@ MAX_PARAMETERS = 200_000_000      # a checkpoint asking for more is refused befo
 # a trace keeps every attention map, and a CNN's first stage runs at full resolution.
 MAX_TOKENS = 4096
 MAX_ACTIVATION_BYTES = 2**30      # per image: one step's attention maps, or one CNN feature map
+# ...and tiny weights can ask for endless work: the same block applied again and again (a 840 KB checkpoint of
+# 512 layers, 64 latent updates and 1,024 trained steps took 12 s a step). The work one image may cost at the
+# most steps anything runs (``vitrm.steps.max_steps``, STEP_FACTOR x the trained count: the app's scrubber;
+# evaluate, predict and the default page run fewer) is capped in two figures (``estimate_work``): layer
+# applications, which bound the per-operation overhead that dominates at small widths (about 0.5 ms each on the
+# 2-core machine, whatever the width), and FLOPs, which bound the arithmetic. The shipped checkpoints need at
+# most 96 layer applications and 0.46 GFLOP there
+# (tests/test_hostile.py::test_shipped_checkpoints_are_well_inside_the_work_budget).
+MAX_LAYER_CALLS = 16_384          # at STEP_FACTOR x N: N=1,024 of 1 layer and 1 latent update needs 8,192
+MAX_FLOPS = 100 * 10**9           # at STEP_FACTOR x N: about 13 s of one core here; the flagship needs 0.46 G
 
 INT_RANGES = {
     "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
@@ -240,6 +250,75 @@ def check_budget(cfg) -> None:
     if activation > MAX_ACTIVATION_BYTES:
         raise ConfigError(f"one image would need about {activation / 2**30:.1f} GiB of activations per step, "
                           f"over the limit of {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB")
+    from .steps import STEP_FACTOR, max_steps
+    steps = max_steps(cfg)
+    calls, flops = estimate_work(cfg, steps)
+    at = f"per image at {steps:,} steps ({STEP_FACTOR} x the trained {cfg.trained_steps:,}, the most the app runs)" \
+        if cfg.recursive else "per image"
+    if calls > MAX_LAYER_CALLS:
+        raise ConfigError(f"the config asks for {calls:,} transformer layer applications {at}, over the limit of "
+                          f"{MAX_LAYER_CALLS:,}")
+    if flops > MAX_FLOPS:
+        raise ConfigError(f"the config asks for about {flops / 1e9:,.1f} GFLOP {at}, over the limit of "
+                          f"{MAX_FLOPS / 1e9:,.0f} GFLOP")
+
+
+def estimate_work(cfg, steps: int | None = None) -> tuple[int, int]:
+    """(transformer layer applications, FLOPs) for one image at ``steps`` recursion steps (default: the
+    trained count), from the config alone: the matmuls and convolutions, as torch's counter counts them
+    (tests/test_hostile.py checks it against ``vitrm.flops_per_image``, within 5%, never under); softmax, norms
+    and activations are left out."""
+    if cfg.arch == "cnn":
+        return 0, _cnn_flops(cfg)
+    T, d, mlp = cfg.num_tokens, cfg.dim, mlp_weights(cfg)
+
+    def layer(length: int) -> int:
+        # q, k, v and out projections; scores and their weighted sum; the MLP (2 FLOPs a multiply-add)
+        return 2 * (4 * length * d * d + 2 * length * length * d + length * mlp)
+
+    heads = 2 * d * (cfg.num_classes + 1)                  # the class and halting heads, once per step
+    if cfg.arch != "vitrm":
+        return cfg.layers, cfg.layers * layer(T + 1) + heads + _stem_flops(cfg)
+    steps = cfg.trained_steps if steps is None else steps
+    latent = 2 * T + 1 if cfg.combine == "concat" else T + 1      # [y, x, z] or [y, x + z]
+    answers = cfg.block_calls_per_step - cfg.latent_updates       # [y, z]
+    per_step = cfg.layers * (cfg.latent_updates * layer(latent) + answers * layer(T + 1)) + heads
+    return steps * cfg.block_calls_per_step * cfg.layers, steps * per_step + _stem_flops(cfg)
+
+
+def _stem_flops(cfg) -> int:
+    """The tokenizer, run once per image: a patch embedding, or the conv stem as ``vitrm.model.make_tokenizer``
+    builds it (conv 3x3 then a max pool halving the side, per stage; a patch embedding for the rest)."""
+    if cfg.tokenizer == "patch":
+        return 2 * cfg.num_tokens * cfg.in_channels * cfg.patch_size ** 2 * cfg.dim
+    full = cfg.patch_size.bit_length() - 1
+    stages = cfg.conv_stages or full
+    widths = [cfg.in_channels] + [max(cfg.dim // 2 ** (full - 1 - i), 16) for i in range(stages)]
+    if stages == full:
+        widths[-1] = cfg.dim
+    flops, side = 0, cfg.image_size
+    for a, b in zip(widths[:-1], widths[1:]):
+        flops += 2 * 9 * side * side * a * b
+        side = (side + 1) // 2
+    rest = cfg.patch_size // 2 ** stages
+    if rest > 1:
+        flops += 2 * cfg.num_tokens * widths[-1] * rest * rest * cfg.dim
+    return flops
+
+
+def _cnn_flops(cfg) -> int:
+    """The compact CNN: a 3x3 stem at full resolution, then per width a residual block (two 3x3 convolutions and
+    a 1x1 shortcut where the shape changes), every width after the first halving the side."""
+    w, side = cfg.cnn_widths, cfg.image_size
+    flops = 2 * 9 * side * side * cfg.in_channels * w[0]
+    for i, b in enumerate(w):
+        a = w[max(i - 1, 0)]
+        if i:
+            side = (side + 1) // 2
+        flops += 2 * 9 * side * side * (a * b + b * b)
+        if i or a != b:
+            flops += 2 * side * side * a * b
+    return flops + 2 * w[-1] * cfg.num_classes
 
 
 def estimate_parameters(cfg) -> int:

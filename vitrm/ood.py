@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .checkpoint import CheckpointError, read_config
 
@@ -112,26 +112,25 @@ def save(rule: OODRule, checkpoint: Path) -> None:
     (checkpoint / FACTS).write_text(json.dumps(rule.facts, indent=2) + "\n", encoding="utf-8")
 
 
-def load(checkpoint: Path) -> OODRule | None:
-    """The checkpoint's rule, None when it has none; CheckpointError when its files are damaged."""
+def load(checkpoint: Path, budget=None) -> OODRule | None:
+    """The checkpoint's rule, None when it has none; CheckpointError when its files are damaged.
+
+    Both files go through the side-file gate (``vitrm.sidefiles.read_ood``): size caps, a schema for
+    ood.json, and the checkpoint's ``budget`` when the caller reads its files as one."""
+    from .sidefiles import read_ood
     checkpoint = Path(checkpoint)
-    if not (checkpoint / WEIGHTS).is_file() or not (checkpoint / FACTS).is_file():
-        return None
     config = read_config(checkpoint)
-    try:
-        tensors = load_file(str(checkpoint / WEIGHTS))
-        facts = json.loads((checkpoint / FACTS).read_text(encoding="utf-8"))
-        means, precision, threshold = tensors["means"], tensors["precision"], float(facts["threshold"])
-        rate = float(facts["val_false_alarm"])
-        known_feature = facts.get("feature", "y") in FEATURES
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{checkpoint / FACTS} or {WEIGHTS}: unreadable ({e})") from None
-    shape_ok = (tuple(means.shape) == (config.num_classes, config.dim)
+    found = read_ood(checkpoint, config.num_classes, config.dim, budget)
+    if found is None:
+        return None
+    facts, tensors = found
+    means, precision = tensors.get("means"), tensors.get("precision")
+    shape_ok = (means is not None and precision is not None
+                and tuple(means.shape) == (config.num_classes, config.dim)
                 and tuple(precision.shape) == (config.dim, config.dim))
-    if not shape_ok or not (torch.isfinite(means).all() and torch.isfinite(precision).all()) \
-            or not math.isfinite(threshold) or not 0 <= rate <= 1 or not known_feature:
+    if not shape_ok or not (torch.isfinite(means).all() and torch.isfinite(precision).all()):
         raise CheckpointError(f"{checkpoint / WEIGHTS}: shapes or values do not fit the model's config")
-    return OODRule(means=means, precision=precision, threshold=threshold, facts=facts)
+    return OODRule(means=means, precision=precision, threshold=float(facts["threshold"]), facts=facts)
 
 
 def main(argv=None) -> None:

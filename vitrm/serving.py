@@ -15,6 +15,13 @@ Batching changes nothing an image gets but rounding: every operation of the mode
 (the batch norm of the convolution stage uses its running statistics), so an image's trace in a
 batch equals its trace alone up to float summation order (probabilities within about 1e-6,
 tests/test_serving.py).
+
+Fair to every visitor: one worker would run a stranger's long trace (a model near the work budget of
+``vitrm.config``, seconds to minutes) while every other session's default page waited behind it. So requests
+go to one of two lanes by the work they ask for (``vitrm.config.estimate_work`` at their step count): quick
+ones (the shipped models' pages, up to about a second alone) to one worker, long ones to another, each
+batching as above. A long trace then shares the cores with the quick lane instead of blocking it; long traces
+wait only for each other. Measured with ``python -m bench.hostile_inputs --fairness`` (README, Reliability).
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ import torch
 from .model import Trace
 
 MAX_BATCH = 16        # the most images in one batched trace: a bound on its memory and on the first one's wait
+# A trace above either figure goes to the long lane. The shipped models' pages ask for at most 96 layer
+# applications and 0.5 GFLOP; at about 0.5 ms a layer application on the 2-core machine, 1,024 of them are
+# half a second alone.
+QUICK_LAYER_CALLS = 1024
+QUICK_FLOPS = 5 * 10**9
 
 
 @dataclass
@@ -44,45 +56,43 @@ class _Request:
         return (self.model is other.model and self.steps == other.steps and self.attention == other.attention
                 and self.image.shape == other.image.shape and self.image.dtype == other.image.dtype)
 
+    def is_long(self) -> bool:
+        """Whether the work asked for is over the quick lane's figures (a model without a config is quick)."""
+        config = getattr(self.model, "config", None)
+        if config is None:
+            return False
+        from .config import estimate_work
+        calls, flops = estimate_work(config, self.steps)
+        return calls > QUICK_LAYER_CALLS or flops > QUICK_FLOPS
 
-class TraceBatcher:
-    """One worker thread, started on the first request, serving ``model.trace`` for batches of one."""
 
-    def __init__(self, max_batch: int = MAX_BATCH) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        self.max_batch = max_batch
-        self._pending: deque[_Request] = deque()
-        self._ready = threading.Condition()
-        self._worker: threading.Thread | None = None
-        self.batches = 0               # batched traces run so far, and the images in them (for benchmarks)
+class _Lane:
+    """A queue and the one worker thread, started on its first request, that serves it in batches."""
+
+    def __init__(self, name: str, max_batch: int) -> None:
+        self.name, self.max_batch = name, max_batch
+        self.pending: deque[_Request] = deque()
+        self.ready = threading.Condition()
+        self.worker: threading.Thread | None = None
+        self.batches = 0
         self.images = 0
 
-    def trace(self, model: torch.nn.Module, image: torch.Tensor, steps: int | None = None,
-              attention: bool = True) -> Trace:
-        """``model.trace(image, steps, attention)`` for a batch of one, run with whatever else is waiting.
-
-        Raises what ``model.trace`` raised on the batch (every request in a failed batch gets the error).
-        """
-        if image.ndim != 4 or image.shape[0] != 1:
-            raise ValueError(f"one image at a time, as [1, C, H, W]; got shape {tuple(image.shape)}")
-        request = _Request(model, image, steps, attention)
-        with self._ready:
-            self._pending.append(request)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, name="vitrm-trace-batcher", daemon=True)
-                self._worker.start()
-            self._ready.notify()
-        return request.done.result()
+    def submit(self, request: _Request) -> None:
+        with self.ready:
+            self.pending.append(request)
+            if self.worker is None:
+                self.worker = threading.Thread(target=self._serve, name=f"vitrm-trace-{self.name}", daemon=True)
+                self.worker.start()
+            self.ready.notify()
 
     def _next_batch(self) -> list[_Request]:
-        with self._ready:
-            while not self._pending:
-                self._ready.wait()
-            first = self._pending[0]
-            batch = [r for r in self._pending if r.joins(first)][:self.max_batch]
+        with self.ready:
+            while not self.pending:
+                self.ready.wait()
+            first = self.pending[0]
+            batch = [r for r in self.pending if r.joins(first)][:self.max_batch]
             for r in batch:
-                self._pending.remove(r)
+                self.pending.remove(r)
             return batch
 
     def _serve(self) -> None:
@@ -101,3 +111,47 @@ class TraceBatcher:
             self.images += len(batch)
             for r, result in zip(batch, results):
                 r.done.set_result(result)
+
+
+class TraceBatcher:
+    """Two lanes (quick and long traces), each one worker thread serving ``model.trace`` for batches of one.
+
+    ``lanes=1`` puts every request in one lane, first come first served (how it was before the lanes; kept to
+    measure what they are worth)."""
+
+    def __init__(self, max_batch: int = MAX_BATCH, lanes: int = 2) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if lanes not in (1, 2):
+            raise ValueError(f"lanes must be 1 or 2, got {lanes}")
+        self.max_batch = max_batch
+        self._quick = _Lane("quick", max_batch)
+        self._long = _Lane("long", max_batch) if lanes == 2 else self._quick
+
+    @property
+    def batches(self) -> int:
+        """Batched traces run so far (for benchmarks)."""
+        return self._quick.batches + (self._long.batches if self._long is not self._quick else 0)
+
+    @property
+    def images(self) -> int:
+        """Images in them."""
+        return self._quick.images + (self._long.images if self._long is not self._quick else 0)
+
+    @property
+    def _pending(self) -> list[_Request]:
+        lanes = [self._quick] if self._long is self._quick else [self._quick, self._long]
+        return [r for lane in lanes for r in list(lane.pending)]
+
+    def trace(self, model: torch.nn.Module, image: torch.Tensor, steps: int | None = None,
+              attention: bool = True) -> Trace:
+        """``model.trace(image, steps, attention)`` for a batch of one, run with whatever else is waiting in its
+        lane.
+
+        Raises what ``model.trace`` raised on the batch (every request in a failed batch gets the error).
+        """
+        if image.ndim != 4 or image.shape[0] != 1:
+            raise ValueError(f"one image at a time, as [1, C, H, W]; got shape {tuple(image.shape)}")
+        request = _Request(model, image, steps, attention)
+        (self._long if request.is_long() else self._quick).submit(request)
+        return request.done.result()

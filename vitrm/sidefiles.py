@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .checkpoint import METRICS, CheckpointError, predictions_file
+from .steps import MAX_STEPS  # the most steps anything traces: 4,096
 
 TRAIN_CONFIG = "train_config.json"
 TRAIN_LOG = "train_log.csv"
@@ -34,39 +35,90 @@ MAX_JSON_BYTES = 16 * 2**20        # a real metrics.json of 100 classes and 256 
 MAX_CSV_BYTES = 64 * 2**20         # a real predictions.csv of 10,000 images and 64 steps is about 25 MB
                                    # (the cap holds for the CSV inside predictions.csv.gz too: no gzip bombs)
 MAX_DEPTH = 8                      # metrics.json nests 4 deep (confusion_by_step); configs 3
-MAX_STEPS = 4096                   # the app traces up to 4x a trained count of at most 1024
 MAX_CLASSES = 100_000              # as config.json allows
+# Every file a checkpoint carries together: a full metrics.json (16 MB), the per-image table unpacked (64 MB),
+# train_config.json, train_log.csv and ood.json at their caps (16 MB each), and room for the stage folders.
+# The shipped checkpoints carry at most a few MB (tests/test_hostile.py).
+MAX_CHECKPOINT_BYTES = 160 * 2**20
+MAX_NOTE_BYTES = 256 * 2**10       # NOTES.md: a page of hand-written notes
 
 
 # --------------------------------------------------------------------------- reading
 
-def read_bounded(file: Path, cap: int) -> bytes | None:
-    """The bytes of ``file``, None when it is absent or not a regular file, CheckpointError when over ``cap``."""
+class Budget:
+    """What all the files one checkpoint carries may cost together, read through one gate.
+
+    Every side file of a checkpoint, its stage folders' included, is read by ``read_bounded`` with the
+    checkpoint's one Budget: the bytes read (and, for gzip, unpacked) are counted against
+    ``MAX_CHECKPOINT_BYTES``, and a file must lie, symlinks followed, inside ``root`` (the checkpoint). Each
+    file's own cap still holds; the budget stops a checkpoint that carries many files each under its cap (the
+    probe's 100 stage folders of 16 MB logs took 33 s and 9.4 GB). ``vitrm.checkpoint.earlier_stages`` bounds
+    the stage folders themselves (``MAX_STAGES``).
+    """
+
+    def __init__(self, root: str | os.PathLike, total: int | None = None) -> None:
+        self.root = Path(root)
+        self.total = MAX_CHECKPOINT_BYTES if total is None else total
+        self.used = 0
+
+    def charge(self, size: int, source: str) -> None:
+        self.used += size
+        if self.used > self.total:
+            raise CheckpointError(f"{source}: the files of this checkpoint together pass the limit of "
+                                  f"{self.total // 2**20} MB, so this one is not read")
+
+    def left(self) -> int:
+        return max(self.total - self.used, 0)
+
+
+def read_bounded(file: Path, cap: int, budget: Budget | None = None) -> bytes | None:
+    """The bytes of ``file``, None when it is absent or not a regular file, CheckpointError when over ``cap``
+    (or over what is left of ``budget``), or when it is a link that leads out of its checkpoint (``budget.root``;
+    without a budget, the folder that holds it)."""
+    from .paths import is_inside
     try:
         if not file.is_file():     # a FIFO would block the read forever, a device never end
             return None
+        if not is_inside(file, [budget.root if budget is not None else file.parent]):
+            raise CheckpointError(f"{file}: a link that leads outside the checkpoint, not followed")
+        limit = cap if budget is None else min(cap, budget.left())
         with open(file, "rb") as f:
-            data = f.read(cap + 1)
+            data = f.read(limit + 1)
     except OSError as e:
         raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
     if len(data) > cap:
         raise CheckpointError(f"{file}: larger than the limit of {cap // 2**20} MB for this file")
+    if budget is not None:
+        budget.charge(len(data), str(file))
     return data
 
 
-def gunzip_bounded(data: bytes, cap: int, source: str) -> bytes:
-    """The content of a gzip file, refused once it passes ``cap`` bytes (a few KB can inflate to gigabytes)."""
+def gunzip_bounded(data: bytes, cap: int, source: str, budget: Budget | None = None) -> bytes:
+    """The content of a gzip file, every member of it, refused once it passes ``cap`` bytes (a few KB can
+    inflate to gigabytes). A gzip file may hold several members one after the other, which unpack to their
+    contents joined (RFC 1952; ``gzip.decompress`` and ``zcat`` read them so): a first empty member must not
+    hide the table behind it."""
     import zlib
-    inflate = zlib.decompressobj(wbits=31)
-    try:
-        out = inflate.decompress(data, cap + 1)
-    except zlib.error as e:
-        raise CheckpointError(f"{source}: not a valid gzip file ({e})") from None
-    if len(out) > cap or inflate.unconsumed_tail:
-        raise CheckpointError(f"{source}: unpacks to more than the limit of {cap // 2**20} MB for this file")
-    if not inflate.eof:
-        raise CheckpointError(f"{source}: a truncated gzip file")
-    return out
+    out, rest = [], data
+    size = 0
+    while True:
+        inflate = zlib.decompressobj(wbits=31)
+        try:
+            part = inflate.decompress(rest, cap + 1 - size)
+        except zlib.error as e:
+            raise CheckpointError(f"{source}: not a valid gzip file ({e})") from None
+        size += len(part)
+        out.append(part)
+        if size > cap or inflate.unconsumed_tail:
+            raise CheckpointError(f"{source}: unpacks to more than the limit of {cap // 2**20} MB for this file")
+        if not inflate.eof:
+            raise CheckpointError(f"{source}: a truncated gzip file")
+        rest = inflate.unused_data
+        if not rest.strip(b"\0"):         # what follows the last member: nothing, or padding
+            break
+    if budget is not None:
+        budget.charge(size - len(data), source)     # the packed bytes are already counted
+    return b"".join(out)
 
 
 def _refuse_constant(name: str):
@@ -208,6 +260,65 @@ def validate_metrics(raw: object, num_classes: int, source: str = METRICS) -> di
     return {**m, "halting": halting}
 
 
+OOD_RATES = ("val_false_alarm", "target_false_alarm", "test_false_alarm", "uniform_noise_flagged", "outside_flagged")
+OOD_COUNTS = ("val_images", "fit_images", "test_images", "outside_images", "trained_steps")
+MAX_OUTSIDE_NAMES = 10_000
+
+
+def validate_ood_facts(raw: object, source: str) -> dict:
+    """ood.json as ``python -m vitrm.ood`` writes it: the rule's text, its threshold and the measured rates.
+    Only the keys below are kept, so what a view reads has been checked; a number must be a number (the
+    Explore page formats them), a rate lies in 0..1."""
+    from .ood import FEATURES
+    c = _Checker(source)
+    f = c.mapping(raw, "the file")
+    facts = {"rule": c.string(f.get("rule"), "rule"),
+             "threshold": c.number(f.get("threshold"), "threshold", 0),
+             "val_false_alarm": c.number(f.get("val_false_alarm"), "val_false_alarm", 0, 1),
+             "val_images": c.number(f.get("val_images"), "val_images", 1, 2**53, integer=True)}
+    if "feature" in f and f["feature"] not in FEATURES:
+        raise c.fail(f"feature is {_repr(f['feature'])}; expected one of {sorted(FEATURES)}")
+    for key in OOD_RATES:
+        if key in f:
+            facts[key] = c.number(f[key], key, 0, 1)
+    for key in OOD_COUNTS:
+        if key in f:
+            facts[key] = c.number(f[key], key, 0, 2**53, integer=True)
+    if facts.get("outside_images") and "outside_flagged" not in facts:
+        raise c.fail("outside_images without outside_flagged")
+    for key in ("feature", "outside_folder", "data"):
+        if key in f:
+            facts[key] = c.string(f[key], key)
+    if "outside_missed" in f:
+        missed = f["outside_missed"]
+        if not isinstance(missed, list) or len(missed) > MAX_OUTSIDE_NAMES or not all(isinstance(n, str)
+                                                                                       for n in missed):
+            raise c.fail(f"outside_missed must be a list of at most {MAX_OUTSIDE_NAMES:,} file names")
+        facts["outside_missed"] = missed
+    return facts
+
+
+def read_ood(path: str | os.PathLike, num_classes: int, dim: int, budget: Budget | None = None):
+    """(the facts of ``path/ood.json``, validated; the tensors of ``ood.safetensors``, read bounded by the size
+    the model's shapes imply), or None when either file is absent."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    from .ood import FACTS, WEIGHTS
+    facts_file, weights_file = Path(path) / FACTS, Path(path) / WEIGHTS
+    if not (facts_file.is_file() and weights_file.is_file()):
+        return None
+    data = read_bounded(facts_file, MAX_JSON_BYTES, budget)
+    facts = validate_ood_facts(parse_json(data, str(facts_file)), str(facts_file))
+    cap = 4 * (num_classes * dim + dim * dim) + 2**16        # two float32 arrays and their header
+    data = read_bounded(weights_file, cap, budget)
+    try:
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError, TypeError, OverflowError) as e:
+        raise CheckpointError(f"{weights_file}: not a readable safetensors file ({_short(e)})") from None
+    return facts, tensors
+
+
 def _validate_halting_curve(c: _Checker, h: dict, steps: int) -> None:
     """The optional threshold curve and budget (evaluate writes them for a recursive model)."""
     if "curve" in h:
@@ -294,10 +405,10 @@ def _predictions_dtypes(columns: list[str], source: str) -> dict:
 
 # --------------------------------------------------------------------------- the files
 
-def read_metrics(path: str | os.PathLike, num_classes: int | None = None) -> dict | None:
+def read_metrics(path: str | os.PathLike, num_classes: int | None = None, budget: Budget | None = None) -> dict | None:
     """``path/metrics.json`` validated, or None when absent. ``num_classes`` defaults to config.json's."""
     file = Path(path) / METRICS
-    data = read_bounded(file, MAX_JSON_BYTES)
+    data = read_bounded(file, MAX_JSON_BYTES, budget)
     if data is None:
         return None
     if num_classes is None:
@@ -306,18 +417,18 @@ def read_metrics(path: str | os.PathLike, num_classes: int | None = None) -> dic
     return validate_metrics(parse_json(data, str(file)), num_classes, str(file))
 
 
-def read_train_config(path: str | os.PathLike) -> dict | None:
+def read_train_config(path: str | os.PathLike, budget: Budget | None = None) -> dict | None:
     file = Path(path) / TRAIN_CONFIG
-    data = read_bounded(file, MAX_JSON_BYTES)
+    data = read_bounded(file, MAX_JSON_BYTES, budget)
     return None if data is None else validate_train_config(parse_json(data, str(file)), str(file))
 
 
-def _read_table(file: Path, cap: int, dtypes_for) -> pd.DataFrame | None:
-    data = read_bounded(file, cap)
+def _read_table(file: Path, cap: int, dtypes_for, budget: Budget | None = None) -> pd.DataFrame | None:
+    data = read_bounded(file, cap, budget)
     if data is None:
         return None
     if file.name.endswith(".gz"):
-        data = gunzip_bounded(data, cap, str(file))
+        data = gunzip_bounded(data, cap, str(file), budget)
     try:
         text = data.decode("utf-8-sig")          # as pandas does, a byte-order mark is not part of the header
         # The header through the csv module: pandas' own (nrows=0) builds an empty frame of every column, a
@@ -339,13 +450,14 @@ def _read_table(file: Path, cap: int, dtypes_for) -> pd.DataFrame | None:
         raise CheckpointError(f"{file}: not a table of the expected types ({_short(e)})") from None
 
 
-def read_predictions(path: str | os.PathLike, num_classes: int, steps: int | None = None) -> pd.DataFrame | None:
+def read_predictions(path: str | os.PathLike, num_classes: int, steps: int | None = None,
+                     budget: Budget | None = None) -> pd.DataFrame | None:
     """The per-image table (predictions.csv.gz, else predictions.csv) validated against the number of classes
     (and of steps, from metrics.json), or None when there is none."""
     file = predictions_file(path)
     if file is None:
         return None
-    table = _read_table(file, MAX_CSV_BYTES, _predictions_dtypes)
+    table = _read_table(file, MAX_CSV_BYTES, _predictions_dtypes, budget)
     return None if table is None else validate_predictions(table, num_classes, steps, str(file))
 
 
@@ -357,10 +469,10 @@ def _log_dtypes(columns: list[str], source: str) -> dict:
     return {col: "int64" if col == "epoch" else "float64" for col in columns}
 
 
-def read_train_log(path: str | os.PathLike) -> pd.DataFrame | None:
+def read_train_log(path: str | os.PathLike, budget: Budget | None = None) -> pd.DataFrame | None:
     """``path/train_log.csv``: every column a number, epochs counted from 1."""
     file = Path(path) / TRAIN_LOG
-    log = _read_table(file, MAX_JSON_BYTES, _log_dtypes)
+    log = _read_table(file, MAX_JSON_BYTES, _log_dtypes, budget)
     if log is None:
         return None
     for col in log.columns:

@@ -262,8 +262,9 @@ def galleries_section(model: session.LoadedModel, ev: cache.Evaluation, n: int, 
         st.info("The galleries need predictions.csv.gz beside metrics.json (written by python -m vitrm evaluate).")
         return
     if ev.image_root is None:
-        st.warning("The images themselves were not found (the data directory named in metrics.json is absent), "
-                   "so only their predictions can be listed.")
+        why = checkpoints.data_root_problem(ev.metrics.get("data")) or "no data folder is named in metrics.json"
+        st.warning(f"The images themselves are not shown ({md(why, limit=MAX_MESSAGE)}), so only their "
+                   "predictions can be listed.")
     kind = st.radio("Gallery", list(GALLERY_KINDS), format_func=GALLERY_KINDS.get, horizontal=True,
                     key="gallery_kind")
     root = ev.image_root

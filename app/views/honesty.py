@@ -36,7 +36,7 @@ def draw_unusual(score: float | None, facts: dict | None, problem: str | None, c
     if facts.get("outside_images"):
         caught = round(facts["outside_flagged"] * facts["outside_images"])
         rates += f", and {caught} of {facts['outside_images']} photos of things outside the classes"
-    rule = f"Rule: {facts['rule']}. {rates}."
+    rule = f"Rule: {text.md(facts['rule'], limit=text.MAX_MESSAGE)}. {rates}."   # ood.json's text: a stranger's
     if score > threshold:
         st.warning(f"**This image is probably none of the {class_count} classes** (score {score:.0f}, above "
                    f"{threshold:.0f}). The answer below is the closest of the classes it knows, not a recognition.",
