@@ -289,3 +289,29 @@ def test_an_rgb_image_is_decoded_without_a_second_full_size_copy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.strip().splitlines()[-1]) < 1.6
+
+
+def test_a_16_bit_grey_strip_is_decoded_in_a_few_bytes_a_pixel():
+    """A 16-bit grey strip (the probe's 1x49,000,000 took 980 MB) is scaled to 8 bits chunk by chunk: the image,
+    its integer copy, the 8-bit result and the RGB image, not three float copies besides (14 bytes a pixel before).
+    README's memory ceiling assumes at most 15 bytes a pixel."""
+    code = textwrap.dedent("""
+        import io
+        import numpy as np
+        from PIL import Image
+        import vitrm
+        n = 20_000_000
+        buffer = io.BytesIO()
+        Image.fromarray((np.arange(n, dtype=np.uint32) % 60_000).astype(np.uint16).reshape(1, n)).save(buffer, "PNG")
+        data = buffer.getvalue()
+        del buffer
+        open("/proc/self/clear_refs", "w").write("5")       # the peak from here on
+        before = int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) * 1024
+        image = vitrm.load_image(data)
+        after = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+        assert image.size == (n, 1) and image.getpixel((59_999, 0)) == (255, 255, 255)
+        print((after - before) / n)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 9

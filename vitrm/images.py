@@ -178,12 +178,7 @@ def _short(e: Exception) -> str:
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grey: scale to 8 bits by the actual range, not by clipping at 255.
-        import numpy as np
-        a = np.asarray(im, dtype=np.float32)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        im = Image.fromarray(a.round().astype("uint8"), "L")
+        im = _grey_to_8_bits(im)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "RGB" and "transparency" in im.info):
@@ -194,6 +189,31 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         im = im.convert("L")
     # An RGB image is returned as it is: converting it would copy every pixel.
     return im if im.mode == "RGB" else im.convert("RGB")
+
+
+_SCALE_CHUNK = 2**20                # pixels scaled at a time: float temporaries of 4 MB, whatever the image
+
+
+def _grey_to_8_bits(im: Image.Image) -> Image.Image:
+    """16/32-bit grey scaled to 8 bits by the actual range, not by clipping at 255.
+
+    In chunks: scaling the whole image in float32 at once held three float copies beside it (a 1x49,000,000
+    16-bit PNG took 980 MB, 20 bytes a pixel); chunk by chunk the float temporaries stay at 4 MB and the
+    decode costs the image, its integer copy and the 8-bit result (tests/test_images.py).
+    """
+    import numpy as np
+    values = np.asarray(im).reshape(-1)            # uint16 or int32: 2 or 4 bytes a pixel
+    lo, hi = float(values.min()), float(values.max())
+    out = np.zeros(values.size, dtype=np.uint8)
+    if hi > lo:
+        for start in range(0, values.size, _SCALE_CHUNK):
+            chunk = values[start:start + _SCALE_CHUNK].astype(np.float32)
+            chunk -= lo
+            chunk /= hi - lo
+            chunk *= 255.0
+            out[start:start + _SCALE_CHUNK] = chunk.round()
+    del values
+    return Image.fromarray(out.reshape(im.size[1], im.size[0]), "L")
 
 
 def to_model_input(image: Image.Image, size: int) -> torch.Tensor:
