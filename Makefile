@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 .PHONY: setup app test lint bench bench-quick clean-venv
 
 # The venv is (re)built whenever it is missing or requirements.txt or pyproject.toml is newer than the
-# last install. The project itself is installed in editable mode, so `import vitrm` and `import app` work
-# from anywhere (the app, the tests' subprocesses, the benchmarks) without touching sys.path.
+# last install: what the library and the app need (requirements.txt), then the project with its dev
+# extra (pyproject.toml: the tests', linter's and benches' tools). The project is installed in editable
+# mode, so `import vitrm`, `import app` and `import testkit` work from anywhere (the app, the tests'
+# subprocesses, the benchmarks) without touching sys.path.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -11,6 +11,7 @@ import torch
 import vitrm
 from vitrm.analysis import normalize
 from vitrm.data import load_split
+from vitrm.train import read_log
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 SHIPPED = sorted(p for p in CHECKPOINTS.glob("*") if (p / "metrics.json").is_file())
@@ -62,18 +63,24 @@ def test_the_compressed_per_image_table_agrees_with_the_recorded_metrics(path):
         assert (table[f"pred_{step}"] == table["label"]).mean() == pytest.approx(top1, abs=1e-12), step
 
 
-def committed_resume_states() -> list[Path]:
-    """train_state.json under checkpoints/, and those committed under runs/ (the rest of runs/ is local)."""
+def shipped_runs() -> list[Path]:
+    """Every run directory shipped: each checkpoint, its earlier stages and averaged runs (those with a
+    train_config.json under checkpoints/), and any run committed under runs/ (the rest of runs/ is local)."""
     root = CHECKPOINTS.parent
-    found = list(CHECKPOINTS.rglob("train_state.json"))
+    found = {p.parent for p in CHECKPOINTS.rglob("train_config.json")}
     listed = subprocess.run(["git", "ls-files", "runs"], cwd=root, capture_output=True, text=True)
     if listed.returncode == 0:
-        found += [root / f for f in listed.stdout.split() if f.endswith("/train_state.json")]
-    return found
+        found |= {(root / f).parent for f in listed.stdout.split() if f.endswith("/train_config.json")}
+    return sorted(found)
 
 
 def test_resume_state_is_shipped_only_for_an_unfinished_run():
-    # A finished run's optimizer moments are dead weight in the repository; an unfinished one needs them.
-    for state in committed_resume_states():
-        scheduled = json.loads((state.parent / "train_config.json").read_text())["epochs"]
-        assert json.loads(state.read_text())["epoch"] < scheduled, f"{state.parent} finished: drop its resume state"
+    # A finished run's optimizer moments are dead weight in the repository; an unfinished one may need them.
+    runs = shipped_runs()
+    assert len(runs) >= len(SHIPPED), "every shipped checkpoint records its run"
+    for run in runs:
+        scheduled = json.loads((run / "train_config.json").read_text())["epochs"]
+        logged = len(read_log(run))
+        assert logged <= scheduled, f"{run}: {logged} epochs logged of {scheduled}"
+        if logged == scheduled:
+            assert not list(run.glob("train_state.*")), f"{run} finished: drop its resume state"
