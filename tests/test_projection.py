@@ -9,10 +9,10 @@ import struct
 import numpy as np
 import pytest
 import torch
-from fakedata import CIFAR10_CLASSES, write_imagefolder
 from safetensors.numpy import save as save_numpy
 
 import vitrm
+from testkit.fakedata import CIFAR10_CLASSES, write_imagefolder
 from vitrm import projection, sidefiles
 from vitrm.__main__ import main
 from vitrm.analysis import normalize
