@@ -123,6 +123,18 @@ def _sweeps(stamps: tuple[tuple[str, float], ...]) -> list[list[vitrm.SweepPoint
     return vitrm.find_sweeps([path for path, _ in stamps])
 
 
+def model_points() -> list[vitrm.ModelPoint]:
+    """Every discovered checkpoint's cost and accuracy; recomputed when any of their files change."""
+    paths = checkpoints.discover()
+    stamps = tuple((str(p), max((f.stat().st_mtime for f in p.iterdir() if f.is_file()), default=0.0)) for p in paths)
+    return _model_points(stamps)
+
+
+@st.cache_data(max_entries=4, show_spinner="Counting each checkpoint's parameters and compute…")
+def _model_points(stamps: tuple[tuple[str, float], ...]) -> list[vitrm.ModelPoint]:
+    return vitrm.model_points([path for path, _ in stamps])
+
+
 @st.cache_data(show_spinner=False)
 def default_model_facts() -> dict:
     """The same for an untrained ViTRM with the library's default config (shown before any training)."""

@@ -574,6 +574,26 @@ def test_every_analysis_view_opens_and_shows_the_evaluated_figures(app, lab):
             assert len(at.get("plotly_chart")) == 2
 
 
+def test_accuracy_vs_cost_places_each_evaluated_checkpoint_at_its_own_parameters_compute_and_budget(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value("Accuracy vs cost")
+    run(at)
+    spec = plotly_specs(at)[0]
+    for name in ("vitrm-tiny", "vit-tiny"):
+        model = vitrm.load(lab / name)
+        top1 = json.loads((lab / name / "metrics.json").read_text())["top1_by_step"][model.config.trained_steps - 1]
+        by_parameters, by_compute = [t for t in spec["data"] if t["name"].split(" ")[0] == name]
+        assert values(by_parameters["x"]) == [vitrm.num_parameters(model)]
+        assert values(by_compute["x"]) == pytest.approx([vitrm.flops_per_image(model, model.config.trained_steps) / 1e6])
+        assert values(by_parameters["y"]) == pytest.approx([top1])
+    assert not any(t["name"].startswith("vitrm-concat-no-metrics") for t in spec["data"]), "not evaluated: no point"
+    table = at.dataframe[0].value
+    budgets = dict(zip(table["checkpoint"], table["training budget"]))
+    assert budgets["vitrm-tiny"] == "3 epochs" and budgets["vit-tiny"] == "no training log"
+
+
 def test_the_pages_leave_the_checkpoint_files_that_every_session_shares_as_they_were_read(app, lab):
     from app import cache, checkpoints
 

@@ -42,7 +42,7 @@ from .images import (
 from .model import AttentionMaps, ModelConfig, Trace, ViTRM, ViTRMConfig, num_parameters
 from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
 from .serving import TraceBatcher
-from .sweep import EXPLANATION as SWEEP_EXPLANATION, SweepPoint, find_sweeps, flops_per_image
+from .sweep import EXPLANATION as SWEEP_EXPLANATION, ModelPoint, SweepPoint, find_sweeps, flops_per_image, model_points
 
 __all__ = [
     # the models, their configs (one per architecture) and the trace
@@ -65,7 +65,7 @@ __all__ = [
     "steps",
     # analysis, attribution, and the trained-N sweep
     "analysis", "ood", "attribute", "Attribution", "ATTRIBUTION_METHODS",
-    "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION",
+    "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION", "ModelPoint", "model_points",
     # two checkpoints' answers on the same images
     "compare_predictions", "Comparison", "COMPARISON_KINDS", "DISAGREEMENTS",
     # naming data and architectures for people

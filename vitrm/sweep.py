@@ -9,7 +9,8 @@ Two different curves are both called "accuracy vs N", and they answer different 
 
 This module owns the second. A sweep is a set of ViTRM checkpoints whose ``config.json`` files
 are equal except for ``trained_steps``; ``find_sweeps`` groups them, ``flops_per_image`` gives
-the compute each N costs.
+the compute each N costs. ``model_points`` widens the view to every architecture: accuracy against
+parameters and against compute, the paper's "fewer parameters" claim as one chart.
 """
 
 from __future__ import annotations
@@ -50,6 +51,50 @@ def flops_per_image(model: torch.nn.Module, steps: int | None = None) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(image, steps) if cfg.recursive else model(image)
     return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    """One checkpoint on the accuracy-vs-cost chart."""
+
+    path: Path
+    arch: str
+    recursive: bool
+    trained_steps: int
+    parameters: int
+    flops_per_image: int            # forward pass at the trained N, one image
+    top1: float | None              # test top-1 at the trained N (metrics.json); None if not evaluated
+    epochs: int | None              # rows of its own train_log.csv: the training budget (None: no log)
+    data: str | None
+    family: tuple | None            # recursive models equal but for trained_steps share one; None otherwise
+
+
+def model_points(paths: list[str | os.PathLike]) -> list[ModelPoint]:
+    """Every readable checkpoint among ``paths`` as a point: parameters, FLOPs per image, top-1 at its
+    trained N, and its training budget in epochs. Unreadable directories are skipped."""
+    from .sidefiles import read_train_log
+    points = []
+    for path in sorted(Path(p) for p in paths):
+        try:
+            model = load(path)
+        except CheckpointError:
+            continue
+        config = model.config
+        try:
+            metrics = read_metrics(path)
+        except CheckpointError:
+            metrics = None
+        try:
+            log = read_train_log(path)
+        except CheckpointError:
+            log = None
+        steps = config.trained_steps
+        points.append(ModelPoint(
+            path=path, arch=config.arch, recursive=config.recursive, trained_steps=steps,
+            parameters=num_parameters(model), flops_per_image=flops_per_image(model, steps),
+            top1=_top1_at_trained(metrics, steps), epochs=None if log is None else len(log),
+            data=(metrics or {}).get("data"), family=_family(config) if config.recursive else None))
+    return points
 
 
 def _family(config: ViTRMConfig) -> tuple:

@@ -9,10 +9,10 @@ import streamlit as st
 import vitrm
 from app import cache, checkpoints, glossary, session, summaries
 from app.text import MAX_MESSAGE, md, plain
-from app.views import analysis, compare, error_table, galleries, list_nav, trained_n
+from app.views import analysis, compare, efficiency, error_table, galleries, list_nav, trained_n
 from vitrm import paths
 
-SECTIONS = ["Accuracy vs N", "Per class", "Confusion matrix", error_table.SECTION, compare.SECTION, "Calibration",
+SECTIONS = ["Accuracy vs N", efficiency.SECTION, "Per class", "Confusion matrix", error_table.SECTION, compare.SECTION, "Calibration",
             "Halting", "Galleries", "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
@@ -307,6 +307,9 @@ def page() -> None:
     focus_keys = [k for k in named if k in evaluations]
     if section == "Training log":
         training_logs(models)
+    elif section == efficiency.SECTION:
+        # Every checkpoint found, evaluated or not: the chart is about the whole collection.
+        efficiency.draw_efficiency(cache.model_points())
     elif not focus_keys:
         st.info("Compute or load metrics first (see above).")
     elif section in ("Accuracy vs N", "Calibration"):
