@@ -78,16 +78,18 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_weights(tmp
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli(train_args(data, whole, cache, 3)).returncode == 0
 
-    with open(tmp_path / "killed.err", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "vitrm", *train_args(data, killed, cache, 3)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err)
+    # Not --quiet: the run says when epoch 1 is saved (its line on stdout) and when epoch 2 has begun (its progress
+    # bar on stderr). The kill follows those two events, not a timer, so a loaded machine cannot move it.
+    out, err = tmp_path / "killed.out", tmp_path / "killed.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "vitrm",
+                                 *[a for a in train_args(data, killed, cache, 3) if a != "--quiet"]],
+                                cwd=ROOT, stdout=stdout, stderr=stderr)
         deadline = time.time() + 240
-        while not read_log(killed):
-            assert proc.poll() is None, (tmp_path / "killed.err").read_text()
-            assert time.time() < deadline, "epoch 1 never finished"
-            time.sleep(0.02)
-        # Epoch 2 has just begun: let it run for a third of an epoch, then pull the plug.
-        time.sleep(float(read_log(killed)[0]["epoch_seconds"]) / 3)
+        while not ("epoch 1:" in out.read_text() and "epoch 2/3" in err.read_text()):
+            assert proc.poll() is None, err.read_text()[-2000:]
+            assert time.time() < deadline, "epoch 2 never began"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert json.loads((killed / "train_state.json").read_text())["epoch"] == 1, "the kill missed epoch 2"
@@ -103,6 +105,25 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_weights(tmp
     log_whole, log_killed = read_log(whole), read_log(killed)
     assert [int(r["epoch"]) for r in log_killed] == [1, 2, 3]
     assert [[r[k] for k in LOG_VALUES] for r in log_killed] == [[r[k] for k in LOG_VALUES] for r in log_whole]
+
+
+@pytest.mark.parametrize("given", [None, "cache-from-env"])
+def test_the_cache_is_vitrm_cache_and_the_record_names_no_home_directory(tmp_path, folder, given):
+    # One rule for every command: $VITRM_CACHE, else ~/.cache/vitrm, recorded as given (never expanded).
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "VITRM_CACHE"} | {"HOME": str(home)}
+    if given:
+        env["VITRM_CACHE"] = str(tmp_path / given)
+    args = train_args(folder, tmp_path / "run", "-", 1)
+    at = args.index("cache_dir=-")
+    del args[at - 1:at + 1]                       # no cache_dir setting: the default
+    result = run_cli(args, env=env)
+    assert result.returncode == 0, result.stderr
+    record = (tmp_path / "run" / "train_config.json").read_text()
+    used = tmp_path / given if given else home / ".cache" / "vitrm"
+    assert json.loads(record)["cache_dir"] == (str(used) if given else "~/.cache/vitrm")
+    assert str(home) not in record
+    assert list(used.glob("tiny-train-*.npy")), "the decoded images are cached there"
 
 
 def test_stop_after_cuts_a_run_short_on_its_own_schedule_and_resume_finishes_it(tmp_path, folder, cache):

@@ -28,7 +28,15 @@ from torchvision.transforms import v2
 from .errors import UserError
 from .paths import FolderListing
 
-DEFAULT_CACHE = Path(os.environ.get("VITRM_CACHE", Path.home() / ".cache" / "vitrm"))
+
+def default_cache() -> str:
+    """Where decoded image folders are cached, as given: $VITRM_CACHE, else ``~/.cache/vitrm``. Unexpanded, so
+    that a run's train_config.json names no home directory; ``load_split`` expands it. The one rule, for
+    training (``TrainConfig.cache_dir``), evaluate and project alike."""
+    return os.environ.get("VITRM_CACHE") or "~/.cache/vitrm"
+
+
+DEFAULT_CACHE = Path(default_cache()).expanduser()      # the same, as this process started
 
 
 class DataError(UserError, ValueError):
@@ -106,7 +114,7 @@ def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir) -> Spl
     key = hashlib.sha256(repr((str(root.resolve()), split, image_size,
                                [(p, os.path.getsize(p)) for p, _ in folder.samples])).encode()).hexdigest()[:16]
     labels = torch.tensor(folder.targets, dtype=torch.int64)
-    cache = Path(cache_dir) / f"{root.name}-{split}-{image_size}-{key}.npy" if cache_dir else None
+    cache = Path(cache_dir).expanduser() / f"{root.name}-{split}-{image_size}-{key}.npy" if cache_dir else None
     if cache is not None and cache.is_file():
         images = np.load(cache, allow_pickle=False)
         if images.shape == (len(labels), 3, image_size, image_size):

@@ -47,13 +47,14 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .analysis import normalize
-from .config import ConfigError, check_budget, check_model, parse_dataclass
+from .config import ConfigError, arch_of, check_budget, check_model, parse_dataclass
 from .data import (
     AugmentConfig,
     AugmentedImages,
     Split,
     batch_mix,
     check_spec,
+    default_cache,
     image_transform,
     load_split,
     train_val_split,
@@ -77,7 +78,7 @@ class TrainConfig:
     data: str = "cifar10"
     data_dir: str = "data"
     download: bool = False
-    cache_dir: str = str(Path.home() / ".cache" / "vitrm")
+    cache_dir: str = field(default_factory=default_cache)    # as given: $VITRM_CACHE, else "~/.cache/vitrm"
     out: str = "runs/vitrm"
     val_size: int = 5000            # held out from train; every model choice is made on it
     epochs: int = 100
@@ -177,7 +178,7 @@ def _merged(base: dict, override: dict) -> dict:
 def _switches_model(key: str, base: dict, override: dict) -> bool:
     """A model section of another architecture replaces its base's rather than inheriting keys the
     new architecture does not read (a ViT has no latent_updates)."""
-    base_arch = base.get("arch", "vitrm")
+    base_arch = arch_of(base)
     return key == "model" and override.get("arch", base_arch) != base_arch
 
 
