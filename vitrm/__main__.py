@@ -41,6 +41,12 @@ def _predict(args) -> int:
     return 0 if predict_cli(args) else 1
 
 
+def _import_reference(args) -> None:
+    from .reference import import_reference
+    out = import_reference(args.source, args.out, args.class_names)
+    print(f"wrote {out} (model.safetensors, config.json, README.md): open it in the app or evaluate it")
+
+
 def _average(args) -> None:
     from .checkpoint import average
     out = average(args.checkpoints, args.out, command=args.command_line)
@@ -95,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="default: the trained count")
     p.add_argument("--top-k", dest="top_k", type=int, default=3)
     p.set_defaults(func=_predict)
+
+    r = sub.add_parser("import-reference", help="a checkpoint of the paper's public training code (best.pt) "
+                       "-> a checkpoint directory; read without running any code in the file")
+    r.add_argument("source", help="the best.pt that code saved")
+    r.add_argument("--out", required=True, help="checkpoint directory to write; must not hold files yet")
+    r.add_argument("--class-names", dest="class_names", metavar="FILE",
+                   help="one class name per line, in label order (default: from the source's dataset)")
+    r.set_defaults(func=_import_reference)
 
     a = sub.add_parser("average", help="the uniform mean of several checkpoints' weights (runs from one warm start)")
     a.add_argument("checkpoints", nargs="+", help="checkpoint directories of one architecture")

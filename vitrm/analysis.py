@@ -277,10 +277,13 @@ def class_directions(model: torch.nn.Module) -> torch.Tensor | None:
 
     The head reads LayerNorm(y) @ W.T; through the LayerNorm's gain g and its removal of
     the mean, class c's direction in y is g * W_c with its mean removed (the scale that the
-    LayerNorm also divides by is left out: only directions are meaningful).
+    LayerNorm also divides by is left out: only directions are meaningful). Without that norm
+    (``head_norm=False``, the paper's code's variant) the head reads y itself: the direction is W_c.
     """
     if not model.config.recursive:
         return None
+    if not model.config.head_norm:
+        return model.head.weight.detach().clone()
     d = model.head.weight.detach() * model.head_norm.weight.detach()
     return d - d.mean(-1, keepdim=True)
 
