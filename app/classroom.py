@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vitrm import analysis
+
 MIN_GROWTH = 0.05        # the true class's probability must grow by at least this to be a pick
 
 
@@ -44,25 +46,39 @@ def demo_picks(predictions: pd.DataFrame, gallery_files, last: int, limit: int =
     return {file: why for _, file, why in scored[:limit]}
 
 
+def percent(p: float) -> str:
+    """A probability as classroom mode writes it everywhere (sentence, answer and bars): one decimal."""
+    return f"{100 * p:.1f}%"
+
+
 def narrate(probs: np.ndarray, step: int, class_names, halt: np.ndarray | None = None,
-            threshold: float = 0.5) -> str:
-    """One sentence on what changed at ``step`` (1-based) against the step before; ``probs`` [S, C]."""
+            trained: int | None = None) -> str:
+    """One sentence on what changed at ``step`` (1-based) against the step before; ``probs`` [S, C].
+
+    The words follow the numbers as written (``percent``): a change that rounds away "stays", so no sentence
+    says "grows more sure (24.0% → 24.0%)". A step past ``trained`` (the step count the model was trained
+    with) is named an extra step. Whether the model would stop is ``vitrm.analysis``'s halting rule (the
+    first step whose halting output reaches the threshold), applied to ``halt`` [S]: the one owner of it.
+    """
     now = probs[step - 1]
     top = int(now.argmax())
     name, p = class_names[top], float(now[top])
+    head = f"Step {step}" + (f" (an extra step: trained with {trained})" if trained and step > trained else "")
     if step == 1:
-        sentence = f"Step 1: the first guess is {name}, at {p:.0%}."
+        sentence = f"{head}: the first guess is {name}, at {percent(p)}."
     else:
         before = probs[step - 2]
         old = int(before.argmax())
         if old != top:
-            sentence = (f"Step {step}: the model changes its mind, from {class_names[old]} to {name} "
-                        f"({name} {p:.0%}, {class_names[old]} {float(now[old]):.0%}).")
+            sentence = (f"{head}: the model changes its mind, from {class_names[old]} to {name} "
+                        f"({name} {percent(p)}, {class_names[old]} {percent(float(now[old]))}).")
         else:
-            delta = p - float(before[top])
-            trend = ("grows more sure" if delta > 0.005 else "grows less sure" if delta < -0.005
-                     else "barely changes")
-            sentence = f"Step {step}: still {name}; the model {trend} ({float(before[top]):.0%} → {p:.0%})."
-    if halt is not None and halt[step - 1] >= threshold and (step == 1 or halt[step - 2] < threshold):
-        sentence += f" The halting output reaches {threshold} here: it would stop now."
+            was, shown = percent(float(before[top])), percent(p)
+            if was == shown:
+                sentence = f"{head}: still {name}; the model stays at {shown}."
+            else:
+                trend = "grows more sure" if float(shown[:-1]) > float(was[:-1]) else "grows less sure"
+                sentence = f"{head}: still {name}; the model {trend} ({was} → {shown})."
+    if halt is not None and analysis.halting_step(halt) == step:
+        sentence += f" The halting output reaches {analysis.HALT_THRESHOLD} here: it would stop now."
     return sentence

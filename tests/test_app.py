@@ -308,9 +308,10 @@ def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_buil
     def top_k(p, names, k):
         order = np.argsort(p)[::-1][:k][::-1]
         fig = go.Figure(go.Bar(x=p[order], y=[label(names[i]) for i in order], orientation="h",
-                               text=[f"{100 * v:.1f}%" for v in p[order]], textposition="auto",
-                               marker_color="#4c78a8"))
-        fig.update_xaxes(range=[0, 1], title="probability")
+                               text=[f"{100 * v:.1f}%" for v in p[order]], textposition="outside",
+                               cliponaxis=False, marker_color="#4c78a8"))
+        fig.update_xaxes(range=[0, scrubber.BAR_AXIS_END], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%",
+                         title="probability")
         return figures.compact(fig, 260, f"Top {k} classes")
 
     rng = np.random.default_rng(0)
@@ -417,9 +418,19 @@ def test_switching_the_model_shows_that_models_own_prediction(app, lab):
     at = select_models(run(app), lab, "vitrm-tiny", "vit-tiny")
     at.selectbox(key="gallery_file").set_value("ship_0002.jpg")
     run(at)
-    others = next(m.value for m in at.markdown if m.value.startswith("| model |")).splitlines()[2:]
-    assert [row.split(" | ")[0].lstrip("| ").replace("\\", "") for row in others] == ["vit-tiny"], \
-        "the other loaded model is compared on the same image"
+    # Every loaded model's answer in the answer area, each at its own trained N (not at the focus model's step).
+    answers = {name: expected_at(lab / name, GALLERY / "ship_0002.jpg", steps)
+               for name, steps in (("vitrm-tiny", TINY.trained_steps), ("vit-tiny", 1))}
+    if len({top for top, _ in answers.values()}) > 1:
+        cells = [m.value.replace("\\", "") for m in at.markdown if ", step " in m.value]
+        assert [cell.split(",")[0] for cell in cells] == ["vitrm-tiny", "vit-tiny"], "side by side, focus first"
+        for cell, (name, (top, prob)) in zip(cells, answers.items()):
+            assert f"**{top}** {float(prob[:-1]):.1f}%" in cell, (name, cell)
+    else:
+        line = next(c.value.replace("\\", "") for c in at.caption if c.value.startswith("All 2 loaded models"))
+        for name, (top, prob) in answers.items():
+            assert f"{name} at step {TINY.trained_steps if name == 'vitrm-tiny' else 1} ({float(prob[:-1]):.1f}%)" \
+                in line and f"**{top}**" in line
     at.radio(key="focus").set_value(str(lab / "vit-tiny"))
     run(at)
     top, prob = expected_at(lab / "vit-tiny", GALLERY / "ship_0002.jpg", 1)

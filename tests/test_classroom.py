@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from test_app import GALLERY, TINY, app, lab, metrics, run, select_models  # noqa: F401 (fixtures)
+import pytest
+from test_app import GALLERY, ROOT, TINY, app, lab, metrics, run, select_models  # noqa: F401 (fixtures)
 
 import vitrm
 from app import classroom, glossary
 from app.text import md
+
+demo_picks = classroom.demo_picks
 
 
 def table(rows):
@@ -46,12 +49,47 @@ def test_each_step_gets_a_sentence_saying_what_changed():
     names = ("cat", "dog")
     probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.45, 0.55], [0.45, 0.55]])
     halt = np.array([0.2, 0.4, 0.6, 0.7])
-    assert classroom.narrate(probs, 1, names, halt) == "Step 1: the first guess is cat, at 60%."
-    assert classroom.narrate(probs, 2, names, halt) == "Step 2: still cat; the model grows more sure (60% → 70%)."
+    assert classroom.narrate(probs, 1, names, halt) == "Step 1: the first guess is cat, at 60.0%."
+    assert classroom.narrate(probs, 2, names, halt) == "Step 2: still cat; the model grows more sure (60.0% → 70.0%)."
     assert classroom.narrate(probs, 3, names, halt) == (
-        "Step 3: the model changes its mind, from cat to dog (dog 55%, cat 45%). "
+        "Step 3: the model changes its mind, from cat to dog (dog 55.0%, cat 45.0%). "
         "The halting output reaches 0.5 here: it would stop now.")
-    assert classroom.narrate(probs, 4, names, halt) == "Step 4: still dog; the model barely changes (55% → 55%)."
+    assert classroom.narrate(probs, 4, names, halt) == "Step 4: still dog; the model stays at 55.0%."
+
+
+def test_the_words_follow_the_numbers_as_written():
+    names = ("truck", "car")
+    # 23.52% -> 24.41%: the old wording, rounding to whole percents, said "grows more sure (24% → 24%)".
+    probs = np.array([[0.2352, 0.1], [0.2441, 0.1], [0.2444, 0.1], [0.2400, 0.1]])
+    assert classroom.narrate(probs, 2, names) == "Step 2: still truck; the model grows more sure (23.5% → 24.4%)."
+    assert classroom.narrate(probs, 3, names) == "Step 3: still truck; the model stays at 24.4%."
+    assert classroom.narrate(probs, 4, names) == "Step 4: still truck; the model grows less sure (24.4% → 24.0%)."
+    for step in range(2, 5):          # every number in a sentence is one the answer and the bars show
+        shown = {classroom.percent(float(p)) for p in probs[step - 2:step].ravel()}
+        written = {w.strip("().,") for w in classroom.narrate(probs, step, names).split() if w.endswith(("%", "%)"))}
+        written = {w if w.endswith("%") else w + "%" for w in written}
+        assert written <= shown, (step, written, shown)
+
+
+def test_it_would_stop_only_at_the_first_step_the_halting_rule_stops_at():
+    """Halting outputs that fall and rise: vitrm.analysis's rule stops at the first step at or above the
+    threshold, so the sentence says so there and nowhere else (not again when the output rises back)."""
+    from vitrm import analysis
+
+    names = ("cat", "dog")
+    probs = np.array([[0.6, 0.4], [0.6, 0.4], [0.6, 0.4]])
+    halt = np.array([0.6, 0.4, 0.7])
+    stops = [s for s in (1, 2, 3) if "it would stop now" in classroom.narrate(probs, s, names, halt)]
+    assert stops == [analysis.halting_step(halt)] == [1]
+    never = np.array([0.1, 0.2, 0.3])
+    assert not any("stop" in classroom.narrate(probs, s, names, never) for s in (1, 2, 3))
+
+
+def test_a_step_past_the_trained_count_is_named_an_extra_step():
+    names = ("cat", "dog")
+    probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.7, 0.3]])
+    assert classroom.narrate(probs, 2, names, trained=2).startswith("Step 2: still cat")
+    assert classroom.narrate(probs, 3, names, trained=2).startswith("Step 3 (an extra step: trained with 2): still")
 
 
 def test_every_glossary_term_has_a_plain_explanation():
@@ -59,7 +97,13 @@ def test_every_glossary_term_has_a_plain_explanation():
     assert "**PCA**" in glossary.tip("PCA", "ECE") and "**ECE**" in glossary.tip("PCA", "ECE")
 
 
-def test_classroom_mode_shows_the_image_answer_chart_slider_and_the_steps_sentence(app, lab):
+def test_classroom_mode_shows_the_image_answer_chart_slider_and_the_steps_sentence(app, lab, monkeypatch):
+    from app.views import classroom as view
+
+    asked = []
+    monkeypatch.setattr(classroom, "demo_picks", lambda predictions, files, last, **kw: asked.append(last) or
+                        demo_picks(predictions, files, last, **kw))
+    view.demo_marks.clear()
     at = select_models(run(app), lab, "vitrm-tiny")
     at.toggle(key="classroom").set_value(True)
     run(at)
@@ -74,5 +118,36 @@ def test_classroom_mode_shows_the_image_answer_chart_slider_and_the_steps_senten
     picks = [o for o in at.selectbox(key="gallery_file").options if o.startswith("★")]
     saved = vitrm.read_predictions(lab / "vitrm-tiny")
     files = list(pd.read_csv(GALLERY / "labels.csv")["file"])
-    expected = classroom.demo_picks(saved, files, 2 * TINY.trained_steps)
+    expected = demo_picks(saved, files, TINY.trained_steps)
     assert len(picks) == len(expected)
+    assert set(asked) == {TINY.trained_steps}, "the picks are chosen within the trained N, the steps Play tells"
+
+
+SHIPPED = sorted(p.parent for p in (ROOT / "checkpoints").glob("*/predictions.csv.gz")
+                 if vitrm.read_config(p.parent).arch == "vitrm")
+
+
+@pytest.mark.parametrize("checkpoint", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_models_demo_picks_say_what_its_predictions_show_within_its_trained_n(checkpoint):
+    """Each pick's reason holds over steps 1..N of the model's own predictions.csv.gz, N the step count it was
+    trained with: "recursion fixes the answer" is wrong at step 1 and right at N, "the answer changes" changes
+    within N, and a growth is the growth from step 1 to N."""
+    config, predictions = vitrm.read_config(checkpoint), vitrm.read_predictions(checkpoint)
+    n = config.trained_steps
+    files = list(pd.read_csv(GALLERY / "labels.csv")["file"])
+    picks = classroom.demo_picks(predictions, files, n)
+    if n == 1:
+        assert picks == {}, "a one-step model has no story to tell"
+        return
+    assert picks, f"{checkpoint.name} has no demo pick in the gallery"
+    rows = predictions.set_index("path")
+    for file, why in picks.items():
+        row = rows.loc[classroom.dataset_path(file)]
+        answers = [int(row[f"pred_{s}"]) for s in range(1, n + 1)]
+        if why == "recursion fixes the answer":
+            assert answers[0] != row["label"] and answers[-1] == row["label"], (file, answers, row["label"])
+        elif why == "the answer changes":
+            assert len(set(answers)) > 1, (file, answers)
+        else:
+            growth = float(row[f"prob_true_{n}"] - row["prob_true_1"])
+            assert why == f"the right class grows by {growth:.0%}" and growth >= classroom.MIN_GROWTH, (file, why)

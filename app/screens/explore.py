@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
-from app.text import MAX_MESSAGE, md, md_table, plain
+from app.text import MAX_MESSAGE, md, plain
 from app.views import (
     attention,
     attribution,
@@ -56,13 +56,15 @@ PLAY_TIMER = "play_timer"         # whether the last full run gave step_part Pla
 LAST_TICK = "last_tick"           # time.monotonic() of Play's last step
 
 
-def _press_play(step_key: str, n_key: str) -> None:
+def _press_play(step_key: str, trained: int) -> None:
     if st.session_state.get(PLAYING):
         st.session_state[PLAYING] = False
         st.session_state[step_key] = st.session_state.get(PLAY_AT, 1)
         return
-    step, n = st.session_state.get(step_key, 1), st.session_state.get(n_key, 1)
-    st.session_state[PLAY_AT] = 1 if step >= n else step          # from the start when already at the end
+    step = st.session_state.get(step_key, 1)
+    # Play tells the story from step 1 to the trained N (then the extra steps), unless stopped partway into it:
+    # a page opens at the trained N, and playing on from there showed only the extra steps, where little changes.
+    st.session_state[PLAY_AT] = step if 1 < step < trained else 1
     st.session_state[PLAYING] = True
     st.session_state[LAST_TICK] = time.monotonic()
 
@@ -148,15 +150,16 @@ def draw_step_controls(model: session.LoadedModel, n: int, step: int, playing: b
     # Material icons: Streamlit ships their font, while "⏸" is missing from many a system's fonts (headless
     # Chromium on Debian drew a box).
     c3.button("Stop" if playing else "Play", icon=":material/stop:" if playing else ":material/play_arrow:",
-              key="play_button", on_click=_press_play, args=(step_key, n_key),
-              help=f"Animate the steps, one every {PLAY_INTERVAL} s.")
+              key="play_button", on_click=_press_play, args=(step_key, trained),
+              help=f"Animate the steps from step 1, one every {PLAY_INTERVAL} s: the {trained} it was trained "
+                   "with, then the extra ones.")
     # The slider last, so that the answer drawn next follows it at once.
     if playing:
         with c2:
             if step_shown_below:
                 st.caption(f"Playing, one step every {PLAY_INTERVAL} s. Press Stop to take the slider back.")
             else:
-                scrubber.draw_playing(step, n)
+                scrubber.draw_playing(step, n, trained=trained)
     else:
         c2.slider("Recursion step", min_value=1, max_value=n, key=step_key,
                   help="Moving the slider only reads the stored trace: no model work.")
@@ -199,28 +202,21 @@ def upload_summary(model: session.LoadedModel, uploads: list[cache.PreparedImage
     input_view.draw_upload_summary(rows)
 
 
-def other_models_rows(models: list[session.LoadedModel], focus: session.LoadedModel, image: cache.PreparedImage,
-                      step: int) -> list[dict]:
-    """What the other loaded models answer on the same image at ``step`` (their last traced step if fewer)."""
+def model_answers(models: list[session.LoadedModel], focus: session.LoadedModel,
+                  image: cache.PreparedImage) -> list[dict]:
+    """Every loaded model's answer on ``image`` at its own trained N (a model is judged at the step count it was
+    trained with, not at the focus model's step), with its own out-of-classes flag; the focus model first."""
     rows = []
-    for m in models:
-        if m.key == focus.key:
-            continue
-        run = cache.run_image(m.key, m.mtime, image.digest, cache.traced_steps(m.config, step),
+    for m in sorted(models, key=lambda m: m.key != focus.key):
+        run = cache.run_image(m.key, m.mtime, image.digest, cache.traced_steps(m.config, steps_to_run(m)),
                               image.pixels[m.config.image_size])
-        s = min(step, run.steps)
-        top = int(run.probs[s - 1].argmax())
-        rows.append({"model": plain(m.name), "at step": s, "top class": plain(run.class_names[top]),
-                     "probability": f"{100 * run.probs[s - 1, top]:.2f}%"})
+        at = min(m.config.trained_steps, run.steps) if m.recursive else 1
+        top = int(run.probs[at - 1].argmax())
+        score, facts, _ = ood_check.check(m.key, m.mtime, image.digest, run.trace)
+        rows.append({"name": m.name, "step": at, "top": run.class_names[top],
+                     "probability": f"{100 * run.probs[at - 1, top]:.1f}%",
+                     "unusual": honesty.is_unusual(score, facts)})
     return rows
-
-
-def draw_other_models(rows: list[dict]) -> None:
-    if rows:
-        st.markdown("**The other loaded models on the same image**")
-        # Markdown, not st.table: on the first page a table is the only element that needs the browser to load
-        # and compile Streamlit's Arrow code (900 KB of JavaScript), and it redraws on every step.
-        st.markdown(md_table(rows))
 
 
 def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
@@ -273,15 +269,19 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
 
 # --------------------------------------------------------------------------- the step-dependent part
 
-def classroom_part(model: session.LoadedModel, image: cache.PreparedImage, run: cache.ImageRun,
-                   why: str | None) -> None:
+def classroom_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
+                   run: cache.ImageRun, why: str | None) -> None:
     n, step, playing = step_state(model)
     if n > run.steps:
         st.rerun()        # N went past the trace: the full run traces further
+    unusual = ood_check.check(model.key, model.mtime, image.digest, run.trace)
+    answers = model_answers(models, model, image)
     classroom.draw(image.pixels[model.config.image_size], run.probs[:n],
                    None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(),
-                   run.class_names, image.label, step, lambda: draw_step_controls(model, n, step, playing, True), why,
-                   playing)
+                   run.class_names, image.label, step, model.config.trained_steps,
+                   lambda: draw_step_controls(model, n, step, playing, True), why, playing,
+                   beside_answer=lambda: honesty.draw_unusual(*unusual, len(run.class_names), compact=True),
+                   under_image=lambda: scrubber.draw_model_answers(answers))
 
 
 def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, image: cache.PreparedImage,
@@ -300,10 +300,10 @@ def explore_part(models: list[session.LoadedModel], model: session.LoadedModel, 
             value = float(run.trace.halt[step - 1, 0])
             notes.append(honesty.halting_note(value, step, None if evaluated is None else
                                               reliability.at(evaluated, step, value)))
-        others = other_models_rows(models, model, image, step)
+        answers = model_answers(models, model, image)
         scrubber.draw_step(probs, step, run.class_names, image.label, notes,
-                           controls=lambda: draw_step_controls(model, n, step, playing, True), playing=playing)
-        draw_other_models(others)
+                           controls=lambda: draw_step_controls(model, n, step, playing, True), playing=playing,
+                           after_answer=lambda: scrubber.draw_model_answers(answers))
         return
     draw_step_controls(model, n, step, playing)
     if view == "Evolving state":
@@ -336,26 +336,37 @@ def demo_marks(model: session.LoadedModel) -> Mapping[str, str]:
     if model.files.predictions is None or not model.recursive:
         return {}
     files = tuple(inputs.gallery_table()["file"])
-    return classroom.demo_marks(model.key, model.mtime, files, model.default_steps,
+    # Within the trained N: the story Play tells, and the step the page opens at.
+    return classroom.demo_marks(model.key, model.mtime, files, model.config.trained_steps,
                                 model.files.predictions)
 
 
 models = session.require_models()
-title, toggle, terms = st.columns([5.4, 2, 1.6], vertical_alignment="bottom")    # "Glossary" whole at 1366 px
-title.header("Explore an image")
+teaching = bool(st.session_state.get(classroom.TOGGLE))
+# Classroom mode is a presenter's view: the sidebar closes (unless the user has opened or closed it by hand, which
+# the browser remembers), and the model and image controls fold into one expander on the title's row, so that the
+# image, the answer, the bars, the sentence and Play fit a 1366x625 window (tests/test_browser_classroom.py).
+st.set_page_config(initial_sidebar_state="collapsed" if teaching else "auto")
+title, toggle, terms = st.columns([5.4, 2, 1.6], vertical_alignment="center" if teaching else "bottom")
+if teaching:
+    controls = title.expander("Model and image", icon=":material/tune:")
+else:
+    title.header("Explore an image")     # "Glossary" whole at 1366 px beside it
+    controls = st.container()
 with toggle:
     teaching = classroom.draw_toggle()
 with terms:
     glossary.draw()
-model = session.focus(models)
-marks = demo_marks(model)
-image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})), marks,
-                                     checkpoints.data_root((model.files.metrics or {}).get("data")))
-list_nav.draw()
-if st.session_state.get("source") in ("Upload", "Camera"):
-    honesty.draw_known_classes(model.name, model.config.class_names)
-if uploads:
-    upload_summary(model, uploads)
+with controls:
+    model = session.focus(models)
+    marks = demo_marks(model)
+    image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})), marks,
+                                         checkpoints.data_root((model.files.metrics or {}).get("data")))
+    list_nav.draw()
+    if st.session_state.get("source") in ("Upload", "Camera"):
+        honesty.draw_known_classes(model.name, model.config.class_names)
+    if uploads:
+        upload_summary(model, uploads)
 if image is None:
     st.info("Upload an image, take a photo, or pick one from the gallery.")
     st.stop()
@@ -367,9 +378,8 @@ pixels = image.pixels[model.config.image_size]
 run = cache.run_image(model.key, model.mtime, image.digest, cache.traced_steps(model.config, steps_to_run(model)),
                       pixels)
 if teaching:
-    step_fragment(classroom_part, model, image, run,
+    step_fragment(classroom_part, models, model, image, run,
                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
-    honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
     st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
 # Drawn only once opened, as counting the compute takes seconds the first time. One label for every model (the

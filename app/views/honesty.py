@@ -19,8 +19,15 @@ def draw_known_classes(model_name: str, class_names) -> None:
                "anything else still gets one of them, so an answer is only as good as the picture's fit to them.")
 
 
-def draw_unusual(score: float | None, facts: dict | None, problem: str | None, class_count: int) -> None:
-    """The out-of-distribution warning, with its rule, threshold and measured false alarms."""
+def is_unusual(score: float | None, facts: dict | None) -> bool | None:
+    """Whether the rule flags the image (its score above the threshold); None without a score."""
+    return None if score is None or facts is None else score > facts["threshold"]
+
+
+def draw_unusual(score: float | None, facts: dict | None, problem: str | None, class_count: int,
+                 compact: bool = False) -> None:
+    """The out-of-distribution warning, with its rule, threshold and measured false alarms; ``compact`` (classroom
+    mode, beside the answer): the warning alone, and nothing when the image is not flagged."""
     if problem:
         st.warning(f"The out-of-distribution check is off: {text.md(problem, limit=None)}")
         return
@@ -37,11 +44,15 @@ def draw_unusual(score: float | None, facts: dict | None, problem: str | None, c
         caught = round(facts["outside_flagged"] * facts["outside_images"])
         rates += f", and {caught} of {facts['outside_images']} photos of things outside the classes"
     rule = f"Rule: {text.md(facts['rule'], limit=text.MAX_MESSAGE)}. {rates}."   # ood.json's text: a stranger's
-    if score > threshold:
+    if is_unusual(score, facts):
+        # "This answer", not "the answer below": in classroom mode the warning sits under the answer.
         st.warning(f"**This image is probably none of the {class_count} classes** (score {score:.0f}, above "
-                   f"{threshold:.0f}). The answer below is the closest of the classes it knows, not a recognition.",
+                   f"{threshold:.0f}). This answer is the closest of the classes it knows, not a recognition.",
                    icon=":material/warning:")
-        st.caption(rule)
+        if not compact:
+            st.caption(rule)
+    elif compact:
+        return
     else:
         st.caption(f"Out-of-distribution check: score {score:.0f}, under the threshold {threshold:.0f} (the image "
                    f"looks like the training images). {rule}")

@@ -14,19 +14,23 @@ from . import figures
 
 PLAYING_LINE = "vitrm-playing"      # the key of the playing line's container (testkit/step_recorder.py reads it)
 BAR_CELLS = 16
+BAR_AXIS_END = 1.22          # the top-k axis goes past 100%: room for a full bar's label
 
 
-def playing_text(step: int, steps: int, answer: str | None = None) -> str:
-    """Markdown: ``answer`` (markdown) when given, then the step Play shows, of ``steps``, as words and a bar."""
+def playing_text(step: int, steps: int, answer: str | None = None, trained: int | None = None) -> str:
+    """Markdown: ``answer`` (markdown) when given, then the step Play shows, of ``steps``, as words and a bar;
+    a step past ``trained`` (the step count the model was trained with) is named an extra step."""
     filled = round(BAR_CELLS * step / steps)
     line = f"▶ **Step {step} of {steps}** {'▰' * filled}{'▱' * (BAR_CELLS - filled)}"
+    if trained and step > trained:
+        line += f" extra step: trained with {trained}"
     return line if answer is None else f"{answer}\n\n{line}"
 
 
-def draw_playing(step: int, steps: int, answer: str | None = None) -> None:
+def draw_playing(step: int, steps: int, answer: str | None = None, trained: int | None = None) -> None:
     """While Play runs: the step, and the answer when given, as one element, which the browser draws whole."""
     with st.container(key=PLAYING_LINE):
-        st.markdown(playing_text(step, steps, answer))
+        st.markdown(playing_text(step, steps, answer, trained))
 
 
 def answer_text(p: np.ndarray, step: int, class_names, label: str | None) -> str:
@@ -95,10 +99,14 @@ def top_k_figure(p: np.ndarray, class_names, k: int) -> figures.SpecFigure:
 
 def _top_k_spec(p: np.ndarray, class_names: tuple[str, ...], k: int) -> dict:
     order = np.argsort(p)[::-1][:k][::-1]
+    # Labels outside the bars, on an axis with room for them past 100%: inside a short bar a label was shrunk or,
+    # at the 14 px minimum, cut off at the plot's edge (".2%"; tests/test_browser_classroom.py).
     bars = {"type": "bar", "x": p[order], "y": [plotly(class_names[i]) for i in order], "orientation": "h",
-            "text": [f"{100 * v:.1f}%" for v in p[order]], "textposition": "auto", "marker": {"color": "#4c78a8"}}
-    return {"data": [bars], "layout": figures.compact_layout(260, f"Top {k} classes",
-                                                             xaxis={"range": [0, 1], "title": {"text": "probability"}})}
+            "text": [f"{100 * v:.1f}%" for v in p[order]], "textposition": "outside", "cliponaxis": False,
+            "marker": {"color": "#4c78a8"}}
+    return {"data": [bars], "layout": figures.compact_layout(
+        260, f"Top {k} classes", xaxis={"range": [0, BAR_AXIS_END], "tickvals": [0, 0.25, 0.5, 0.75, 1],
+                                         "tickformat": ".0%", "title": {"text": "probability"}})}
 
 
 def class_lines_figure(probs: np.ndarray, step: int | None, class_names) -> figures.SpecFigure:
@@ -147,8 +155,41 @@ def _updates_spec(y_update: np.ndarray, z_update: np.ndarray) -> dict:
         legend={"orientation": "h", "y": -0.3})}
 
 
+def model_answers_text(rows: list[dict]) -> str | None:
+    """Markdown for the answer area: the loaded models' answers, each at its own trained N, given as ``rows`` of
+    {name, step, top, probability (text), unusual (True, False, or None without a check)}, focus model first.
+    One line when they agree; side by side (``draw_model_answers``) when they do not. None for a single model."""
+    if len(rows) < 2:
+        return None
+    if len({r["top"] for r in rows}) == 1:
+        return (f"All {len(rows)} loaded models answer **{md(rows[0]['top'])}** at the step count each was trained "
+                "with: " + ", ".join(f"{md(r['name'])} at step {r['step']} ({r['probability']})" for r in rows) + ".")
+    return None
+
+
+def model_answer_cell(row: dict) -> str:
+    flag = {True: ":orange[:material/warning: probably none of its classes]",
+            False: ":grey[looks like its training images]", None: ""}[row["unusual"]]
+    return f"{md(row['name'])}, step {row['step']}  \n**{md(row['top'])}** {row['probability']}  \n{flag}"
+
+
+def draw_model_answers(rows: list[dict]) -> None:
+    """Every loaded model's answer, each at its own trained N and with its own out-of-classes flag: side by side
+    when they disagree, one line when they agree (``model_answers_text``)."""
+    agreed = model_answers_text(rows)
+    if agreed is not None:
+        st.caption(agreed)
+        return
+    if len(rows) < 2:
+        return
+    st.markdown("**The loaded models disagree**, each read at the step count it was trained with:")
+    for column, row in zip(st.columns(len(rows)), rows):
+        column.markdown(model_answer_cell(row))
+
+
 def draw_step(probs: np.ndarray, step: int, class_names, label: str | None, notes: list[str],
-              top_k: int = 5, controls: Callable[[], None] | None = None, playing: bool = False) -> None:
+              top_k: int = 5, controls: Callable[[], None] | None = None, playing: bool = False,
+              after_answer: Callable[[], None] = lambda: None) -> None:
     """What changes with the step: the headline, the bars at the step, and ``notes`` (sentences on the step).
 
     ``probs`` [N, C]. Drawn in the page's step fragment. A chart that changes costs the browser a redraw (0.1 to
@@ -156,6 +197,7 @@ def draw_step(probs: np.ndarray, step: int, class_names, label: str | None, note
     over all steps are in ``draw_overview``, drawn once per image and N, with no moving step marker.
     """
     draw_prediction(probs, step, class_names, label, controls, playing)
+    after_answer()
     left, right = st.columns([2, 3])
     with left:
         figures.show(top_k_figure(probs[step - 1], class_names, min(top_k, len(class_names))))
