@@ -284,3 +284,101 @@ def test_the_papers_variant_trains_here_from_the_command_line(tmp_path):
     assert model.block.layers[0].mlp[0].weight.shape == (48, 16)
     assert len(pd.read_csv(tmp_path / "run" / "train_log.csv")) == 1
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["model"]["mlp"] == "swiglu"
+
+
+# --------------------------------------------------------------------------- the app and the analyses on an import
+
+@pytest.fixture(scope="module")
+def paper_lab(tmp_path_factory):
+    """checkpoints/paper-cifar10: a random paper model imported through the command line, then evaluated with
+    ``python -m vitrm evaluate`` on an image folder of the gallery's CIFAR-10 images."""
+    from test_app import gallery_imagefolder
+    root = tmp_path_factory.mktemp("paper-lab")
+    checkpoints, data = root / "checkpoints", root / "data"
+    gallery_imagefolder(data)
+    src = best_pt(root / "best.pt", paper_model(3, 10))
+    result = run_cli("import-reference", src, "--out", checkpoints / "paper-cifar10")
+    assert result.returncode == 0, result.stderr
+    assert main(["evaluate", "--checkpoint", checkpoints / "paper-cifar10", "--data", f"imagefolder:{data}",
+                 "--cache-dir", root / "cache", "--quiet"]) == 0
+    return checkpoints
+
+
+@pytest.fixture
+def paper_app(paper_lab, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from test_app import SCRIPT, TIMEOUT
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(paper_lab))
+    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
+    return AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT)
+
+
+def test_evaluate_on_an_imported_model_records_what_its_own_trace_answers(paper_lab):
+    model = vitrm.load(paper_lab / "paper-cifar10")
+    metrics = json.loads((paper_lab / "paper-cifar10" / "metrics.json").read_text())
+    table = vitrm.read_predictions(paper_lab / "paper-cifar10")
+    steps = 2 * model.config.trained_steps
+    assert len(metrics["top1_by_step"]) == steps and len(table) == metrics["num_images"] == 20
+    data = paper_lab.parent / "data"
+    images = torch.cat([model.preprocess(vitrm.load_image(data / path)) for path in table["path"]])
+    trace = model.trace(images, steps=steps, attention=False)
+    for step in range(1, steps + 1):
+        assert table[f"pred_{step}"].tolist() == trace.logits[step - 1].argmax(-1).tolist()
+        assert table[f"halt_{step}"].to_numpy() == pytest.approx(trace.halt[step - 1].numpy(), abs=1e-5)
+        top1 = float((trace.logits[step - 1].argmax(-1) == torch.tensor(table["label"].to_numpy())).float().mean())
+        assert metrics["top1_by_step"][step - 1] == pytest.approx(top1)
+
+
+def test_every_explore_view_works_on_an_imported_model(paper_app, paper_lab):
+    from test_app import GALLERY, expected_at, metrics, run, select_models
+    key = str(paper_lab / "paper-cifar10")
+    at = select_models(run(paper_app), paper_lab, "paper-cifar10")
+    at.selectbox(key="gallery_file").set_value("cat_0003.jpg")
+    run(at)
+    for step in (1, 3, 6):
+        at.slider(key=f"step::{key}").set_value(step)
+        run(at)
+        top, prob = expected_at(paper_lab / "paper-cifar10", GALLERY / "cat_0003.jpg", step)
+        assert metrics(at)[f"Top class at step {step}"] == top and metrics(at)["Probability"] == prob
+    at.radio(key="explore_view").set_value("Evolving state")
+    run(at)
+    at.radio(key="z_measure").set_value(at.radio(key="z_measure").options[1])
+    run(at)
+    assert len(at.get("plotly_chart")) == 3
+    at.radio(key="explore_view").set_value("Attention")
+    run(at)
+    at.selectbox(key=f"att_layer::{key}").set_value(at.selectbox(key=f"att_layer::{key}").options[-1])
+    at.selectbox(key=f"att_head::{key}").set_value("head 4")
+    for call in range(len(at.selectbox(key=f"att_call::{key}").options)):
+        at.selectbox(key=f"att_call::{key}").set_value(call)
+        run(at)
+    rollout = next(c.value for c in at.caption if "rollout" in c.value.lower())
+    assert abs(sum(int(s.rstrip("%")) for s in rollout.split() if s.endswith("%")) - 100) <= 2, rollout
+    at.radio(key="explore_view").set_value("Attribution")
+    run(at)
+    next(b for b in at.button if b.label.startswith("Compute attributions")).click()
+    run(at)
+    timed = next(m.value for m in at.markdown if m.value.startswith("Attributions for"))
+    for name in ("Integrated Gradients", "Saliency", "GradientShap", "Occlusion"):
+        assert f"**{name}**" in timed, timed
+    at.switch_page("screens/how_it_works.py")
+    run(at)
+    assert "[y, x, z]" in at.get("graphviz_chart")[0].proto.spec
+
+
+def test_every_analysis_view_and_the_error_table_work_on_an_imported_model(paper_app, paper_lab):
+    from test_app import run, select_models
+
+    from app.views import error_table
+    key = str(paper_lab / "paper-cifar10")
+    at = select_models(run(paper_app), paper_lab, "paper-cifar10")
+    at.switch_page("screens/dataset.py")
+    run(at)
+    for section in at.radio(key="analysis_view").options:
+        at.radio(key="analysis_view").set_value(section)
+        run(at)
+    at.radio(key="analysis_view").set_value(error_table.SECTION)
+    run(at)
+    at.selectbox(key=f"errors::{key}::size").set_value(25)
+    run(at)
+    assert len(at.dataframe[0].value) == len(vitrm.read_predictions(paper_lab / "paper-cifar10"))
