@@ -147,7 +147,8 @@ class CheckpointFiles:
             if not self._predictions_read:
                 steps = len(self.metrics["top1_by_step"]) if self.metrics else None
                 self._predictions = _read(sidefiles.read_predictions, self.path, self._problems,
-                                          self.config.num_classes, steps, self._budget)
+                                          self.config.num_classes, steps, self._budget,
+                                          vitrm.steps.max_steps(self.config))
                 self._predictions_read = True
             return self._predictions
 
@@ -206,7 +207,8 @@ def read_files(path: Path) -> CheckpointFiles:
     problems: list[str] = []
     budget = sidefiles.Budget(path)
     return CheckpointFiles(path=path, config=config, metrics=_read(sidefiles.read_metrics, path, problems,
-                                                                   config.num_classes, budget),
+                                                                   config.num_classes, budget,
+                                                                   vitrm.steps.max_steps(config)),
                            train_log=_training_history(path, problems, budget),
                            train_config=_read(sidefiles.read_train_config, path, problems, budget),
                            _problems=problems, _budget=budget)

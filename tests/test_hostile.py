@@ -576,3 +576,35 @@ def test_the_shipped_checkpoints_carry_a_tenth_of_the_budget_or_less():
         size = sum(len(gzip.decompress(f.read_bytes())) if f.suffix == ".gz" else f.stat().st_size for f in files)
         assert size * 10 <= sidefiles.MAX_CHECKPOINT_BYTES, path.name
         assert len(vitrm.earlier_stages(path)) + len(vitrm.averaged_runs(path)) <= 16
+
+
+def _wide_table(steps: int, rows: int) -> bytes:
+    import gzip
+    header = ["index", "path", "label", "label_name", "halt_step"] + [
+        f"{kind}_{s}" for s in range(1, steps + 1) for kind in ("pred", "conf", "prob_true", "halt")]
+    lines = [",".join(header)] + [",".join([str(r), f"test/a/{r}.png", "0", "a", "1"] + ["0", "0.5", "0.25", "0.5"]
+                                           * steps) for r in range(rows)]
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+def test_a_table_of_more_steps_than_the_model_runs_is_refused_from_its_header(evaluated, tmp_path):
+    # The probe's 410 KB predictions.csv.gz of 4,096 steps took 12.8 s and 900 MB to parse, under a lock.
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "wide"))
+    (path / "predictions.csv.gz").write_bytes(_wide_table(4096, 10))
+    most = vitrm.steps.max_steps(vitrm.read_config(path))
+    with within(10), pytest.raises(CheckpointError, match=f"for 1 to {most} steps, found 4096"):
+        sidefiles.read_predictions(path, 3, None, None, most)
+    with within(10), pytest.raises(CheckpointError, match="has 4096 steps of predictions but metrics.json has 4"):
+        sidefiles.read_predictions(path, 3, 4)
+
+
+def test_a_table_of_the_most_steps_there_are_is_still_read_and_checked(evaluated, tmp_path):
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "wide"))
+    (path / "predictions.csv.gz").write_bytes(_wide_table(sidefiles.MAX_STEPS, 3))
+    table = sidefiles.read_predictions(path, 3)
+    assert table.shape == (3, 5 + 4 * sidefiles.MAX_STEPS) and table["conf_4096"].dtype == "float64"
+    import gzip
+    (path / "predictions.csv.gz").write_bytes(gzip.compress(gzip.decompress(_wide_table(8, 3)).replace(
+        b"0.25", b"cat", 1)))
+    with pytest.raises(CheckpointError, match="prob_true_1 holds a value that is not a number"):
+        sidefiles.read_predictions(path, 3)
