@@ -88,7 +88,7 @@ def load_all(paths: list[Path]) -> tuple[list[LoadedModel], list[str]]:
 
 
 def models() -> list[LoadedModel]:
-    """The models chosen in the sidebar (set by script.py each run)."""
+    """The models chosen in the sidebar (set by app/main.py each run)."""
     return st.session_state.get("loaded_models", [])
 
 

@@ -62,7 +62,7 @@ def duration(seconds: float | None) -> str:
 def model_card(files: CheckpointFiles, parameters: int) -> dict:
     cfg = files.config
     card = {"name": files.name, "architecture": ARCH_NAMES.get(cfg.arch, cfg.arch), "arch": cfg.arch,
-            "parameters": parameters, "effective_depth": cfg.effective_depth,
+            "recursive": cfg.recursive, "parameters": parameters, "effective_depth": cfg.effective_depth,
             "trained_steps": cfg.trained_steps if cfg.recursive else 1,
             "data": training_data(files), "epochs_logged": None if files.train_log is None else len(files.train_log),
             "training_seconds": training_seconds(files.train_log)}

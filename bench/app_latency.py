@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "main.py"          # the server, for `streamlit run`
-SCRIPT = ROOT / "app" / "script.py"    # the script each visit runs, for AppTest
+SCRIPT = ROOT / "app" / "main.py"      # the script each visit runs, for AppTest
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Runs in the page: from now until the new image's caption is shown, at least 4 plotly charts are

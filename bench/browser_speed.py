@@ -323,7 +323,7 @@ def main() -> None:
             if args.checkpoint:
                 parser.error("--shipped serves the shipped checkpoints as they are; give it no --checkpoint")
             root = ROOT / "checkpoints"
-            described = ("the shipped checkpoints/ as a first visit opens it (app/script.py's DEFAULT_CHECKPOINTS: "
+            described = ("the shipped checkpoints/ as a first visit opens it (app/main.py's DEFAULT_CHECKPOINTS: "
                          "the refining model in focus, the flagship beside it)")
         else:
             root, _, described = checkpoints_root(args.checkpoint, tmp)

@@ -35,8 +35,8 @@ from vitrm.evaluate import evaluate_checkpoint
 from vitrm.train import LOG_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
-# What AppTest runs: the script each visit runs (app/main.py is the server around it, for `streamlit run`).
-SCRIPT = ROOT / "app" / "script.py"
+# What AppTest runs: the script each visit runs, as `streamlit run app/main.py` does.
+SCRIPT = ROOT / "app" / "main.py"
 GALLERY = ROOT / "app" / "gallery"
 TIMEOUT = 60
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
@@ -227,26 +227,28 @@ def test_a_slider_move_redraws_only_the_bars_at_the_step_and_the_charts_over_all
         "the one dotted line marks the trained step count, not the selected step"
 
 
-def test_a_chart_is_sent_to_the_browser_exactly_as_plotly_would_send_it():
-    """figures.show hands st.plotly_chart the figure's own dicts (no deep copy); the JSON must not change."""
+def test_a_chart_reaches_streamlit_through_plotlys_public_api_as_its_figure_would():
+    """figures.show hands st.plotly_chart a chart written as a dict as it is (no go.Figure built in the app), or the
+    figure once one was built and changed; what Streamlit makes of it (plotly.tools, as st.plotly_chart calls it) is
+    the figure's own JSON."""
     import plotly.io
+    import plotly.tools
 
     from app.views import figures, scrubber
 
     probs = np.random.default_rng(0).random((6, 10)).astype(np.float32)
     names = [f"class {i}" for i in range(10)]
+    lines = scrubber.class_lines_figure(probs, None, names)
+    assert figures.chart_input(lines) is lines.spec and lines.built is None, "a dict is handed over as it is"
     bars = scrubber.top_k_figure(probs[2], names, 5)
     bars.update_layout(height=200, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))   # as classroom does
+    assert figures.chart_input(bars) is bars.built, "a changed figure is handed over with its change"
     photo = np.zeros((32, 32, 3), dtype=np.uint8)
     for fig in (scrubber.class_lines_figure(probs, 3, names), scrubber.halting_figure(probs[:, 0], None, 2), bars,
                 figures.overlay(photo, np.ones((4, 4)), title="a map")):
-        sent = figures._as_sent(fig)
-        assert json.loads(plotly.io.to_json(sent.to_dict(), validate=False)) == \
+        sent = plotly.tools.return_figure_from_figure_or_data(figures.chart_input(fig), validate_figure=True)
+        assert json.loads(plotly.io.to_json(sent, validate=False)) == \
             json.loads(plotly.io.to_json(fig.to_dict(), validate=False))
-    assert figures._as_sent(bars) is not bars, "a chart written as a dict takes the short way"
-    lines = scrubber.class_lines_figure(probs, None, names)
-    figures._as_sent(lines)
-    assert lines._built is None, "sending a chart written as a dict builds no go.Figure"
 
 
 def test_each_scrubber_chart_written_as_a_dict_draws_what_plotlys_validated_build_draws():

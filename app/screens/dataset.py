@@ -118,7 +118,7 @@ def curves(section: str, named: dict, evaluations: dict, focus_keys: list[str]) 
         notes.add(f"{metrics.get('num_images', '?')} images of {md(metrics.get('data', '?'))}"
                   + (f" ({md(metrics['data_note'])})" if metrics.get("data_note") else ""))
     baselines = {summaries.budget_label(c): c["top1_trained"] for c in [named[k].card for k in focus_keys] +
-                 session.baseline_cards(set(named)) if c["arch"] != "vitrm" and "top1_trained" in c}
+                 session.baseline_cards(set(named)) if not c["recursive"] and "top1_trained" in c}
     if section == "Accuracy vs N":
         test_time, trained = st.columns(2)
         with test_time:

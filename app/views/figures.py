@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -20,76 +18,42 @@ MAP = "map"      # layout.meta of a small map over an image: drawn without a too
 def show(fig: go.Figure | SpecFigure, key: str | None = None) -> None:
     """Draw a figure full-width, with plotly's own toolbar (PNG download included), except over maps."""
     config = CONFIG | {"displayModeBar": False} if _meta(fig) == MAP else CONFIG
-    st.plotly_chart(_as_sent(fig), width="stretch", config=config, key=key)
+    st.plotly_chart(chart_input(fig), width="stretch", config=config, key=key)
 
 
 class SpecFigure:
-    """A chart written as a plain plotly dict (``from_spec``): sent to the browser as it is, and built into a
-    go.Figure only when something asks for one (``figure``; any other go.Figure attribute gets there too).
-
-    Building even an unvalidated go.Figure was over a quarter of a new image's page run on the 2-core machine (the
-    scrubber's four charts); the page only needs to send them.
+    """A chart written as a plain plotly dict (``from_spec``): handed to st.plotly_chart as it is, and built into
+    a go.Figure here only when something asks for one (``figure``; any other go.Figure attribute gets there too).
     """
 
     def __init__(self, spec: dict) -> None:
         self.spec = spec
-        self._built: go.Figure | None = None
+        self.built: go.Figure | None = None
 
     @property
     def figure(self) -> go.Figure:
-        if self._built is None:
-            self._built = go.Figure(self.spec, _validate=False)
-        return self._built
+        if self.built is None:
+            self.built = go.Figure(self.spec)
+        return self.built
 
     def __getattr__(self, name: str):
-        if name.startswith("_") or name in ("spec", "figure"):      # not set yet (copying, unpickling)
+        if name.startswith("_") or name in ("spec", "figure", "built"):     # not set yet (copying, unpickling)
             raise AttributeError(name)
         return getattr(self.figure, name)
 
 
-class _Sent(go.Figure):
-    """A figure's dict, handed to st.plotly_chart as it is (see ``_as_sent``)."""
-
-    def to_dict(self) -> dict:
-        return self._sent
+def chart_input(fig: go.Figure | SpecFigure) -> go.Figure | dict:
+    """What ``show`` hands st.plotly_chart: a chart written as a dict stays one (Streamlit turns it into a figure
+    with plotly's public API) unless something built and changed its go.Figure."""
+    if isinstance(fig, SpecFigure):
+        return fig.spec if fig.built is None else fig.built
+    return fig
 
 
 def _meta(fig: go.Figure | SpecFigure):
-    if isinstance(fig, SpecFigure) and fig._built is None:
+    if isinstance(fig, SpecFigure) and fig.built is None:
         return fig.spec.get("layout", {}).get("meta")
     return fig.layout.meta
-
-
-@functools.cache
-def _default_template() -> dict | None:
-    """The template plotly puts in every figure's layout (its default), as JSON; read once."""
-    import plotly.io as pio
-
-    name = pio.templates.default
-    return None if name is None else (name if isinstance(name, dict) else pio.templates[name].to_plotly_json())
-
-
-def _as_sent(fig: go.Figure | SpecFigure) -> go.Figure:
-    """``fig`` for st.plotly_chart, without plotly's deep copy of it (``to_dict``) when nothing in it needs plotly's
-    conversion (numpy arrays, which it encodes as base64): a chart written as a dict. st.plotly_chart serialises
-    what ``to_dict`` returns, read only; the JSON is the same (tests/test_app.py)."""
-    if isinstance(fig, SpecFigure):
-        if fig._built is None:
-            template = _default_template()
-            layout = fig.spec.get("layout", {})
-            return _sent({"data": fig.spec.get("data", []),
-                          "layout": layout if template is None else {"template": template, **layout}})
-        fig = fig._built
-    data, layout = fig._data, fig._layout          # plotly's own plain dicts of the figure's properties
-    if any(isinstance(v, np.ndarray) for trace in data for v in trace.values()):
-        return fig
-    return _sent({"data": data, "layout": layout})
-
-
-def _sent(figure: dict) -> go.Figure:
-    sent = object.__new__(_Sent)                   # no go.Figure.__init__: nothing in it is used
-    object.__setattr__(sent, "_sent", figure)
-    return sent
 
 
 def compact_layout(height: int, title: str | None = None, **layout) -> dict:
@@ -197,11 +161,10 @@ def step_marker(fig: go.Figure, step: int) -> go.Figure:
 
 
 def from_spec(validated: dict, step: int | None = None) -> SpecFigure:
-    """The figure written as the dict ``validated``, with a step marker when ``step`` is given, unvalidated.
+    """The figure written as the dict ``validated``, with a step marker when ``step`` is given.
 
-    Building a go.Figure validates every property: over 100 ms for a chart of ten lines on the 2-core
-    machine. A dict that the tests have checked against the validated build (tests/test_app.py) is
-    wrapped as it is, and the marker is ``step_marker``'s own shape.
+    A dict that the tests have checked against the validated build (tests/test_app.py) is wrapped as it is, and
+    the marker is ``step_marker``'s own shape: no go.Figure is built here, only by Streamlit as it sends it.
     """
     layout = dict(validated.get("layout", {}))
     if step is not None:

@@ -27,7 +27,7 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
                  help=glossary.help_for("effective depth", "block call", extra="Transformer layers applied to "
                                         "reach the trained answer: steps x (n + 1) block calls x k layers for a "
                                         "ViTRM."))
-    counted = f"at the trained N={card['trained_steps']}" if card["arch"] == "vitrm" else "(not recursive)"
+    counted = f"at the trained N={card['trained_steps']}" if card["recursive"] else "(not recursive)"
     compute.metric("MFLOPs per image", mflops(card["flops_per_image"]),
                    help=glossary.help_for("MFLOPs", extra=f"One forward pass {counted}, counted by torch; unknown "
                                           "where its counter cannot run the model."))
