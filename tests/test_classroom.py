@@ -124,7 +124,7 @@ def test_classroom_mode_shows_the_image_answer_chart_slider_and_the_steps_senten
 
 
 SHIPPED = sorted(p.parent for p in (ROOT / "checkpoints").glob("*/predictions.csv.gz")
-                 if vitrm.read_config(p.parent).arch == "vitrm")
+                 if vitrm.read_config(p.parent).recursive)
 
 
 @pytest.mark.parametrize("checkpoint", SHIPPED, ids=lambda p: p.name)

@@ -430,7 +430,7 @@ def test_the_work_estimate_is_an_upper_bound_close_to_torchs_count(cfg, monkeypa
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", attention)
     from vitrm.config import estimate_work
     model = vitrm.build_model(cfg).eval()
-    steps = cfg.trained_steps if cfg.arch == "vitrm" else None
+    steps = cfg.trained_steps if cfg.recursive else None
     counted = vitrm.flops_per_image(model, steps)
     estimated = estimate_work(cfg, steps)[1]
     assert counted <= estimated <= 1.05 * counted

@@ -277,7 +277,7 @@ def estimate_work(cfg, steps: int | None = None) -> tuple[int, int]:
         return 2 * (4 * length * d * d + 2 * length * length * d + length * mlp)
 
     heads = 2 * d * (cfg.num_classes + 1)                  # the class and halting heads, once per step
-    if cfg.arch != "vitrm":
+    if not cfg.recursive:
         return cfg.layers, cfg.layers * layer(T + 1) + heads + _stem_flops(cfg)
     steps = cfg.trained_steps if steps is None else steps
     latent = 2 * T + 1 if cfg.combine == "concat" else T + 1      # [y, x, z] or [y, x + z]
