@@ -109,7 +109,7 @@ def fairness(repeats: int = 3) -> None:
     alone = []
     for _ in range(repeats):
         start = time.perf_counter()
-        flagship.trace(image, 2 * flagship.config.trained_steps)
+        flagship.trace(image, vitrm.steps.default_steps(flagship.config))
         alone.append(time.perf_counter() - start)
     print(f"\nthe flagship's default trace alone: median {sorted(alone)[repeats // 2]:.3f} s")
     print("| lanes | the page's wait, each run | the long trace |\n|---|---|---|")
@@ -120,13 +120,13 @@ def fairness(repeats: int = 3) -> None:
             batcher = vitrm.TraceBatcher(lanes=lanes)
 
             def run_long(batcher=batcher, longs=longs, started=time.perf_counter()):
-                batcher.trace(long, image, 2 * long.config.trained_steps)
+                batcher.trace(long, image, vitrm.steps.default_steps(long.config))
                 longs.append(time.perf_counter() - started)
             held = threading.Thread(target=run_long)
             held.start()
             time.sleep(0.2)
             start = time.perf_counter()
-            batcher.trace(flagship, image, 2 * flagship.config.trained_steps)
+            batcher.trace(flagship, image, vitrm.steps.default_steps(flagship.config))
             waits.append(time.perf_counter() - start)
             held.join()
         print(f"| {lanes} | {', '.join(f'{w:.2f} s' for w in waits)} | {', '.join(f'{t:.1f} s' for t in longs)} |")

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+import vitrm
 from bench.common import (
     describe_model,
     environment,
@@ -196,7 +197,7 @@ def vitrm_vs_vit(model: ViTRM, plan: dict, threads: int) -> None:
 
 def slider(model: ViTRM, plan: dict) -> None:
     cfg = model.config
-    max_steps = 4 * cfg.trained_steps
+    max_steps = vitrm.steps.max_steps(cfg)        # the most the app offers
     image = images_like(cfg, 1)
     k = plan["slider_positions"]
     positions = sorted({max(1, round(max_steps * (i + 1) / k)) for i in range(k)})

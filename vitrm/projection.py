@@ -126,7 +126,7 @@ def project_checkpoint(checkpoint, data: str, split: str = "test", data_dir="dat
     from .errors import UsageError
     from .evaluate import _check_classes
     from .sidefiles import read_metrics
-    from .steps import resolve as resolve_steps
+    from .steps import default_steps, resolve as resolve_steps
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -138,7 +138,7 @@ def project_checkpoint(checkpoint, data: str, split: str = "test", data_dir="dat
     if not cfg.recursive:
         raise UsageError(f"{path}: a {cfg.arch} baseline has one step and no answer token to follow over steps")
     metrics = read_metrics(path, cfg.num_classes)
-    default = len(metrics["top1_by_step"]) if metrics else 2 * cfg.trained_steps
+    default = len(metrics["top1_by_step"]) if metrics else default_steps(cfg)
     steps = resolve_steps(cfg, steps, flag="--steps", default=min(default, MAX_STEPS))
     if steps > MAX_STEPS:
         raise UsageError(f"--steps must be at most {MAX_STEPS} for a projection, got {steps}")
