@@ -117,6 +117,26 @@ class PaperModel(nn.Module):
         return out
 
 
+@torch.no_grad()
+def paper_attention(net, images):
+    """nn.MultiheadAttention's own weights [B, H, L, L] in the first layer of step 1's first latent update and of
+    its answer update, the latent one with its tokens put in ViTRM Lab's order [y, x, z]."""
+    x = net.patch_embed(images)
+    B, L = x.shape[:2]
+    y, z = net.y_init.expand(B, -1, -1), net.z_init.expand(B, -1, -1)
+    layer = net.block.layers[0]
+
+    def weights(seq):
+        h = layer.norm1(seq)
+        return layer.attn(h, h, h, need_weights=True, average_attn_weights=False)[1]
+
+    order = [L, *range(L), *range(L + 1, 2 * L + 1)]           # theirs is [x, y, z]
+    latent = weights(torch.cat([x, y, z], dim=1))[:, :, order][:, :, :, order]
+    for _ in range(net.m["n_latent_steps"]):
+        z = net.block(torch.cat([x, y, z], dim=1))[:, -L:]
+    return latent, weights(torch.cat([y, z], dim=1))
+
+
 def paper_model(seed, num_classes, model=MODEL, **kwargs) -> PaperModel:
     """Random weights, every one of them moved off its initial value (LayerNorm gains and biases too)."""
     torch.manual_seed(seed)
@@ -176,6 +196,10 @@ def test_an_imported_model_gives_the_sources_logits_and_halting_at_every_step(tm
         torch.testing.assert_close(trace.logits[step - 1], logits, atol=1e-4, rtol=0)
         torch.testing.assert_close(trace.halt[step - 1], halt, atol=1e-4, rtol=0)
         torch.testing.assert_close(ours(images, steps=step), logits, atol=1e-4, rtol=0)
+    # The attention view's maps are those of the packed in_proj weights, token for token.
+    latent, answer = paper_attention(net, images)
+    torch.testing.assert_close(trace.attention.latent[0, 0, 0], latent, atol=1e-5, rtol=0)
+    torch.testing.assert_close(trace.attention.answer[0, 0], answer, atol=1e-5, rtol=0)
     # The comparison has teeth: the answer moves between steps, and halting is not saturated.
     assert (theirs[0][0] - theirs[-1][0]).abs().max() > 1e-2
     assert ((trace.halt > 0.01) & (trace.halt < 0.99)).float().mean() > 0.5
