@@ -358,3 +358,29 @@ def test_a_bug_keeps_its_traceback_while_a_users_mistake_is_one_line(monkeypatch
     monkeypatch.undo()
     assert main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--data", "cifar10"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: ")
+
+
+def test_an_empty_image_is_skipped_and_counted_not_the_end_of_the_run(tmp_path, cache, capsys):
+    import shutil
+    data = write_imagefolder(tmp_path / "data", CLASSES, train_per_class=1, test_per_class=3)
+    (data / "test" / CLASSES[1] / "empty.png").write_bytes(b"")
+    ckpt = save_tiny(tmp_path / "ckpt")
+    assert evaluate(ckpt, data, cache) == 0
+    err = capsys.readouterr().err
+    assert "1 unreadable image(s) skipped" in err and "empty.png" in err and "the file is empty" in err
+    metrics = vitrm.read_metrics(ckpt)
+    assert metrics["num_images"] == 9 and metrics["skipped_images"] == 1
+    table = vitrm.read_predictions(ckpt)
+    assert len(table) == 9 and not table["path"].str.contains("empty").any()
+    # every row names the image it was computed on: the paths line up with the images that were read
+    assert table["label_name"].tolist() == [Path(p).parent.name for p in table["path"]]
+    shutil.rmtree(data)
+
+
+def test_quiet_evaluate_prints_no_progress(tmp_path, folder, capsys):
+    # A fresh cache: the decoding bar is what --quiet used to leave on.
+    ckpt = save_tiny(tmp_path / "ckpt")
+    assert evaluate(ckpt, folder, tmp_path / "fresh-cache") == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "decoding" not in captured.out and "evaluating" not in captured.out and "it/s" not in captured.out

@@ -49,6 +49,7 @@ class Split:
     labels: torch.Tensor        # int64 [N]
     class_names: tuple[str, ...]
     name: str
+    skipped: tuple[tuple[str, str], ...] = ()     # (file, why) of images left out as unreadable (skip_unreadable)
 
     def __len__(self):
         return len(self.labels)
@@ -86,8 +87,13 @@ def check_spec(spec: str, data_dir: str | os.PathLike = "data", download: bool =
 
 
 def load_split(spec: str, split: str, data_dir: str | os.PathLike = "data", image_size: int = 32,
-               cache_dir: str | os.PathLike | None = DEFAULT_CACHE, download: bool = False) -> Split:
-    """Load ``split`` ("train" or "test") of ``spec`` as uint8 tensors."""
+               cache_dir: str | os.PathLike | None = DEFAULT_CACHE, download: bool = False,
+               progress: bool = True, skip_unreadable: bool = False) -> Split:
+    """Load ``split`` ("train" or "test") of ``spec`` as uint8 tensors.
+
+    An image folder's unreadable image (empty, truncated, not an image) is a DataError naming it; with
+    ``skip_unreadable`` it is left out and listed in ``Split.skipped`` instead (evaluate counts it: one bad file
+    in ten thousand should not end a run). ``progress=False``: no decoding bar."""
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}")
     kind, path = parse_spec(spec)
@@ -101,10 +107,11 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = "data", imag
             raise DataError(f"{kind} in {data_dir}: {e}") from None
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         return Split(images, torch.tensor(ds.targets, dtype=torch.int64), tuple(ds.classes), f"{kind}/{split}")
-    return _load_imagefolder(Path(path), split, image_size, cache_dir)
+    return _load_imagefolder(Path(path), split, image_size, cache_dir, progress, skip_unreadable)
 
 
-def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir) -> Split:
+def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir, progress: bool = True,
+                      skip_unreadable: bool = False) -> Split:
     from tqdm import tqdm
 
     from .images import InvalidImageError, load_image, to_model_input
@@ -120,11 +127,19 @@ def _load_imagefolder(root: Path, split: str, image_size: int, cache_dir) -> Spl
         if images.shape == (len(labels), 3, image_size, image_size):
             return Split(torch.from_numpy(images), labels, tuple(folder.classes), name)
     images = torch.empty(len(labels), 3, image_size, image_size, dtype=torch.uint8)
-    for i, (p, _) in enumerate(tqdm(folder.samples, desc=f"decoding {name}", unit="img", mininterval=1.0)):
+    skipped = []
+    for i, (p, _) in enumerate(tqdm(folder.samples, desc=f"decoding {name}", unit="img", mininterval=1.0,
+                                    disable=not progress)):
         try:
             images[i] = to_model_input(load_image(p), image_size)
         except InvalidImageError as e:
-            raise DataError(f"{p}: {e}") from None
+            if not skip_unreadable:
+                raise DataError(f"{p}: {e}") from None
+            skipped.append((p, str(e)))
+    if skipped:                 # not cached: the cache holds a whole folder, in the order it lists
+        bad = {p for p, _ in skipped}
+        keep = torch.tensor([i for i, (p, _) in enumerate(folder.samples) if p not in bad], dtype=torch.int64)
+        return Split(images[keep], labels[keep], tuple(folder.classes), name, tuple(skipped))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")

@@ -142,7 +142,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
         except UnsafePathError as e:
             raise DataError(str(e)) from None
         _check_classes(data, classes, cfg)
-    full = load_split(data, split, data_dir, cfg.image_size, cache_dir)
+    full = load_split(data, split, data_dir, cfg.image_size, cache_dir, progress=bool(progress),
+                      skip_unreadable=True)
+    if full.skipped:
+        # Counted, named and left out: one bad file among thousands does not end the run (metrics.json keeps the
+        # count, and the table lists only the images evaluated).
+        _, why = full.skipped[0]
+        print(f"warning: {len(full.skipped)} unreadable image(s) skipped ({why})", file=sys.stderr, flush=True)
     _check_classes(data, full.class_names, cfg)
     if tuple(full.images.shape[1:]) != (cfg.in_channels, cfg.image_size, cfg.image_size):
         raise DataError(f"{data} holds {tuple(full.images.shape[1:])} images; the model expects "
@@ -151,13 +157,16 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str, split: str = "
     part = full.subset(indices)
     paths = None
     if kind == "imagefolder":
-        every_path = _imagefolder_paths(root, split, len(full))
+        skipped = {Path(os.path.relpath(p, root)).as_posix() for p, _ in full.skipped}
+        every_path = [p for p in _imagefolder_paths(root, split, len(full) + len(skipped)) if p not in skipped]
         paths = [every_path[i] for i in indices.tolist()]
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     metrics, table = evaluate_split(model, part, steps, data, split, indices, paths, batch_size, device, progress)
     metrics["evaluated_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if full.skipped:
+        metrics["skipped_images"] = len(full.skipped)
     ckpt.write_predictions(path, table)
     ckpt.atomic_write_json(path / ckpt.METRICS, metrics)
     return metrics

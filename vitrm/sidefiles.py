@@ -246,7 +246,7 @@ def validate_metrics(raw: object, num_classes: int, source: str = METRICS, most_
     for key in ("data", "data_note", "split", "arch", "evaluated_at", "device"):
         if key in m:
             c.string(m[key], key)
-    for key in ("num_images", "parameters", "trained_steps", "max_steps"):
+    for key in ("num_images", "parameters", "trained_steps", "max_steps", "skipped_images"):
         if key in m:
             c.number(m[key], key, 0, 2**53, integer=True)
     for key in ("seconds", "images_per_second"):
