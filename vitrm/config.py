@@ -40,6 +40,7 @@ import dataclasses
 import math
 
 from .errors import UserError
+from .steps import MAX_TRAINED_STEPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ MAX_FLOPS = 100 * 10**9           # at STEP_FACTOR x N: about 13 s of one core h
 INT_RANGES = {
     "image_size": (4, 1024), "in_channels": (1, 16), "num_classes": (2, 100_000),
     "patch_size": (1, 256), "dim": (4, 4096), "heads": (1, 64), "layers": (1, 512),
-    "latent_updates": (0, 64), "trained_steps": (1, 1024), "conv_stages": (0, 8), "mlp_hidden": (0, 65536),
+    "latent_updates": (0, 64), "trained_steps": (1, MAX_TRAINED_STEPS), "conv_stages": (0, 8), "mlp_hidden": (0, 65536),
 }
 LIST_TYPES = {"class_names": str, "mean": (int, float), "std": (int, float), "cnn_widths": int}
 # Every field of the one config class that served all architectures before each had its own.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from .errors import UsageError
 
-# A leaf module (vitrm.config reads it for its budget and its range of trained_steps): no vitrm imports.
+# A leaf (vitrm.config reads it for its budget and its range of trained_steps): it imports only vitrm.errors.
 STEP_FACTOR = 4                    # the most steps: 4x the trained count (the app's scrubber)
 DEFAULT_FACTOR = 2                 # the default: twice the trained count, where refinement shows
 MAX_TRAINED_STEPS = 1024           # the largest N a config may name
