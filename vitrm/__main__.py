@@ -1,4 +1,4 @@
-"""Command line: ``python -m vitrm train | evaluate | predict | average | project``.
+"""Command line: ``python -m vitrm train | evaluate | predict | average | project | import-reference``.
 
 Errors a user can cause (a wrong path, a bad config, an absurd value: ``vitrm.errors.UserError``)
 print one line and exit with status 2; ``--debug`` shows the full traceback instead. Any other
