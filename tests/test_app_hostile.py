@@ -380,3 +380,117 @@ def test_a_pipe_or_a_line_break_in_a_value_stays_inside_its_table_cell():
     table = md_table([{"model": "a | b\n| c |", "top class": "cat"}, {"model": "|", "top class": "dog|"}])
     unescaped_pipes = [len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()]
     assert unescaped_pipes == [3, 3, 3, 3], table        # header, rule, two rows: 2 cells each
+
+
+# --------------------------------------------------------------------------- round three (issue 24)
+
+OOD_RULE = f"![rule]({LOOPBACK}/r.png) [rule link]({LOOPBACK}/r) :red[RULE] $x^2$ **RULE** <b>rule</b>"
+
+
+def plant_ood(path: Path, **changes) -> None:
+    """An out-of-distribution rule fitted on random features of the tiny model's width, its ood.json changed."""
+    from vitrm import ood
+    generator = torch.Generator().manual_seed(0)
+    rule = ood.fit(torch.randn(60, TINY.dim, generator=generator), torch.arange(60) % 3,
+                   torch.randn(20, TINY.dim, generator=generator))
+    ood.save(rule, path)
+    facts = json.loads((path / ood.FACTS).read_text())
+    (path / ood.FACTS).write_text(json.dumps({**facts, **changes}))
+
+
+def explore_gallery_image(root: Path, monkeypatch) -> AppTest:
+    at = run(app_on(root, monkeypatch))
+    at.selectbox(key="gallery_file").set_value("cat_0003.jpg")
+    return run(at)
+
+
+def test_the_ood_rule_text_is_shown_as_text(hostile, tmp_path, monkeypatch):
+    # ood.json's rule was once put raw into a caption: its markdown image made every visitor's browser fetch a URL.
+    root = tmp_path / "checkpoints"
+    path = Path(shutil.copytree(hostile, root / "ood"))
+    plant_ood(path, rule=OOD_RULE)
+    at = explore_gallery_image(root, monkeypatch)
+    captions = [c.value for c in at.caption if "Out-of-distribution check" in c.value or "Rule:" in c.value]
+    assert captions and all(md(OOD_RULE, 600) in c for c in captions)
+    for c in captions:
+        live = re.sub(r"\\[!-/:-@\[-`{-~]", "\x00", c)
+        for raw in ("](", "**RULE**", ":red[", "$x^2$", "<b>"):
+            assert raw not in live, c
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"val_images": "5000"}, "val_images must be an integer"),
+    ({"threshold": "187.1"}, "threshold must be a finite number"),
+    ({"val_false_alarm": [0.05]}, "val_false_alarm must be a finite number"),
+])
+def test_an_ood_json_with_strings_where_numbers_belong_turns_the_check_off_not_the_page(
+        hostile, tmp_path, monkeypatch, changes, says):
+    root = tmp_path / "checkpoints"
+    path = Path(shutil.copytree(hostile, root / "ood"))
+    plant_ood(path, **changes)
+    at = explore_gallery_image(root, monkeypatch)          # run() fails on any exception
+    assert metrics_shown(at)
+    assert any("out-of-distribution check is off" in w.value and says in w.value.replace("\\", "")
+               for w in at.warning), [w.value for w in at.warning]
+
+
+def test_a_data_folder_outside_the_dataset_roots_is_not_shown_and_the_views_say_why(hostile, tmp_path,
+                                                                                     monkeypatch):
+    from app import checkpoints
+    root = tmp_path / "checkpoints"
+    path = Path(shutil.copytree(hostile, root / "rooted"))
+    metrics = json.loads((path / "metrics.json").read_text())
+    (path / "metrics.json").write_text(json.dumps({**metrics, "data": "imagefolder:/"}))
+    assert checkpoints.data_root("imagefolder:/") is None
+    assert "outside the allowed dataset roots" in checkpoints.data_root_problem("imagefolder:/")
+    assert checkpoints.data_root(metrics["data"]) is not None, "the test's own data folder is allowed"
+    # A ?dataset= link to a server file relative to "/" opens nothing.
+    at = app_on(root, monkeypatch)
+    at.query_params["dataset"] = (GALLERY / "cat_0000.jpg").resolve().relative_to("/").as_posix()
+    run(at)
+    assert st_state(at, "source") != "Dataset image" and st_state(at, "dataset_image") is None
+    messages = [e.value for kind in (at.error, at.warning, at.info) for e in kind]
+    assert any("not an image file under the focus model's data directory" in m for m in messages), messages
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value("Galleries")
+    run(at)
+    assert any("outside the allowed dataset roots" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert len(at.image) == 0
+
+
+def st_state(at: AppTest, key: str):
+    return at.session_state[key] if key in at.session_state else None
+
+
+def test_too_many_stage_folders_cost_only_the_history(hostile, tmp_path):
+    from app import checkpoints
+    from vitrm.checkpoint import MAX_STAGES
+    path = Path(shutil.copytree(hostile, tmp_path / "staged"))
+    log = (path / "train_log.csv").read_bytes()
+    for k in range(1, MAX_STAGES + 2):
+        (path / f"stage{k}").mkdir()
+        (path / f"stage{k}" / "train_log.csv").write_bytes(log)
+    files = checkpoints.read_files(path)
+    assert any(f"more than {MAX_STAGES} stage folders" in p for p in files.problems)
+    assert len(files.train_log) == len(pd.read_csv(path / "train_log.csv")), "the run's own log is still shown"
+    assert files.metrics is not None and files.predictions is not None
+
+
+def test_the_files_of_one_checkpoint_share_one_budget(hostile, tmp_path, monkeypatch):
+    from app import checkpoints
+    from vitrm import sidefiles
+    path = Path(shutil.copytree(hostile, tmp_path / "heavy"))
+    used = sum((path / name).stat().st_size for name in ("metrics.json", "train_log.csv"))
+    monkeypatch.setattr(sidefiles, "MAX_CHECKPOINT_BYTES", used + 100)    # the table no longer fits
+    files = checkpoints.read_files(path)
+    assert files.metrics is not None and files.predictions is None
+    assert any("the files of this checkpoint together pass the limit" in p for p in files.problems)
+
+
+@pytest.mark.parametrize("mark", ["\u200b", "\u200c", "\u200d", "\ufeff", "\u061c", "\u202e", "\u2066", "\u2060"])
+def test_invisible_and_bidi_marks_never_reach_the_page(mark):
+    from app.text import md, plain, plotly
+    name = f"cat{mark}.png"
+    for shown in (plain(name), md(name), plotly(name)):
+        assert mark not in shown and "cat" in shown and "png" in shown
