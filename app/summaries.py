@@ -59,6 +59,13 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
+def count(n: int, noun: str, number: bool = True) -> str:
+    """"1 layer", "2 layers" (never "1 layers"); without ``number``, for "time": "once", "twice", "3 times"."""
+    if not number and noun == "time":
+        return {1: "once", 2: "twice"}.get(n, f"{n} times")
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def model_card(files: CheckpointFiles, parameters: int) -> dict:
     cfg = files.config
     card = {"name": files.name, "architecture": ARCH_NAMES.get(cfg.arch, cfg.arch), "arch": cfg.arch,
@@ -67,8 +74,9 @@ def model_card(files: CheckpointFiles, parameters: int) -> dict:
             "data": training_data(files), "epochs_logged": None if files.train_log is None else len(files.train_log),
             "training_seconds": training_seconds(files.train_log)}
     if cfg.recursive:
-        card["block"] = (f"k={cfg.layers} layers, width {cfg.dim}, {cfg.heads} heads; n={cfg.latent_updates} "
-                         f"latent updates + 1 answer update per step; {cfg.num_tokens} tokens "
+        card["block"] = (f"k={count(cfg.layers, 'layer')}, width {cfg.dim}, {count(cfg.heads, 'head')}; "
+                         f"n={count(cfg.latent_updates, 'latent update')} + 1 answer update per step; "
+                         f"{cfg.num_tokens} tokens "
                          f"({cfg.tokenizer} tokenizer); combine '{cfg.combine}'")
     card.update(accuracy_facts(cfg, files.metrics))
     return card

@@ -831,8 +831,8 @@ def test_how_vitrm_works_is_drawn_from_the_models_real_config(app, lab):
     run(at)
     dot = at.get("graphviz_chart")[0].proto.spec
     assert f"trained with N={CONCAT.trained_steps}" in dot
-    assert f"{CONCAT.layers} layers · {CONCAT.heads} heads · width {CONCAT.dim}" in dot
-    assert f"n={CONCAT.latent_updates} times" in dot and "[y, x, z]" in dot
+    assert f"{CONCAT.layers} layer · {CONCAT.heads} heads · width {CONCAT.dim}" in dot      # one layer: "1 layer"
+    assert f"n={CONCAT.latent_updates}: {CONCAT.latent_updates} times" in dot and "[y, x, z]" in dot
     assert f"{2 * CONCAT.num_tokens + 1} tokens" in dot
 
 

@@ -181,3 +181,20 @@ def test_training_time_sums_each_runs_last_wall_time_and_is_unknown_when_not_log
     assert summaries.training_seconds(pd.DataFrame({"epoch": [1], "wall_seconds": [float("nan")]})) is None
     assert summaries.training_seconds(None) is None
     assert [summaries.duration(s) for s in (None, 42, 540, 23_688)] == ["unknown", "42 s", "9 min", "6.6 h"]
+
+
+def test_b_starts_as_the_other_loaded_model_not_the_first_name_alphabetically(lab, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+    from test_app import SCRIPT, TIMEOUT
+
+    for name in ("vitrm-tiny", "vit-tiny"):
+        shutil.copytree(lab / name, tmp_path / name)
+    shutil.copytree(lab / "vit-tiny", tmp_path / "a-vit-copy")        # first alphabetically, and not loaded
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(tmp_path))
+    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
+    at = open_compare(AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT), tmp_path, "vitrm-tiny", "vit-tiny")
+    with_b = at.selectbox(key=compare.state_key(str(tmp_path / "vitrm-tiny"), "with"))
+    assert with_b.options == ["a-vit-copy", "vit-tiny"], "the unloaded copy could be compared too"
+    assert with_b.value == str(tmp_path / "vit-tiny"), "B is the other model loaded in the sidebar"

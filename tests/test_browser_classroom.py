@@ -1,13 +1,15 @@
-"""Classroom mode in a real browser (headless Chromium) on a projector's 1366x768 screen: the image, the
-current answer, the probability chart and the step slider are all on screen without scrolling, and every
-piece of text in the charts is at least 14 px as the browser draws it. The Play button's icon and label ("Play",
+"""Classroom mode in a real browser (headless Chromium), the way a teacher meets it: a fresh page on a projector's
+1366x768 screen (and a windowed browser's 1366x625), classroom mode on, Play pressed. The sidebar closes; the image,
+the answer, the bars, the step's sentence and Play are on screen without scrolling, in type of 14 px or more, every
+bar label whole; Play tells the story from step 1. The Play button's icon and label ("Play",
 and "Stop" while playing) show whole, on one line, there and in the normal layout 1400 px wide, as do the
 Attribution view's method pills and its toggle's label.
 
-Uses test_browser's helpers and its tiny untrained ViTRM (a server of its own). Skipped where Chromium is absent.
-"""
+Uses test_browser's helpers and its tiny untrained ViTRM (a server of its own). Skipped where Chromium is absent."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
@@ -27,9 +29,11 @@ from test_browser import (  # noqa: F401  (pytest fixtures and helpers)
 )
 
 from app.views.scrubber import PLAYING_LINE
+from testkit import step_recorder
 from testkit.streamlit_client import serve
 
 PROJECTOR = (1366, 768)
+WINDOWED = (1366, 625)        # the same projector, the browser in a window
 DESKTOP = (1400, 900)
 MIN_PX = 14
 PLAY_LABEL, STOP_LABEL = "Play", "Stop"          # each after its icon
@@ -75,25 +79,59 @@ def open_explore(browser, server: Server, size: tuple[int, int], classroom: bool
     settle(browser, quiet=1.0)
 
 
-def test_classroom_mode_fits_a_projector_screen_with_readable_chart_text(classroom_server, browser, tmp_path):  # noqa: F811
-    width, height = PROJECTOR
-    with evidence(browser, classroom_server, tmp_path / "evidence"):
-        open_explore(browser, classroom_server, PROJECTOR, classroom=True)
-        browser.save_screenshot(str(tmp_path / "classroom.png"))
+# Where a teacher's eye goes, as drawn: the image, the answer (the metric, or while playing the playing line), the
+# bars, the step's sentence and Play.
+SHOWN = {"image": "[data-testid='stImage'] img", "answer": "[data-testid='stMetric']",
+         "bars": ".js-plotly-plot", "sentence": "[data-testid='stAlert']", "Play": "[data-testid='stButton'] button"}
+# Every bar's label, with the chart's drawing area: a label cut at the edge showed ".2%" for "12.2%".
+BAR_LABELS = """
+const plot = [...document.querySelectorAll("[data-testid='stMain'] .js-plotly-plot")]
+  .find(e => !e.closest("[data-stale='true']"));
+const area = plot.querySelector(".main-svg").getBoundingClientRect();
+return [...plot.querySelectorAll(".bartext")].map(t => {
+  const r = t.getBoundingClientRect();
+  return [t.textContent, r.left >= area.left - 0.5 && r.right <= area.right + 0.5];
+});
+"""
+# The size of the text a viewer reads, as drawn: the sentence, the answer's label and value, the image's caption.
+TEXT_SIZES = """
+return [...document.querySelectorAll("[data-testid='stMain'] [data-testid='stAlert'] p, "
+  + "[data-testid='stMain'] [data-testid='stMetric'] p, [data-testid='stMain'] [data-testid='stMetricValue'], "
+  + "[data-testid='stMain'] [data-testid='stImage'] [data-testid='stImageCaption'], "
+  + "[data-testid='stMain'] [data-testid='stCaptionContainer']")]
+  .filter(e => !e.closest("[data-stale='true']") && e.textContent.trim())
+  .map(e => [e.textContent.trim().slice(0, 40), parseFloat(getComputedStyle(e).fontSize)]);
+"""
 
+
+def outside_screen(browser, size: tuple[int, int], shown: dict[str, str]) -> dict:  # noqa: F811
+    width, height = size
+    rects = {name: box(browser, "[data-testid='stMain'] " + css) for name, css in shown.items()}
+    return {name: r for name, r in rects.items()
+            if r["top"] < 0 or r["bottom"] > height or r["left"] < 0 or r["right"] > width}
+
+
+@pytest.mark.parametrize("size", [PROJECTOR, WINDOWED], ids=["projector 1366x768", "windowed browser 1366x625"])
+def test_a_teacher_presses_play_on_a_fresh_page_and_the_story_runs_from_step_1_without_scrolling(
+        classroom_server, browser, tmp_path, size):  # noqa: F811
+    """A fresh page at the projector's size, classroom mode on, Play pressed: the sidebar is closed, the image,
+    the answer, the bars, the sentence and Play are on the screen without scrolling, in type of 14 px or more,
+    every bar label whole; Play shows step 1, then each step to the trained N, then the extra steps."""
+    from selenium.webdriver.common.by import By
+
+    width, height = size
+    with evidence(browser, classroom_server, tmp_path / "evidence"):
+        open_explore(browser, classroom_server, size, classroom=True)
+        browser.save_screenshot(str(tmp_path / "classroom.png"))
         assert browser.execute_script("return [window.innerWidth, window.innerHeight]") == [width, height]
+        sidebar = box(browser, "[data-testid='stSidebar']")
+        assert sidebar["right"] <= 0, f"the sidebar is open in classroom mode: {sidebar}"
         scrolled = browser.execute_script(
             "return Math.max(window.scrollY, ...[...document.querySelectorAll("
             "  \"[data-testid='stMain'], [data-testid='stAppViewContainer'], [data-testid='stMainBlockContainer']\")]"
             "  .map(e => e.scrollTop))")
         assert scrolled == 0, "the page opened scrolled"
-        main = "[data-testid='stMain'] "
-        shown = {"image": box(browser, main + "[data-testid='stImage'] img"),
-                 "answer": box(browser, main + "[data-testid='stMetric']"),
-                 "probability chart": box(browser, main + ".js-plotly-plot"),
-                 "step slider": box(browser, main + "[data-testid='stSlider']")}
-        outside = {name: r for name, r in shown.items()
-                   if r["top"] < 0 or r["bottom"] > height or r["left"] < 0 or r["right"] > width}
+        outside = outside_screen(browser, size, SHOWN | {"step slider": "[data-testid='stSlider']"})
         assert not outside, f"not within the {width}x{height} screen without scrolling: {outside}"
 
         # The size as drawn: the computed font size times any scaling on the way to the screen (plotly shrinks
@@ -103,9 +141,32 @@ def test_classroom_mode_fits_a_projector_screen_with_readable_chart_text(classro
             "  .filter(t => t.textContent.trim() && t.getBoundingClientRect().height > 0)"
             "  .map(t => [t.textContent.trim(), parseFloat(getComputedStyle(t).fontSize)"
             "             * t.getBoundingClientRect().height / t.getBBox().height])")
-        assert sizes, "no chart text found"
+        sizes += browser.execute_script(TEXT_SIZES)
+        assert sizes, "no text found"
         small = [(t, round(px, 1)) for t, px in sizes if px < MIN_PX - 0.5]
-        assert not small, f"chart text under {MIN_PX} px: {small}"
+        assert not small, f"text under {MIN_PX} px: {small}"
+        labels = browser.execute_script(BAR_LABELS)
+        assert labels and all(re.fullmatch(r"\d+\.\d%", text) for text, _ in labels), labels
+        assert all(inside for _, inside in labels), f"a bar label is cut at the chart's edge: {labels}"
+
+        step_recorder.start(browser)
+        browser.find_element(By.XPATH, PLAY).click()
+        wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, f".st-key-{PLAYING_LINE}"),
+                            message="Play showed no playing line")
+        playing = outside_screen(browser, size, {name: css for name, css in SHOWN.items() if name != "answer"}
+                                 | {"playing line with the answer": f".st-key-{PLAYING_LINE}"})
+        assert not playing, f"not within the screen while playing: {playing}"
+        wait(browser).until(lambda d: d.find_elements(By.XPATH, f"{PLAY}[{NOT_STALE}]") and not d.find_elements(
+            By.CSS_SELECTOR, f".st-key-{PLAYING_LINE}"), message="Play did not reach the last step and stop")
+        settle(browser)
+        _, events, _ = step_recorder.read(browser)
+        pressed = next(t for kind, t in events if kind == "click")
+        shown = step_recorder.distinct(f.slider for f in step_recorder.read_frames(browser) if f.t >= pressed)
+        if shown and shown[0] == str(TINY.trained_steps):
+            shown = shown[1:]        # the page as it was when Play was pressed, at the trained N
+        n = 2 * TINY.trained_steps
+        assert shown[:n] == [str(s) for s in range(1, n + 1)], \
+            f"Play showed steps {shown}, not the story from step 1 to the trained N and on"
 
 
 # What the browser draws of a button's label: the label is the button's markdown container, which cuts a

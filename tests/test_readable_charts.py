@@ -171,3 +171,73 @@ def test_every_piece_of_chart_text_is_set_to_14_px_over_streamlits_12_px_theme()
             assert heat.colorbar.tickfont.size >= 14
     assert maps.layout.coloraxis.colorbar.tickfont.size >= 14
     assert all(a.font.size >= 14 for a in maps.layout.annotations)
+
+
+# --------------------------------------------------------------------------- issue 29's smaller defects
+
+def test_rollout_colour_bar_ticks_are_round_and_each_says_something_different():
+    shares = {"x": np.array([0.0, 0.004, 0.011, 0.025]), "y": 0.5, "z": np.zeros(4)}
+    heat = next(t for t in attention.rollout_figure(PHOTO, shares, 2, 1).data if t.type == "heatmap")
+    texts = list(heat.colorbar.ticktext)
+    assert len(set(texts)) == len(texts) >= 3, f"repeated ticks: {texts}"       # not "1%, 1%, 2%"
+    assert heat.zmax == pytest.approx(0.025) and max(heat.colorbar.tickvals) <= 0.025 + 1e-12
+    for high in (0.003, 0.02, 0.07, 0.3, 1.0):
+        values, texts = attention.percent_ticks(high)
+        assert len(set(texts)) == len(texts) >= 3 and values[0] == 0 and values[-1] <= high + 1e-12, (high, texts)
+
+
+def test_the_trained_n_axis_spans_at_least_ten_points_so_a_small_gain_looks_small():
+    from pathlib import Path
+
+    import vitrm
+    from app.views import trained_n
+
+    points = [vitrm.SweepPoint(path=Path(f"sweep-N{n}"), trained_steps=n, parameters=1, flops_per_image=1,
+                               top1=top1, num_images=100, data=None)
+              for n, top1 in ((1, 0.588), (2, 0.592), (4, 0.595))]
+    low, high = trained_n.trained_n_figure(points).layout.yaxis.range
+    assert high - low >= 0.1 - 1e-9 and low <= 0.588 and high >= 0.595, (low, high)     # not 58.8-59.6%
+    high_points = [vitrm.SweepPoint(**{**vars(p), "top1": 0.97 + 0.01 * i}) for i, p in enumerate(points)]
+    low, high = trained_n.accuracy_range(high_points)
+    assert 0.0 <= low and high <= 1.0 and high - low >= 0.1 - 1e-9, "within 0-100%"
+
+
+def test_the_training_log_starts_at_its_first_epoch_and_stage_labels_run_up_their_lines(tmp_path):
+    import pandas as pd
+
+    stages = [(1, 1, 10), (2, 11, 26), (3, 27, 40), (4, 41, 62), (5, 63, 74)]
+    log = pd.DataFrame([{"epoch": e, "stage": s, "train_loss": 1.0 / e, "train_top1": 0.5, "val_top1": 0.5}
+                        for s, first, last in stages for e in range(first, last + 1)])
+    for fig in analysis.train_log_figures(log):
+        low, high = fig.layout.xaxis.range
+        assert (low, high) == (0.5, 74.5), "the axis spans the epochs logged (it started at -50)"
+        labels = [a for a in fig.layout.annotations if a.text.startswith("stage")]
+        assert [a.text for a in labels] == ["stage 2", "stage 3", "stage 4", "stage 5"]
+        assert all(a.textangle == -90 for a in labels), "labels along their lines cannot print over each other"
+
+
+def test_numbers_in_confusion_cells_are_white_on_dark_cells_and_dark_on_light_ones():
+    from app.views import error_table
+
+    fig = error_table.clickable_confusion_figure([[90, 10], [40, 60]], ["cat", "dog"], 1)
+    colours = list(fig.data[1].textfont.color)       # cells row by row: 90%, 10%, 40%, 60%
+    assert colours == ["white", "#1a1a1a", "#1a1a1a", "white"]
+
+
+def test_the_attribution_row_across_steps_always_holds_the_trained_step():
+    assert attribution.row_steps(16, 8) == [1, 3, 5, 8, 10, 12, 14, 16]    # evenly spread, it skipped 8
+    for n, trained in ((16, 8), (32, 4), (64, 16), (8, 4), (4, 2), (1, 1), (12, 12)):
+        steps = attribution.row_steps(n, trained)
+        assert trained in steps and steps[0] == 1 and steps[-1] == n and len(steps) <= 8, (n, trained, steps)
+
+
+def test_counts_in_words_are_singular_for_one():
+    from app.summaries import count
+    from app.views import how_it_works
+    from vitrm import ViTRMConfig
+
+    assert (count(1, "layer"), count(2, "layer"), count(1, "time", number=False)) == ("1 layer", "2 layers", "once")
+    cfg = ViTRMConfig(dim=32, heads=1, layers=1, trained_steps=1, latent_updates=1)
+    drawn = how_it_works.diagram(cfg, 1000) + how_it_works.facts_table(cfg, 1000, {}).to_string()
+    assert "1 layers" not in drawn and "1 heads" not in drawn and "1 steps" not in drawn and "time(s)" not in drawn
+    assert "1 layer" in drawn

@@ -227,6 +227,10 @@ def compare_section(a: session.LoadedModel, ev_a: cache.Evaluation, named: dict,
     with_key = compare.state_key(a.key, "with")
     if st.session_state.get(with_key) not in usable:
         st.session_state.pop(with_key, None)
+        # B starts as another loaded model, the one the user has in mind, not the first name alphabetically.
+        loaded = [k for k in named if k != a.key and k in usable]
+        if loaded:
+            st.session_state[with_key] = loaded[0]
     b_key = st.selectbox(f"Compare {md(a.name)} (A) with… (B)", list(usable), key=with_key,
                          format_func=lambda k: plain(Path(k).name))
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-import numpy as np
 import streamlit as st
 
 from app import cache, checkpoints, derive, glossary, inputs, ood_check, reliability, session, summaries
@@ -254,7 +253,7 @@ def attribution_section(model: session.LoadedModel, image: cache.PreparedImage, 
     c1, c2 = st.columns([3, 2])
     method = c1.selectbox("Method for the row", list(METHODS), format_func=METHODS.get, key="row_method",
                           help=glossary.help_for(*METHODS.values()))
-    steps = sorted({int(round(s)) for s in np.linspace(1, n, min(n, ROW_STEPS))})
+    steps = attribution.row_steps(n, model.config.trained_steps, ROW_STEPS)
     row_target = target if target is not None else int(run.probs[step - 1].argmax())
     row_key = (model.key, image.digest, method, row_target, tuple(steps))
     if c2.button(f"Row for {md(names[row_target])} at steps {', '.join(map(str, steps))}"):

@@ -67,6 +67,16 @@ def per_class_figure(per_class: list[list[float]], class_names) -> go.Figure:
     return figures.compact(fig, 380, "Per-class accuracy vs N: change since step 1")
 
 
+DARK_CELL = 0.45         # on a 0-1 blue (or either half of a red-blue) scale, cells past this are dark
+
+
+def cell_text_colour(value: float) -> str:
+    """The colour of a number written in a heatmap cell whose colour sits at ``value`` (0-1, or -1-1 on a scale
+    centred on zero): white on dark cells, near-black on light ones. Plotly's default grey could not be read on
+    mid-blue cells."""
+    return "white" if abs(float(value)) > DARK_CELL else "#1a1a1a"
+
+
 def confusion_figure(confusion: list[list[int]], class_names, n: int) -> go.Figure:
     m = np.array(confusion)
     rows = m / np.maximum(m.sum(1, keepdims=True), 1)
@@ -123,12 +133,18 @@ def train_log_figures(log: pd.DataFrame) -> list[go.Figure]:
                    for name, part in runs.items() for c in cols if part[c].notna().any()])
 
     loss, acc = go.Figure(lines(loss_cols)), go.Figure(lines(acc_cols))
+    starts = [(stage, float(main.loc[main["stage"] == stage, "epoch"].min()) - 0.5)
+              for stage in (sorted(main["stage"].unique())[1:] if "stage" in main else [])]
+    epochs = log["epoch"].astype(float)
     for fig in (loss, acc):
-        fig.update_xaxes(title="epoch", tickformat="d")
-        for stage in sorted(main["stage"].unique())[1:] if "stage" in main else []:
-            # A warm start: a new optimizer and schedule begin here, so a jump is expected.
-            fig.add_vline(x=main.loc[main["stage"] == stage, "epoch"].min() - 0.5, line_dash="dot",
-                          annotation_text=f"stage {stage} (warm start)", annotation_position="top left")
+        # The axis spans the epochs logged (the stage labels made plotly's range start at -50).
+        fig.update_xaxes(title="epoch", tickformat="d", range=[epochs.min() - 0.5, epochs.max() + 0.5])
+        for stage, x in starts:
+            # A warm start: a new optimizer and schedule begin here, so a jump is expected. The label runs up the
+            # line, so labels of stages a few epochs apart never print over each other (the caption says more).
+            fig.add_vline(x=x, line_dash="dot")
+            fig.add_annotation(x=x, y=1, xref="x", yref="y domain", text=f"stage {stage}", textangle=-90,
+                               xanchor="left", yanchor="top", showarrow=False)
     acc.update_yaxes(tickformat=".1%")
     return [figures.compact(loss, 320, "Training loss"), figures.compact(acc, 320, "Accuracy during training")]
 
@@ -184,5 +200,6 @@ def draw_train_log(log: pd.DataFrame) -> None:
     with right:
         figures.show(acc)
     st.caption("One point per epoch, from train_log.csv (preceded by stage1/, stage2/, ... for a run trained in "
-               "stages; dashed: other runs whose weights were averaged into the checkpoint). "
+               "stages, each starting warm from the last: dotted lines; dashed: other runs whose weights were averaged "
+               "into the checkpoint). "
                "Validation accuracy that stops rising while training accuracy climbs is overfitting.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -28,11 +30,29 @@ def matrix_figure(matrix: np.ndarray, labels: list[str], title: str) -> go.Figur
     return figures.compact(fig, 420, title)
 
 
+def percent_ticks(high: float, count: int = 5) -> tuple[list[float], list[str]]:
+    """Round ticks from 0 to ``high`` (a share), written as percentages with as many decimals as it takes to tell
+    every tick apart: plotly's own ".0%" wrote "1%, 1%, 2%" on a scale up to 2.5%."""
+    high = max(float(high), 1e-6)
+    raw = high / (count - 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * 0.999)
+    values = [i * step for i in range(int(high / step + 1e-9) + 1)]
+    for decimals in range(6):
+        texts = [f"{100 * v:.{decimals}f}%" for v in values]
+        if len(set(texts)) == len(texts):
+            break
+    return values, texts
+
+
 def rollout_figure(pixels, shares: dict, grid: int, step: int) -> go.Figure:
     """Each patch's share of the new answer, from 0 (rolling out every step for one scale costs too much)."""
-    return figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, colorbar_format=".0%",
-                           colorbar_title="share of<br>the answer",
-                           title=f"Rollout over step {step}")
+    high = float(shares["x"].max())
+    fig = figures.overlay(pixels, shares["x"].reshape(grid, grid), zmin=0, zmax=high,
+                          colorbar_title="share of<br>the answer", title=f"Rollout over step {step}")
+    values, texts = percent_ticks(high)
+    fig.update_traces(colorbar=dict(tickvals=values, ticktext=texts), selector=dict(type="heatmap"))
+    return fig
 
 
 def draw_attention(maps: AttentionMaps, pixels: np.ndarray, grid: int, step: int, key: str) -> None:

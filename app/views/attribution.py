@@ -19,6 +19,17 @@ from . import figures
 UNSIGNED = {"saliency"}        # |gradient|: a size without a direction
 
 
+def row_steps(n: int, trained: int, most: int = 8) -> list[int]:
+    """At most ``most`` steps spread over 1..``n`` for the row across steps, always with 1, ``n`` and the trained
+    step count (evenly spread steps over 16 skipped 8: 1, 3, 5, 7, 10, ...)."""
+    steps = {int(round(s)) for s in np.linspace(1, n, min(n, most))}
+    if 1 <= trained <= n and trained not in steps:
+        inner = sorted(steps - {1, n}) or sorted(steps)
+        steps.discard(min(inner, key=lambda s: abs(s - trained)))      # the nearest gives way
+        steps.add(trained)
+    return sorted(steps)
+
+
 def _largest(values: np.ndarray) -> float:
     return float(np.abs(values).max()) or 1.0
 

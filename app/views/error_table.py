@@ -183,7 +183,8 @@ def clickable_confusion_figure(confusion, class_names, n: int) -> go.Figure:
     cells = [(i, j) for i in range(len(names)) for j in range(len(names))]
     fig.data[0].hoverinfo = "skip"
     fig.add_trace(go.Scatter(x=[names[j] for _, j in cells], y=[names[i] for i, _ in cells], mode="markers+text",
-                             text=[f"{m[i, j]:,}" if m[i, j] else "" for i, j in cells], textfont=dict(size=14),
+                             text=[f"{m[i, j]:,}" if m[i, j] else "" for i, j in cells],
+                             textfont=dict(size=14, color=[analysis.cell_text_colour(shares[i, j]) for i, j in cells]),
                              customdata=[[i, j, int(m[i, j]), float(shares[i, j])] for i, j in cells],
                              marker=dict(symbol="square", size=30, color="rgba(0,0,0,0)"),
                              hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} (%{customdata[3]:.1%})"

@@ -8,6 +8,7 @@ import streamlit as st
 from vitrm import ModelConfig, ViTRMConfig
 
 from .. import glossary
+from ..summaries import count
 from ..text import md
 
 
@@ -23,7 +24,7 @@ def tokenizer_text(cfg: ViTRMConfig) -> str:
 def diagram(cfg: ModelConfig, parameters: int) -> str:
     """Graphviz DOT source of the model; every number comes from ``cfg``."""
     if not cfg.recursive:
-        body = (f"{cfg.layers} unshared transformer layers" if cfg.arch == "vit"
+        body = (f"{count(cfg.layers, 'unshared transformer layer')}" if cfg.arch == "vit"
                 else f"residual CNN, widths {list(cfg.cnn_widths)}")
         return f"""digraph {{ rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
   img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
@@ -45,11 +46,11 @@ def diagram(cfg: ModelConfig, parameters: int) -> str:
   subgraph cluster_step {{
     label="one recursion step · repeated N times (trained with N={cfg.trained_steps})";
     style="rounded,dashed"; color="#888888"; fontname="Helvetica";
-    latent [label="latent update, n={cfg.latent_updates} times\\nz ← f({latent_input})\\n{latent_tokens} tokens", fillcolor="#dcefd9"];
+    latent [label="latent update, n={cfg.latent_updates}: {count(cfg.latent_updates, 'time')}\\nz ← f({latent_input})\\n{latent_tokens} tokens", fillcolor="#dcefd9"];
     answer [label="answer update\\ny ← f([y, z])\\n{t + 1} tokens", fillcolor="#fde2c8"];
     latent -> answer [label="z"];
   }}
-  f [label="f: ONE shared block\\n{cfg.layers} layers · {cfg.heads} heads · width {d}\\nthe same weights in every call", shape=box, style="filled", fillcolor="#fff6bf"];
+  f [label="f: ONE shared block\\n{count(cfg.layers, 'layer')} · {count(cfg.heads, 'head')} · width {d}\\nthe same weights in every call", shape=box, style="filled", fillcolor="#fff6bf"];
   heads [label="heads on y\\nclass logits ({cfg.num_classes})\\n+ halting: P(answer is right)"];
   img -> tok -> x -> latent;
   y0 -> latent; z0 -> latent;
@@ -67,8 +68,9 @@ def facts_table(cfg: ModelConfig, parameters: int, by_part: dict[str, int]) -> p
         calls = cfg.block_calls_per_step
         rows += [("block calls per step", f"{calls} (n={cfg.latent_updates} latent + 1 answer)"),
                  ("layers applied per step", f"{calls * cfg.layers}"),
-                 ("effective depth at N", f"{cfg.effective_depth} layers "
-                                          f"({cfg.trained_steps} steps x {calls} calls x {cfg.layers} layers)"),
+                 ("effective depth at N", f"{count(cfg.effective_depth, 'layer')} "
+                                          f"({count(cfg.trained_steps, 'step')} x {count(calls, 'call')} x "
+                                          f"{count(cfg.layers, 'layer')})"),
                  ("how x, y, z are combined", f"'{cfg.combine}'")]
     return pd.DataFrame(rows, columns=["", "value"])
 
@@ -84,13 +86,13 @@ def draw_how_it_works(cfg: ModelConfig, parameters: int, by_part: dict[str, int]
 (**x**). The model keeps two more things in mind: one **answer token y**, where its current guess lives, and one
 **latent token z per patch**, a scratch pad for its reasoning.
 
-Each step, the model first *thinks* {cfg.latent_updates} time(s): it updates every latent z by looking at the
+Each step, the model first *thinks* {count(cfg.latent_updates, 'time', number=False)}: it updates every latent z by looking at the
 image, its current answer and the latents themselves. Then it *commits*: it updates the answer y by looking at the
-latents. Both use the same small block f of {cfg.layers} layers, so running more steps costs time but no extra
+latents. Both use the same small block f of {count(cfg.layers, 'layer')}, so running more steps costs time but no extra
 parameters. After every step the heads read a class and a halting probability (how sure the model is that its
 answer is right) from y.
 
-It was trained to answer after {cfg.trained_steps} steps, with its heads read after every step (deep supervision;
+It was trained to answer after {count(cfg.trained_steps, 'step')}, with its heads read after every step (deep supervision;
 the model card says which steps carried the class loss), so it can be asked at any step, and even for more steps
 than it was trained with.
 """)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import glossary
-from ..summaries import mflops
+from ..summaries import count, mflops
 from ..text import MAX_MESSAGE, md, plain
 
 OPEN = "model_card_open"       # the card's expander: drawn, and its compute counted, only once opened
@@ -23,7 +23,7 @@ def draw_model_card(card: dict, baselines: pd.DataFrame) -> None:
     size, depth, compute = st.columns(3)
     steps, at_trained, peak = st.columns(3)
     size.metric("Parameters", f"{card['parameters']:,}")
-    depth.metric("Effective depth", f"{card['effective_depth']} layers",
+    depth.metric("Effective depth", count(card['effective_depth'], 'layer'),
                  help=glossary.help_for("effective depth", "block call", extra="Transformer layers applied to "
                                         "reach the trained answer: steps x (n + 1) block calls x k layers for a "
                                         "ViTRM."))
