@@ -174,14 +174,16 @@ def _uploads(sizes) -> tuple[PreparedImage | None, list[PreparedImage]]:
                    f"{len(dropped)} oldest were dropped: {md(', '.join(dropped), 300)}. Remove files from the "
                    "list above to make room.")
     prepared = [prepare(name, data, sizes) for name, data in st.session_state.get("uploads", [])]
-    good = [p for p in prepared if p.ok]
-    if not good:
+    if not prepared:
         return None, prepared
-    if st.session_state.pop("explore_newest_upload", False) or st.session_state.get("upload_choice", 0) >= len(good):
-        st.session_state["upload_choice"] = len(good) - 1     # what was just added is what the user wants to see
-    choice = st.selectbox("Image to explore", range(len(good)), key="upload_choice",
-                          format_func=lambda i: plain(good[i].name))
-    return good[choice], prepared
+    newest = st.session_state.pop("explore_newest_upload", False)
+    if newest or st.session_state.get("upload_choice", 0) >= len(prepared):
+        st.session_state["upload_choice"] = len(prepared) - 1    # what was just added is what the user wants to see
+    # Every file, the refused ones too: a refused file chosen (as the newest is) shows its message in the answer's
+    # place, where showing the previous image's answer read as the answer for the new file.
+    choice = st.selectbox("Image to explore", range(len(prepared)), key="upload_choice",
+                          format_func=lambda i: plain(prepared[i].name) + ("" if prepared[i].ok else " (refused)"))
+    return prepared[choice], prepared
 
 
 def _camera(sizes) -> PreparedImage | None:

@@ -375,12 +375,35 @@ def test_uploads_of_any_format_are_classified_and_a_bad_file_gets_its_own_messag
         assert table.loc[name, "prediction"] == top
         assert table.loc[name, "probability"] == prob
     assert (table["prediction"] != "").sum() == 2
-    at.selectbox(key="upload_choice").set_value(1)       # the second good file: tall.jpg
+    at.selectbox(key="upload_choice").set_value(2)       # the second good file: tall.jpg
     run(at)
     captions = [c for image in at.image for c in image.captions]
     assert "tall\\.jpg: original, 64x480 pixels" in captions, "the name is escaped (app.text.md) and shows as tall.jpg"
     top, prob = expected_at(lab / "vitrm-tiny", jpeg.getvalue(), TINY.trained_steps)
     assert metrics(at)[f"Top class at step {TINY.trained_steps}"] == top
+
+
+def test_a_refused_upload_shows_its_message_not_the_previous_images_answer(app, lab):
+    at = select_models(run(app), lab, "vitrm-tiny")
+    at.radio(key="source").set_value("Upload")
+    run(at)
+    at.file_uploader[0].set_value([("good.png", png_bytes(seed=5), "image/png")])
+    run(at)
+    assert f"Top class at step {TINY.trained_steps}" in metrics(at)
+    cut = png_bytes(seed=6)[:300]
+    at.file_uploader[0].set_value([("good.png", png_bytes(seed=5), "image/png"), ("cut.png", cut, "image/png")])
+    run(at)
+    assert not metrics(at), "no answer on screen: the answer shown was good.png's, read as cut.png's"
+    source = io.BytesIO(cut)
+    source.name = "cut.png"
+    with pytest.raises(vitrm.InvalidImageError) as refused:
+        vitrm.load_image(source)
+    assert str(refused.value) == "cut.png: the image file is damaged or truncated", "plain words, no decoder text"
+    assert any(e.value.replace("\\", "") == str(refused.value) for e in at.error), [e.value for e in at.error]
+    assert at.selectbox(key="upload_choice").value == 1
+    at.selectbox(key="upload_choice").set_value(0)
+    run(at)
+    assert f"Top class at step {TINY.trained_steps}" in metrics(at), "the good file is still one choice away"
 
 
 def test_a_camera_photo_is_classified_like_an_upload(app, lab):

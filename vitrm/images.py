@@ -168,7 +168,10 @@ def _decode(data: bytes, name: str) -> Image.Image:
     except Exception as e:  # noqa: BLE001
         # Decoders fed hostile bytes fail in many ways (OSError, SyntaxError, struct.error,
         # KeyError, IndexError, ZeroDivisionError...); every one means "this file is unusable".
-        raise InvalidImageError(f"{name}: the image file is damaged or truncated ({_short(e)})") from None
+        detail = _short(e)
+        # The decoder's own words only when they add something: "(Truncated File Read)" repeats "truncated".
+        raise InvalidImageError(f"{name}: the image file is damaged or truncated"
+                                + ("" if "truncated" in detail.lower() else f" ({detail})")) from None
 
 
 def _short(e: Exception) -> str:
