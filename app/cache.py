@@ -366,9 +366,6 @@ def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _prog
 
     ``_progress(fraction, text)`` is called while decoding and while tracing, batch by batch.
     """
-    # Not at cold start: vitrm.data brings torchvision.
-    from vitrm.data import Split
-    from vitrm.evaluate import evaluate_split
     model = load_model(path, mtime)
     cfg = model.config
     report = _progress or (lambda fraction, text: None)
@@ -382,8 +379,8 @@ def evaluate_sample(path: str, mtime: float, source: SampleSource, k: int, _prog
         if i % 20 == 0:
             report(0.3 * i / len(paths), f"Decoding images ({i}/{len(paths)})")
     steps = vitrm.steps.default_steps(cfg)
-    metrics, table = evaluate_split(
-        model, Split(images, labels, tuple(cfg.class_names), "test"), steps, source.spec, "test", indices, paths,
+    metrics, table = vitrm.evaluate_split(
+        model, vitrm.Split(images, labels, tuple(cfg.class_names), "test"), steps, source.spec, "test", indices, paths,
         batch_size=50, progress=lambda done, total: report(0.3 + 0.7 * done / total,
                                                            f"Running {steps} steps ({done}/{total} images)"))
     return Evaluation(metrics=metrics, predictions=table, image_root=source.root,

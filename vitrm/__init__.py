@@ -30,7 +30,9 @@ from .checkpoint import (
     save,
 )
 from .compare import DISAGREEMENTS, KINDS as COMPARISON_KINDS, Comparison, ComparisonError, compare_predictions
+from .data import Split
 from .errors import UserError
+from .evaluate import evaluate_split
 from .images import (
     MAX_PIXELS,
     InvalidImageError,
@@ -68,6 +70,8 @@ __all__ = [
     "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION", "ModelPoint", "model_points",
     # two checkpoints' answers on the same images
     "compare_predictions", "Comparison", "COMPARISON_KINDS", "DISAGREEMENTS",
+    # evaluation: a split's images and labels through steps 1..S, as the evaluate command and the app run it
+    "Split", "evaluate_split",
     # naming data and architectures for people
     "data_description", "data_note", "ARCH_NAMES", "GALLERY_SPEC",
     # errors a user can fix
