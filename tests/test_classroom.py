@@ -151,3 +151,20 @@ def test_every_shipped_models_demo_picks_say_what_its_predictions_show_within_it
         else:
             growth = float(row[f"prob_true_{n}"] - row["prob_true_1"])
             assert why == f"the right class grows by {growth:.0%}" and growth >= classroom.MIN_GROWTH, (file, why)
+
+
+def test_disagreeing_models_are_set_side_by_side_each_at_its_own_trained_n_with_its_own_flag():
+    from app.views import scrubber
+
+    rows = [{"name": "refine", "step": 8, "top": "frog", "probability": "35.0%", "unusual": True},
+            {"name": "flagship", "step": 4, "top": "cat", "probability": "84.0%", "unusual": False},
+            {"name": "cnn", "step": 1, "top": "cat", "probability": "60.0%", "unusual": None}]
+    assert scrubber.model_answers_text(rows) is None, "they disagree: side by side, not one line"
+    cells = [scrubber.model_answer_cell(r) for r in rows]
+    assert cells[0].startswith("refine, step 8") and "**frog** 35.0%" in cells[0] and "probably none" in cells[0]
+    assert "flagship, step 4" in cells[1] and "**cat** 84.0%" in cells[1] and "looks like its training" in cells[1]
+    assert "probably none" not in cells[2] and "looks like" not in cells[2], "no check, no flag"
+    agreeing = [r | {"top": "cat"} for r in rows]
+    line = scrubber.model_answers_text(agreeing)
+    assert line.startswith("All 3 loaded models answer **cat**") and "refine at step 8 (35.0%)" in line
+    assert scrubber.model_answers_text(rows[:1]) is None
