@@ -30,6 +30,7 @@ class Filters:
     correctness: str = ANY                               # right / wrong at the selected step
     recursion: str = ANY                                 # a key of RECURSION
     confidence: tuple[float, float] = (0.0, 1.0)         # of the answer at the selected step
+    images: tuple[int, ...] | None = None                # image indices chosen elsewhere (the projector); None: all
 
 
 def steps_in(predictions: pd.DataFrame) -> int:
@@ -94,7 +95,28 @@ def apply(table: pd.DataFrame, filters: Filters) -> pd.DataFrame:
         keep &= ~table["_changed"]
     lo, hi = filters.confidence
     keep &= table["confidence"].between(lo, hi)
+    if filters.images is not None:
+        keep &= table["index"].isin(filters.images)
     return table[keep]
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula ("=HYPERLINK(...)" as a class name), quoted with "'"."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def to_csv(table: pd.DataFrame) -> bytes:
+    """The rows as a person reads them (``shown``, with the image's index and path first), as UTF-8 CSV; text
+    from outside (class names, paths) cannot start a spreadsheet formula."""
+    columns = ["index", "path"] + list(shown(table).columns)
+    out = table[columns].copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_inert)
+    return out.to_csv(index=False).encode("utf-8")
 
 
 def order(table: pd.DataFrame, column: str, descending: bool) -> pd.DataFrame:

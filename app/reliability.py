@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vitrm import analysis
+
 BINS = 10
 
 
@@ -38,3 +40,29 @@ def at(predictions: pd.DataFrame, step: int, value: float) -> Reliability | None
     same = np.clip((halt * BINS).astype(int), 0, BINS - 1) == b
     return Reliability(low=b / BINS, high=(b + 1) / BINS, images=int(same.sum()),
                        right=float(right[same].mean()) if same.any() else float("nan"))
+
+
+# --------------------------------------------------------------------------- the answer's confidence, per step
+
+def calibration_bins(predictions: pd.DataFrame, step: int, bins: int | None = None) -> pd.DataFrame:
+    """The reliability diagram of the answer at ``step``: one row per equal-width confidence bin (lo, hi], as
+    ``vitrm.analysis.expected_calibration_error`` bins them (ECE_BINS of them), with the images in it, their mean
+    confidence and the share answered right (NaN for an empty bin). The ECE is the image-weighted mean of
+    |accuracy - confidence| over these rows."""
+    bins = bins or analysis.ECE_BINS
+    conf = predictions[f"conf_{step}"].to_numpy(dtype=float)
+    right = predictions[f"pred_{step}"].to_numpy() == predictions["label"].to_numpy()
+    index = np.clip(np.ceil(conf * bins).astype(int), 1, bins) - 1
+    rows = []
+    for b in range(bins):
+        members = index == b
+        rows.append({"low": b / bins, "high": (b + 1) / bins, "images": int(members.sum()),
+                     "confidence": float(conf[members].mean()) if members.any() else float("nan"),
+                     "accuracy": float(right[members].mean()) if members.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def ece_of(diagram: pd.DataFrame) -> float:
+    """The expected calibration error that ``diagram`` (``calibration_bins``) adds up to."""
+    filled = diagram[diagram["images"] > 0]
+    return float((filled["images"] * (filled["accuracy"] - filled["confidence"]).abs()).sum() / filled["images"].sum())

@@ -35,12 +35,13 @@ def filters_from_state(model_key: str) -> error_list.Filters:
                               predicted=list(get(_key(model_key, "predicted"), [])),
                               correctness=get(_key(model_key, "correctness"), error_list.ANY),
                               recursion=get(_key(model_key, "recursion"), error_list.ANY),
-                              confidence=tuple(get(_key(model_key, "confidence"), (0.0, 1.0))))
+                              confidence=tuple(get(_key(model_key, "confidence"), (0.0, 1.0))),
+                              images=get(_key(model_key, "images")))
 
 
 def set_filters(model_key: str, filters: error_list.Filters) -> None:
     """Write filters into the widgets' state (before they are drawn) and go back to page 1."""
-    for name in ("true", "predicted", "correctness", "recursion", "confidence"):
+    for name in ("true", "predicted", "correctness", "recursion", "confidence", "images"):
         st.session_state[_key(model_key, name)] = getattr(filters, name)
     st.session_state[_key(model_key, "page")] = 1
 
@@ -124,17 +125,43 @@ def _summary(filters: error_list.Filters, step: int, n: int) -> str:
     lo, hi = filters.confidence
     if (lo, hi) != (0.0, 1.0):
         parts.append(f"confidence {lo:.0%}-{hi:.0%}")
+    if filters.images is not None:
+        parts.append(f"the {len(filters.images):,} chosen on the map of answers")
     return "; ".join(parts) if parts else "every image"
+
+
+def _forget_images(model_key: str) -> None:
+    st.session_state[_key(model_key, "images")] = None
+
+
+def _chosen_on_the_map(model_key: str, filters: error_list.Filters) -> None:
+    """Say that a selection on the projector narrows the table, with a way back to every image."""
+    if filters.images is None:
+        return
+    c1, c2 = st.columns([4, 1])
+    c1.info(f"Only the {len(filters.images):,} images selected on the map of answers (Answers over steps) are "
+            "listed, with the filters below.")
+    # Not an "errors::" key: those are written back each run (app.session), which a button's state refuses.
+    c2.button("Show every image", key=f"forget_images::{model_key}", on_click=_forget_images, args=(model_key,))
+
+
+def _download(model, listed: pd.DataFrame, step: int) -> None:
+    """The filtered, sorted rows, every page of them, as CSV (made only when the button is pressed)."""
+    st.download_button(f"Download these {len(listed):,} rows (CSV)", lambda: error_list.to_csv(listed),
+                       file_name=text.plain(f"{model.name}-images-step{step}.csv"), mime="text/csv",
+                       key=f"download_rows::{model.key}", on_click="ignore", icon=":material/download:")
 
 
 def draw_error_table(model, predictions: pd.DataFrame, class_names, step: int, n: int, root: Path | None) -> None:
     """``step`` is the analysis step slider's value; ``n`` the model's trained step count (its answer)."""
     table = error_list.build(predictions, class_names, step, n)
+    _chosen_on_the_map(model.key, filters_from_state(model.key))
     _filter_widgets(model.key, class_names, step, n)
     filters = filters_from_state(model.key)
     listed = error_list.apply(table, filters)
     column, descending, size, number = _order_widgets(model.key, len(listed))
     listed = error_list.order(listed, column, descending)
+    _download(model, listed, step)
     rows = error_list.page(listed, number, size)
     title = _summary(filters, step, n)
     st.caption(text.md(f"{len(listed):,} of {len(table):,} images ({title}); rows "
