@@ -7,13 +7,23 @@ from pathlib import Path
 import streamlit as st
 
 import vitrm
-from app import cache, checkpoints, glossary, session, summaries
+from app import cache, checkpoints, glossary, reliability, session, summaries
 from app.text import MAX_MESSAGE, md, plain
-from app.views import analysis, compare, efficiency, error_table, galleries, list_nav, trained_n
+from app.views import (
+    analysis,
+    compare,
+    efficiency,
+    error_table,
+    galleries,
+    list_nav,
+    projector,
+    reliability_diagram,
+    trained_n,
+)
 from vitrm import paths
 
 SECTIONS = ["Accuracy vs N", efficiency.SECTION, "Per class", "Confusion matrix", error_table.SECTION, compare.SECTION, "Calibration",
-            "Halting", "Galleries", "Training log"]
+            "Halting", "Galleries", projector.SECTION, "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
 
@@ -126,9 +136,42 @@ def curves(section: str, named: dict, evaluations: dict, focus_keys: list[str]) 
         with trained:
             trained_n.draw_trained_n(cache.trained_n_sweeps())
     elif ece:
-        analysis.draw_ece(ece)
+        calibration(named, evaluations, focus_keys, ece)
     else:
         st.info("Calibration vs N needs a recursive model.")
+
+
+def calibration(named: dict, evaluations: dict, focus_keys: list[str], ece: dict[str, list[float]]) -> None:
+    """ECE vs N of every recursive model, and beside it one model's reliability diagram at a chosen step."""
+    left, right = st.columns(2)
+    with left:
+        analysis.draw_ece(ece)
+    with right:
+        usable = [k for k in focus_keys if named[k].recursive and evaluations[k].predictions is not None]
+        if not usable:
+            st.info("The reliability diagram needs predictions.csv.gz (written by python -m vitrm evaluate).")
+            return
+        key = usable[0] if len(usable) == 1 else st.selectbox("Reliability diagram of", usable,
+                                                              key="reliability_model",
+                                                              format_func=lambda k: plain(Path(k).name))
+        ev = evaluations[key]
+        step = _step_slider("Step", len(ev.metrics["ece_by_step"]), named[key].config.trained_steps,
+                            f"reliability_step::{key}")
+        reliability_diagram.draw(reliability.calibration_bins(ev.predictions, step), step,
+                                 ev.metrics["ece_by_step"][step - 1])
+
+
+def projector_section(model: session.LoadedModel, class_names) -> None:
+    """The map of every test image's answer over the steps, from projection.safetensors; a bad file said plainly."""
+    found = projector.read(str(model.path), projector.stamp(model.path), model.config.num_classes)
+    if found is None:
+        projector.missing(model.name, str(model.path))
+        return
+    problem = found if isinstance(found, str) else vitrm.projection.matches(found, model.files.predictions)
+    if problem:
+        st.error(md(f"The map of answers cannot be shown: {problem}", MAX_MESSAGE))
+        return
+    projector.draw(model.key, found, class_names, model.config.trained_steps)
 
 
 def one_model(section: str, model: session.LoadedModel, ev: cache.Evaluation) -> None:
@@ -153,6 +196,8 @@ def one_model(section: str, model: session.LoadedModel, ev: cache.Evaluation) ->
             analysis.draw_halting(metrics["halting"], metrics["top1_by_step"], sweep)
     elif section == "Galleries":
         galleries_section(model, ev, n, class_names)
+    elif section == projector.SECTION:
+        projector_section(model, class_names)
 
 
 def table_section(model: session.LoadedModel, ev: cache.Evaluation, step: int, class_names) -> None:
