@@ -232,11 +232,12 @@ def test_a_warm_start_from_another_architecture_is_one_clear_line(tmp_path, fold
 def test_distillation_trains_from_a_teacher_checkpoint_and_resumes_with_it(tmp_path, folder, cache):
     teacher, student = tmp_path / "teacher", tmp_path / "student"
     assert run_cli(train_args(folder, teacher, cache, 1)).returncode == 0
-    done = run_cli(train_args(folder, student, cache, 2, f"distill_from={teacher}", "distill_weight=0.7",
-                              "model.trained_steps=3", "step_weighting=last") + ["--stop-after", "1"])
+    settings = [f"distill_from={teacher}", "distill_weight=0.7", "distill_steps=1", "model.trained_steps=3",
+                "step_weighting=last"]
+    done = run_cli(train_args(folder, student, cache, 2, *settings) + ["--stop-after", "1"])
     assert done.returncode == 0, done.stderr
     record = json.loads((student / "train_config.json").read_text())
-    assert record["distill_from"] == str(teacher) and record["distill_weight"] == 0.7
+    assert (record["distill_from"], record["distill_weight"], record["distill_steps"]) == (str(teacher), 0.7, 1)
     resumed = run_cli(["train", "--out", str(student), "--resume", "--quiet"])
     assert resumed.returncode == 0, resumed.stderr
     assert [int(r["epoch"]) for r in read_log(student)] == [1, 2]

@@ -90,3 +90,24 @@ def test_a_student_that_matches_its_teacher_has_no_distillation_loss():
     z = torch.randn(4, 10)
     assert distillation_loss(z, z, 3.0).item() == pytest.approx(0.0, abs=1e-6)
     assert distillation_loss(z, z + torch.randn(4, 10), 3.0).item() > 0
+
+
+def test_the_teacher_answers_after_its_distill_steps_on_images_in_its_own_normalization():
+    from types import SimpleNamespace
+
+    from vitrm import ViTRM, ViTRMConfig
+    from vitrm.train import teacher_answer
+    torch.manual_seed(0)
+    teacher = ViTRM(ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=3,
+                                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))).eval()
+    images = torch.randn(4, 3, 32, 32)           # standardized with the student's statistics below
+    student = ViTRMConfig(dim=16, heads=2, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    run = SimpleNamespace(teacher=teacher, device=torch.device("cpu"),
+                          cfg=TrainConfig(model=student, distill_steps=1))
+    pixels = images * torch.tensor(student.std).view(1, 3, 1, 1) + torch.tensor(student.mean).view(1, 3, 1, 1)
+    theirs = (pixels - 0.5) / 0.25
+    with torch.no_grad():
+        assert torch.allclose(teacher_answer(run, images), teacher(theirs, 1), atol=1e-5)
+        run.cfg = TrainConfig(model=student, distill_steps=0)
+        assert torch.allclose(teacher_answer(run, images), teacher(theirs, 3), atol=1e-5)
+        assert not torch.allclose(teacher(theirs, 1), teacher(theirs, 3), atol=1e-5)
