@@ -406,3 +406,15 @@ def test_every_analysis_view_and_the_error_table_work_on_an_imported_model(paper
     at.selectbox(key=f"errors::{key}::size").set_value(25)
     run(at)
     assert len(at.dataframe[0].value) == len(vitrm.read_predictions(paper_lab / "paper-cifar10"))
+
+
+def test_the_class_directions_of_a_model_without_a_head_norm_are_the_steepest_ones(paper_lab):
+    from vitrm.analysis import class_directions
+    model = vitrm.load(paper_lab / "paper-cifar10")
+    directions = class_directions(model)
+    unit = directions / directions.norm(dim=-1, keepdim=True)
+    y = torch.randn(model.config.dim)
+    with torch.no_grad():
+        gain = torch.stack([model.heads((y + u)[None])[0][0] - model.heads(y[None])[0][0] for u in unit])  # [u, c]
+    # Class c's logit rises most along class c's own direction (the head reads y itself: no norm in between).
+    assert torch.equal(gain.argmax(0), torch.arange(model.config.num_classes))
