@@ -29,7 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# Speed benchmarks (README.md, "Performance" and "Many users at once"); each prints its tables.
+# Speed benchmarks (docs/performance.md); each prints its tables.
 # About 10 minutes on 2 cores. Not speed, run on their own: python -m bench.hostile_inputs (README,
 # "Reliability"), python -m bench.comparison and python -m bench.independent_evaluation (trained checkpoints).
 bench: $(STAMP)

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.comparison                       # the equal-budget set (compare60-*) when trained
     .venv/bin/python -m bench.comparison --set short           # the 2-epoch set of the first comparison
-    .venv/bin/python -m bench.comparison --write checkpoints/README.md README.md
+    .venv/bin/python -m bench.comparison --write checkpoints/README.md docs/results.md
 
 Every figure is read from the checkpoints' own files or measured here, in one run:
 
@@ -20,7 +20,7 @@ Every figure is read from the checkpoints' own files or measured here, in one ru
   ratios to the ViTRM, so that background load shifts every model alike.
 
 ``--write FILE...`` replaces the text between the markers ``<!-- comparison:start -->`` and
-``<!-- comparison:end -->`` in each FILE, so the README tables never hold a hand-typed number.
+``<!-- comparison:end -->`` in each FILE, so the tables there never hold a hand-typed number.
 """
 
 from __future__ import annotations
