@@ -1,8 +1,11 @@
 """A seeded mutation loop over every file a checkpoint carries: loading raises CheckpointError or succeeds.
 
-Each case starts from a real checkpoint (saved, then evaluated), changes one file and loads it the
-way the CLI and the app do: ``vitrm.load`` for ``config.json`` and the safetensors header,
-``vitrm.sidefiles`` for ``metrics.json`` and ``predictions.csv``. Mutations are both structural
+Each case starts from a real checkpoint (saved, then evaluated, with a training record and an
+out-of-distribution rule), changes one file and loads it the way the CLI and the app do: ``vitrm.load``
+for ``config.json`` and the safetensors header, ``vitrm.sidefiles`` for ``metrics.json``,
+``predictions.csv``, ``train_config.json`` and ``train_log.csv``, ``vitrm.ood.load`` for ``ood.json``;
+and a separate loop plants stage folders (many, missing, linked out of the checkpoint or to a file,
+holding damaged logs) and reads the training history through one ``sidefiles.Budget``. Mutations are both structural
 (a JSON value replaced by another type, a huge or negative number, a deep nest, a key dropped or
 added; a header's dtype, shape, offsets or length prefix changed) and byte-level (flips,
 truncation, insertions). Any other exception, or a hang, fails the test and names the case so it
@@ -27,7 +30,9 @@ from testkit.fakedata import write_imagefolder
 from vitrm import CheckpointError, ViTRM, ViTRMConfig, sidefiles
 from vitrm.evaluate import evaluate_checkpoint
 
-CASES_PER_FILE = 1500      # 6,000 cases in all: 20-40 s on 2 busy cores
+CASES_PER_FILE = 1500      # for the model's files and evaluate's; 500 for the training record and ood.json, and
+SMALL_CASES = 500          # STAGE_CASES stage layouts: 7,600 cases, two to four minutes on 2 busy cores
+STAGE_CASES = 100
 CLASSES = ("cat", "dog", "frog")
 # Mutated configs may build degenerate layers, and mutated tables odd casts; both end refused.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
@@ -167,6 +172,20 @@ def pristine(tmp_path_factory) -> Path:
     packed = root / "ckpt" / "predictions.csv.gz"
     (root / "ckpt" / "predictions.csv").write_bytes(gzip.decompress(packed.read_bytes()))
     packed.unlink()
+    # The training record: what vitrm.train writes (its resolved config and a log of three epochs)...
+    from vitrm.train import LOG_FIELDS, TRAIN_CONFIG, TrainConfig
+    (root / "ckpt" / TRAIN_CONFIG).write_text(json.dumps(TrainConfig(model=SMALL).to_dict()
+                                                        | {"command": ["python", "-m", "vitrm", "train"]}))
+    rows = [",".join(LOG_FIELDS)] + [",".join(str(e) if f == "epoch" else "" if f == "test_top1" else
+                                              f"{0.5 / e:.4f}" for f in LOG_FIELDS) for e in (1, 2, 3)]
+    (root / "ckpt" / "train_log.csv").write_text("\n".join(rows) + "\n")
+    # ...and an out-of-distribution rule of the model's width (vitrm.ood).
+    from vitrm import ood
+    generator = torch.Generator().manual_seed(0)
+    ood.save(ood.fit(torch.randn(30, SMALL.dim, generator=generator), torch.arange(30) % 3,
+                     torch.randn(10, SMALL.dim, generator=generator)), root / "ckpt")
+    for load in (load_train_config, load_train_log, load_ood):
+        load(root / "ckpt")                 # the pristine files pass
     return root / "ckpt"
 
 
@@ -182,11 +201,27 @@ def load_predictions(path: Path) -> None:
     sidefiles.read_predictions(path, len(CLASSES), steps=2 * SMALL.trained_steps)
 
 
+def load_train_config(path: Path) -> None:
+    sidefiles.read_train_config(path)
+
+
+def load_train_log(path: Path) -> None:
+    sidefiles.read_train_log(path)
+
+
+def load_ood(path: Path) -> None:
+    from vitrm import ood
+    ood.load(path)
+
+
 TARGETS = {
     "config.json": (mutate_json_file, load_config_and_weights),
     "model.safetensors": (mutate_safetensors, load_config_and_weights),
     "metrics.json": (mutate_json_file, load_metrics),
     "predictions.csv": (mutate_csv, load_predictions),
+    "train_config.json": (mutate_json_file, load_train_config),
+    "train_log.csv": (mutate_csv, load_train_log),
+    "ood.json": (mutate_json_file, load_ood),
 }
 
 
@@ -198,7 +233,8 @@ def test_a_mutated_file_raises_only_checkpoint_error(name, pristine, tmp_path):
     work = Path(shutil.copytree(pristine, tmp_path / "work"))
     outcomes = {"refused": 0, "loaded": 0}
     start = time.perf_counter()
-    for seed in range(CASES_PER_FILE):
+    cases = SMALL_CASES if name in ("train_config.json", "train_log.csv", "ood.json") else CASES_PER_FILE
+    for seed in range(cases):
         rng = random.Random(f"{name}:{seed}")
         data = mutate(original.decode() if as_text else original, rng)
         (work / name).write_bytes(data)
@@ -211,5 +247,69 @@ def test_a_mutated_file_raises_only_checkpoint_error(name, pristine, tmp_path):
         except Exception as e:  # noqa: BLE001 - the point of the test
             pytest.fail(f"{name} case {seed} (random.Random('{name}:{seed}')): {type(e).__name__}: {e}")
     seconds = time.perf_counter() - start
-    print(f"{name}: {CASES_PER_FILE} cases in {seconds:.1f} s: {outcomes}")
-    assert outcomes["refused"] > CASES_PER_FILE // 2, outcomes     # the mutations really do damage
+    print(f"{name}: {cases} cases in {seconds:.1f} s: {outcomes}")
+    # The mutations really do damage: most are refused. The training record's readers check the fields that are
+    # read and keep the rest as written (train_config.json), and take any number in any column (train_log.csv),
+    # so a dropped or added key or column, or an unread value, passes.
+    lenient = name in ("train_config.json", "train_log.csv")
+    assert outcomes["refused"] > cases // (4 if lenient else 2), outcomes
+
+
+def plant_stages(path: Path, outside: Path, log: bytes, rng: random.Random) -> None:
+    """Stage folders as a stranger might ship them: up to 40, with gaps, links out of the checkpoint and back
+    into it, files where folders belong, and damaged logs and configs."""
+    last = rng.randint(0, 40)
+    for k in range(1, last + 1):
+        name = f"stage{k}" if rng.random() < 0.9 else f"stage{last}{rng.choice('bcd')}"
+        folder = path / name
+        if folder.exists() or folder.is_symlink():
+            continue
+        kind = rng.random()
+        if kind < 0.1:
+            folder.symlink_to(outside, target_is_directory=True)
+        elif kind < 0.15:
+            folder.symlink_to(path, target_is_directory=True)         # a loop back into the checkpoint
+        elif kind < 0.2:
+            folder.write_bytes(log)                                   # a file named like a folder
+        else:
+            folder.mkdir()
+            r = rng.random()
+            if r < 0.1:
+                (folder / "train_log.csv").symlink_to(outside / "train_log.csv")
+            elif r < 0.6:
+                (folder / "train_log.csv").write_bytes(log if rng.random() < 0.5 else mutate_csv(log.decode(), rng))
+            if rng.random() < 0.3:
+                (folder / "train_config.json").write_bytes(mutate_bytes(b'{"epochs": 2}', rng))
+
+
+def load_history(path: Path) -> None:
+    """The training history as the app reads it: every stage's log and config through one budget."""
+    budget = sidefiles.Budget(path)
+    for folder in vitrm.earlier_stages(path) + vitrm.averaged_runs(path):
+        sidefiles.read_train_log(folder, budget)
+        sidefiles.read_train_config(folder, budget)
+
+
+def test_mutated_stage_folders_raise_only_checkpoint_error(pristine, tmp_path):
+    log = (pristine / "train_log.csv").read_bytes()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "train_log.csv").write_bytes(log)
+    outcomes = {"refused": 0, "loaded": 0}
+    for seed in range(STAGE_CASES):
+        rng = random.Random(f"stages:{seed}")
+        work = tmp_path / f"work{seed}"          # the history needs only the folders and their files
+        work.mkdir()
+        (work / "train_log.csv").write_bytes(log)
+        plant_stages(work, outside, log, rng)
+        try:
+            load_history(work)
+            outcomes["loaded"] += 1
+        except CheckpointError as e:
+            assert str(e), f"stages case {seed}: an empty message"
+            outcomes["refused"] += 1
+        except Exception as e:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"stages case {seed} (random.Random('stages:{seed}')): {type(e).__name__}: {e}")
+        shutil.rmtree(work)
+    print(f"stage folders: {STAGE_CASES} cases: {outcomes}")
+    assert outcomes["refused"] > STAGE_CASES // 4 and outcomes["loaded"] > STAGE_CASES // 10, outcomes

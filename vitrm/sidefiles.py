@@ -276,7 +276,7 @@ def validate_ood_facts(raw: object, source: str) -> dict:
              "threshold": c.number(f.get("threshold"), "threshold", 0),
              "val_false_alarm": c.number(f.get("val_false_alarm"), "val_false_alarm", 0, 1),
              "val_images": c.number(f.get("val_images"), "val_images", 1, 2**53, integer=True)}
-    if "feature" in f and f["feature"] not in FEATURES:
+    if "feature" in f and c.string(f["feature"], "feature") not in FEATURES:     # a string first: {} is unhashable
         raise c.fail(f"feature is {_repr(f['feature'])}; expected one of {sorted(FEATURES)}")
     for key in OOD_RATES:
         if key in f:
