@@ -172,9 +172,14 @@ def matches(projection: Projection, predictions) -> str | None:
     it, or another true class), or None when it does."""
     if predictions is None:
         return None
-    labels = dict(zip(predictions["index"].to_numpy().tolist(), predictions["label"].to_numpy().tolist()))
-    for i, lab in zip(projection.index.tolist(), projection.label.tolist()):
-        if labels.get(i) != lab:
-            return (f"image {i} of the projection is {'absent from' if i not in labels else 'another class in'} "
-                    "predictions.csv.gz: the two files come from different data")
-    return None
+    index, label = predictions["index"].to_numpy(), predictions["label"].to_numpy()
+    order = np.argsort(index, kind="stable")
+    at = np.clip(np.searchsorted(index[order], projection.index), 0, max(len(index) - 1, 0))
+    present = (index[order][at] == projection.index) if len(index) else np.zeros(projection.images, bool)
+    same = present & (label[order][at] == projection.label) if len(index) else present
+    if same.all():
+        return None
+    first = int(np.flatnonzero(~same)[0])
+    return (f"image {int(projection.index[first])} of the projection is "
+            f"{'another class in' if present[first] else 'absent from'} predictions.csv.gz: the two files come "
+            "from different data")
