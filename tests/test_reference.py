@@ -418,3 +418,18 @@ def test_the_class_directions_of_a_model_without_a_head_norm_are_the_steepest_on
         gain = torch.stack([model.heads((y + u)[None])[0][0] - model.heads(y[None])[0][0] for u in unit])  # [u, c]
     # Class c's logit rises most along class c's own direction (the head reads y itself: no norm in between).
     assert torch.equal(gain.argmax(0), torch.arange(model.config.num_classes))
+
+
+def test_every_attribution_method_explains_an_imported_model_run_to_each_step(paper_lab):
+    from vitrm.attribution import METHODS, StepModel, attribute
+    model = vitrm.load(paper_lab / "paper-cifar10")
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 32, 32)
+    trace = model.trace(images, steps=4, attention=False)
+    with torch.no_grad():
+        for t in (1, 4):
+            torch.testing.assert_close(StepModel(model, t)(images), trace.logits[t - 1], atol=1e-4, rtol=0)
+    for method in sorted(METHODS):
+        result = attribute(model, images, steps=4, method=method)
+        assert result.maps.shape == (2, 32, 32) and torch.isfinite(result.maps).all() and result.maps.abs().sum() > 0
+        assert result.target.tolist() == trace.probs[-1].argmax(-1).tolist()
