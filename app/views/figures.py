@@ -56,16 +56,23 @@ def _meta(fig: go.Figure | SpecFigure):
     return fig.layout.meta
 
 
+TOOLBAR_ROW = 30        # px: plotly's toolbar (top right, 26 px high) has this row above a chart's title
+
+
 def compact_layout(height: int, title: str | None = None, **layout) -> dict:
     """``compact``'s layout as a plain dict, with ``layout`` added (for a figure written as a dict)."""
     # 14 px at the least, everywhere: read from the back of a classroom on a projector. Streamlit's chart theme
     # sets 12 px on ticks, axis titles, legends and colour bars, over the layout's font, so each is set here.
     readable = {"size": MIN_FONT}
-    compact = {"height": height, "margin": {"l": 10, "r": 10, "t": 44 if title else 10, "b": 10},
+    # A chart with plotly's toolbar keeps its title under it: on the same row, the toolbar covered a long title
+    # (tests/test_browser_classroom.py). A map has no toolbar (``show``), so no row for one.
+    toolbar = TOOLBAR_ROW if title and layout.get("meta") != MAP else 0
+    compact = {"height": height + toolbar, "margin": {"l": 10, "r": 10, "t": (44 if title else 10) + toolbar, "b": 10},
                "font": readable, "hoverlabel": {"font": readable},
                "legend": {**layout.get("legend", {}), "font": readable, "title": {"font": readable}}}
     if title:
-        compact["title"] = {"text": title, "font": {"size": MIN_FONT + 2}}
+        compact["title"] = {"text": title, "font": {"size": MIN_FONT + 2}, "y": 1, "yref": "container",
+                            "yanchor": "top", "pad": {"t": toolbar + 8}}
     for axis in ("xaxis", "yaxis"):
         given = dict(layout.get(axis, {}))
         axis_title = given.get("title", {})
@@ -76,7 +83,8 @@ def compact_layout(height: int, title: str | None = None, **layout) -> dict:
 
 def compact(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
     readable = dict(size=MIN_FONT)
-    fig.update_layout({k: v for k, v in compact_layout(height, title).items() if k not in ("xaxis", "yaxis")})
+    fig.update_layout({k: v for k, v in compact_layout(height, title, meta=fig.layout.meta).items()
+                       if k not in ("xaxis", "yaxis")})
     fig.update_xaxes(tickfont=readable, title_font=readable)     # every axis of every subplot
     fig.update_yaxes(tickfont=readable, title_font=readable)
     fig.update_traces(colorbar=dict(tickfont=readable, title_font=readable), selector=dict(type="heatmap"))
