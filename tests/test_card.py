@@ -112,3 +112,26 @@ def test_the_shipped_cards_are_what_the_card_command_writes():
         text = readme.read_text()
         hardware = re.search(r"- Hardware: (.*); wall time", text).group(1)
         assert render_card(readme.parent, hardware) == text, readme.parent.name
+
+
+def test_a_card_reads_every_file_through_the_side_file_gate(tmp_path):
+    # The card's notes, the average's record and the stages' records are a stranger's files like the others:
+    # bounded, checked, and never read through a link out of the checkpoint.
+    import pytest
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    vitrm.save(ViTRM(TINY), run)
+    write_stage(run, 2, 10.0)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the card's to show")
+    (run / "NOTES.md").symlink_to(secret)
+    with pytest.raises(vitrm.CheckpointError, match="NOTES.md: a link that leads outside the checkpoint"):
+        render_card(run, "a test machine")
+    (run / "NOTES.md").unlink()
+    (run / "averaged_from.json").write_text(json.dumps({"sources": "runs/a", "command": [1, 2]}))
+    with pytest.raises(vitrm.CheckpointError, match="averaged_from.json: expected sources and command"):
+        render_card(run, "a test machine")
+    (run / "averaged_from.json").unlink()
+    write_stage(run / "stage1", 2, 10.0, epochs="two")
+    with pytest.raises(vitrm.CheckpointError, match="stage1/train_config.json: epochs must be an integer"):
+        render_card(run, "a test machine")

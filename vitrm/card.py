@@ -7,20 +7,22 @@ and ``metrics.json`` in the same directory, never typed by hand, so the card can
 from the measurements. The commands it prints are the ones each run recorded (``"command"`` in
 its train_config.json, and in averaged_from.json for an average); a run without a record says so.
 A ``NOTES.md`` beside them, if present, is appended as the card's notes.
+
+Every file is read through the side-file gate (``vitrm.sidefiles``) with one budget for the checkpoint:
+bounded, checked against its schema, never through a link that leads out of the checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 from pathlib import Path
 
-from . import checkpoint as ckpt
+from . import checkpoint as ckpt, sidefiles
 from .provenance import ARCH_NAMES, data_description as describe
 from .steps import default_steps
-from .train import TRAIN_CONFIG, read_log
+from .train import TRAIN_CONFIG
 
 
 def _pct(x) -> str:
@@ -35,17 +37,27 @@ def render_card(path: Path, hardware: str) -> str:
     path = Path(path)
     config = ckpt.read_config(path)
     params = sum(p.numel() for p in ckpt.load(path).parameters())
-    train_cfg = json.loads((path / TRAIN_CONFIG).read_text()) if (path / TRAIN_CONFIG).is_file() else None
-    metrics = ckpt.read_metrics(path)
+    budget = sidefiles.Budget(path)
+    train_cfg = sidefiles.read_train_config(path, budget)
+    metrics = sidefiles.read_metrics(path, config.num_classes, budget)
     lines = [f"# {path.name}", "", *_architecture_lines(config, params), ""]
     if train_cfg:
-        lines += _training_lines(path, config, train_cfg, metrics, hardware)
+        lines += _training_lines(path, config, train_cfg, metrics, hardware, budget)
     lines += _measured_lines(config, metrics)
-    notes = path / "NOTES.md"
-    if notes.is_file():
+    notes = sidefiles.read_bounded(path / "NOTES.md", sidefiles.MAX_NOTE_BYTES, budget)
+    if notes is not None:
         # What the files cannot say (how the shipped weights relate to the run), written by hand.
-        lines += ["## Notes", "", notes.read_text(encoding="utf-8").strip(), ""]
+        try:
+            lines += ["## Notes", "", notes.decode("utf-8").strip(), ""]
+        except UnicodeDecodeError:
+            raise ckpt.CheckpointError(f"{path / 'NOTES.md'}: not UTF-8 text") from None
     return "\n".join(lines)
+
+
+def _log(folder: Path, budget: sidefiles.Budget) -> list[dict]:
+    """A run's train_log.csv as rows (none when it has none), through the gate."""
+    log = sidefiles.read_train_log(folder, budget)
+    return [] if log is None else log.to_dict("records")
 
 
 def _architecture_lines(config, params: int) -> list[str]:
@@ -66,13 +78,14 @@ def _architecture_lines(config, params: int) -> list[str]:
     return lines + [f"**Widths:** {list(config.cnn_widths)}  "]
 
 
-def _training_lines(path: Path, config, train_cfg: dict, metrics: dict | None, hardware: str) -> list[str]:
-    log = read_log(path)
+def _training_lines(path: Path, config, train_cfg: dict, metrics: dict | None, hardware: str,
+                    budget: sidefiles.Budget) -> list[str]:
+    log = _log(path, budget)
     val = train_cfg["val_size"]
     # A staged run keeps each earlier stage's config and log in stageK/ (ckpt.earlier_stages), and
     # the other runs of its last stage averaged into the shipped weights in stageKb/, ... (ckpt.averaged_runs).
-    earlier = _recorded_runs(ckpt.earlier_stages(path))
-    siblings = _recorded_runs(ckpt.averaged_runs(path))
+    earlier = _recorded_runs(ckpt.earlier_stages(path), budget)
+    siblings = _recorded_runs(ckpt.averaged_runs(path), budget)
     wall = sum(float(rows[-1]["wall_seconds"]) for rows in [r for *_, r in earlier + siblings] + [log] if rows)
     hardware_line = (f"- Hardware: {hardware}; wall time {wall / 3600:.2f} h"
                      + (" summed over the runs, though the runs of the last stage trained at the same time."
@@ -86,7 +99,7 @@ def _training_lines(path: Path, config, train_cfg: dict, metrics: dict | None, h
              f"- Epochs: {_epochs_text(train_cfg, log, earlier, siblings)}.",
              hardware_line, "",
              "Reproduce (from the repository root):", "", "```",
-             *_commands(path, train_cfg, earlier, siblings),
+             *_commands(path, train_cfg, earlier, siblings, budget),
              f"python -m vitrm evaluate --checkpoint checkpoints/{path.name} --data {train_cfg['data']} "
              f"--max-steps {evaluated_steps}", "```", ""]
     if log and len(log) < train_cfg["epochs"]:
@@ -112,7 +125,7 @@ def _epochs_text(train_cfg: dict, log: list[dict], earlier: list, siblings: list
             f"schedule): " + "; ".join(parts) + averaged + f". The last stage's recipe: {recipe}")
 
 
-def _commands(path: Path, train_cfg: dict, earlier: list, siblings: list) -> list[str]:
+def _commands(path: Path, train_cfg: dict, earlier: list, siblings: list, budget: sidefiles.Budget) -> list[str]:
     """The commands each run recorded, in the order they ran; then the average's, if the weights are one."""
     runs = [(f"{path.name}/{run}", cfg) for run, cfg, _ in earlier] + [(path.name, train_cfg)]
     runs += [(f"{path.name}/{run}", cfg) for run, cfg, _ in siblings]
@@ -120,8 +133,9 @@ def _commands(path: Path, train_cfg: dict, earlier: list, siblings: list) -> lis
                 f"# {where}: no command recorded (the run predates the record); its config: {where}/{TRAIN_CONFIG}"
                 for where, cfg in runs]
     averaged = path / ckpt.AVERAGED_FROM
-    if averaged.is_file():
-        record = json.loads(averaged.read_text())
+    data = sidefiles.read_bounded(averaged, sidefiles.MAX_JSON_BYTES, budget)
+    if data is not None:
+        record = _averaged_record(sidefiles.parse_json(data, str(averaged)), str(averaged))
         commands.append(shlex.join(record["command"]) if record.get("command") else
                         f"# {path.name}: the average of {', '.join(record.get('sources', []))}; no command recorded")
     return commands
@@ -129,7 +143,8 @@ def _commands(path: Path, train_cfg: dict, earlier: list, siblings: list) -> lis
 
 def _measured_lines(config, metrics: dict | None) -> list[str]:
     if not metrics:
-        return ["Not evaluated yet: run `python -m vitrm evaluate` (see above).", ""]
+        return ["Not evaluated yet: run `python -m vitrm evaluate --checkpoint DIR --data SPEC` "
+                "(`python -m vitrm evaluate --help`).", ""]
     top1 = metrics["top1_by_step"]
     trained = min(config.trained_steps, len(top1))
     best = max(range(len(top1)), key=lambda i: top1[i])
@@ -182,10 +197,20 @@ def _stage_summary(train_cfg: dict, log: list[dict]) -> str:
     return f"{length} ({', '.join(bits)})"
 
 
-def _recorded_runs(folders: list[Path]) -> list[tuple[str, dict, list[dict]]]:
+def _recorded_runs(folders: list[Path], budget: sidefiles.Budget) -> list[tuple[str, dict, list[dict]]]:
     """(folder name, resolved train config, log) of each folder that kept its run's record."""
-    return [(d.name, json.loads((d / TRAIN_CONFIG).read_text()), read_log(d))
-            for d in folders if (d / TRAIN_CONFIG).is_file()]
+    runs = [(d.name, sidefiles.read_train_config(d, budget), d) for d in folders]
+    return [(name, cfg, _log(d, budget)) for name, cfg, d in runs if cfg is not None]
+
+
+def _averaged_record(raw: object, source: str) -> dict:
+    """averaged_from.json (``vitrm.checkpoint.average``): the sources averaged and the command, if recorded."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("sources", []), list) \
+            or not all(isinstance(s, str) for s in raw.get("sources", [])) \
+            or not (raw.get("command") is None or isinstance(raw["command"], list)
+                    and all(isinstance(a, str) for a in raw["command"])):
+        raise ckpt.CheckpointError(f"{source}: expected sources and command as lists of strings")
+    return raw
 
 
 def main(argv=None):
