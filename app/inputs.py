@@ -251,8 +251,10 @@ def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None, da
         return _camera(sizes), []
     _link_to_dataset(data_root)
     path, label = st.session_state["dataset_image"]
+    # Named by its place in the data folder ("test/cat/0971.jpg"), not "0971.jpg", which every class folder has.
+    name = st.session_state.get("dataset_link") or f"{Path(path).parent.name}/{Path(path).name}"
     try:
         data = read_image_file(path)
     except InvalidImageError as e:
-        return PreparedImage(name=Path(path).name, digest="", label=label, error=str(e)), []
-    return prepare(Path(path).name, data, sizes, label), []
+        return PreparedImage(name=name, digest="", label=label, error=str(e)), []
+    return prepare(name, data, sizes, label), []

@@ -268,3 +268,56 @@ def test_the_attribution_view_shows_every_method_and_its_toggle_whole(classroom_
         cut = [name for name, whole in fit["pills"] if not whole]
         assert not cut, f"method pills cut off at the column's edge at {size}: {cut}"
         assert fit["toggle"][1], f"the toggle's label {fit['toggle'][0]!r} is cut short at {size}"
+
+
+# Each chart's title, whether plotly's toolbar (present, shown on hover) covers it, and how many legend entries lie
+# outside the legend's box (a legend too long for its chart scrolls, its last entries cut off).
+CHART_LAYOUT = """
+return [...document.querySelectorAll("[data-testid='stMain'] .js-plotly-plot")]
+  .filter(p => !p.closest("[data-stale='true']")).map(p => {
+    const rect = e => e && e.getBoundingClientRect();
+    const title = p.querySelector(".gtitle"), t = rect(title), m = rect(p.querySelector(".modebar"));
+    const covered = !!(t && m && m.width > 0 && t.right > m.left && t.left < m.right && t.bottom > m.top
+                       && t.top < m.bottom);
+    const box = rect(p.querySelector(".legend .bg"));
+    const cut = box ? [...p.querySelectorAll(".legend .traces")].map(rect)
+      .filter(r => r.bottom > box.bottom + 1 || r.top < box.top - 1).length : 0;
+    return [title ? title.textContent : "(untitled)", covered, cut];
+  });
+"""
+
+
+def test_at_1366_the_answer_is_on_the_first_screen_and_no_toolbar_or_legend_hides_a_chart_text(
+        classroom_server, browser, tmp_path):  # noqa: F811
+    width, height = PROJECTOR
+    with evidence(browser, classroom_server, tmp_path / "evidence"):
+        open_explore(browser, classroom_server, PROJECTOR, classroom=False)
+        browser.save_screenshot(str(tmp_path / "explore.png"))
+        answer = box(browser, "[data-testid='stMain'] [data-testid='stMetric']")
+        assert answer["bottom"] <= height, f"the answer is below the fold of a {width}x{height} screen: {answer}"
+        charts = browser.execute_script(CHART_LAYOUT)
+        assert len(charts) >= 4, charts
+        covered = [title for title, over, _ in charts if over]
+        assert not covered, f"plotly's toolbar covers these charts' titles: {covered}"
+        cut = [(title, n) for title, _, n in charts if n]
+        assert not cut, f"legend entries cut off (the legend scrolls): {cut}"
+
+
+def test_the_how_vitrm_works_diagram_is_drawn_in_type_of_14_px_at_1366(classroom_server, browser, tmp_path):  # noqa: F811
+    width, height = PROJECTOR
+    with evidence(browser, classroom_server, tmp_path / "evidence"):
+        browser.set_script_timeout(FIRST_WAIT)
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        browser.get(classroom_server.url + "/how_it_works")
+        texts = "[data-testid='stMain'] [data-testid='stGraphVizChart'] svg text"
+        wait(browser, 2 * FIRST_WAIT).until(lambda d: d.execute_script(
+            f"return document.querySelectorAll(\"{texts}\").length"), message="no diagram")
+        settle(browser, FIRST_WAIT)
+        browser.save_screenshot(str(tmp_path / "how.png"))
+        sizes = browser.execute_script(
+            f"return [...document.querySelectorAll(\"{texts}\")].filter(t => t.textContent.trim())"
+            "  .map(t => [t.textContent.trim(), parseFloat(getComputedStyle(t).fontSize)"
+            "             * t.getBoundingClientRect().height / t.getBBox().height])")
+        small = [(t, round(px, 1)) for t, px in sizes if px < MIN_PX - 0.5]
+        assert sizes and not small, f"diagram text under {MIN_PX} px at {width} px: {small}"

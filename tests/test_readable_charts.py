@@ -241,3 +241,15 @@ def test_counts_in_words_are_singular_for_one():
     drawn = how_it_works.diagram(cfg, 1000) + how_it_works.facts_table(cfg, 1000, {}).to_string()
     assert "1 layers" not in drawn and "1 heads" not in drawn and "1 steps" not in drawn and "time(s)" not in drawn
     assert "1 layer" in drawn
+
+
+def test_the_y_path_names_few_classes_far_enough_apart_and_no_step_text_over_them():
+    angles = np.radians([0, 8, 90, 180, 200, 270])
+    arrows = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    p = np.array([0.30, 0.25, 0.05, 0.20, 0.15, 0.05])
+    assert state.labelled_classes(arrows, p) == [0, 3, 4], "8° from the top class: left unnamed"
+    points = np.random.default_rng(0).normal(size=(4, 2))
+    probs = np.tile(p, (4, 1))
+    fig = state.y_path_figure(points, arrows, np.array([0.6, 0.3]), 2, [f"c{i}" for i in range(6)], probs)
+    written = [t for trace in fig.data if "text" in (trace.mode or "") for t in trace.text if t]
+    assert written == ["c0", "c3", "c4"], f"text on the plot: {written}"

@@ -381,6 +381,17 @@ if teaching:
                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
     st.stop()
 input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
+honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
+view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
+                help=glossary.help_for(*VIEWS))
+n = steps_to_run(model)
+step_fragment(explore_part, models, model, image, run, view, n)
+if view == "Scrubber":
+    scrubber.draw_overview(derive.per_step_table(run.trace, 0, run.class_names).head(n), run.probs[:n],
+                           None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(), run.class_names,
+                           model.config.trained_steps,
+                           file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}").replace("/", "-"))
+# Below the views, not above: between the image and the answer it pushed the answer below a 768 px screen.
 # Drawn only once opened, as counting the compute takes seconds the first time. One label for every model (the
 # card names it): a label of its own would make a new expander, closed, whenever the focus changes.
 card_box = st.expander("Model card", key=model_card.OPEN, on_change="rerun")
@@ -390,16 +401,6 @@ if card_box.open:
         cards = [m.card | {"flops_per_image": cache.flops_per_image(m.key, m.mtime)} for m in shown]
         model_card.draw_model_card(model.card | {"flops_per_image": cache.flops_per_image(model.key, model.mtime)},
                                    summaries.comparison_table(cards))
-
-honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
-view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
-                help=glossary.help_for(*VIEWS))
-n = steps_to_run(model)
-step_fragment(explore_part, models, model, image, run, view, n)
-if view == "Scrubber":
-    scrubber.draw_overview(derive.per_step_table(run.trace, 0, run.class_names).head(n), run.probs[:n],
-                           None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(), run.class_names,
-                           model.config.trained_steps, file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}"))
 # What if: drawn, and the edited image traced, only once opened (the first page pays nothing for it).
 what_if_box = st.expander("What if: edit this image and watch its steps part", key=what_if.OPEN, on_change="rerun")
 if what_if_box.open:

@@ -34,8 +34,10 @@ def diagram(cfg: ModelConfig, parameters: int) -> str:
     t, d = cfg.num_tokens, cfg.dim
     latent_tokens = 2 * t + 1 if cfg.combine == "concat" else t + 1
     latent_input = "[y, x, z]" if cfg.combine == "concat" else "[y, x + z]"
+    # Top to bottom: drawn left to right, the diagram was so wide that fitting it to the page shrank its text to
+    # 8 px at 1366 px (tests/test_browser_classroom.py wants 14 px).
     return f"""digraph {{
-  rankdir=LR; compound=true; newrank=true;
+  rankdir=TB; compound=true; newrank=true; nodesep=0.3; ranksep=0.35;
   node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
   edge [fontname="Helvetica", fontsize=14];
   img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
@@ -52,6 +54,8 @@ def diagram(cfg: ModelConfig, parameters: int) -> str:
   }}
   f [label="f: ONE shared block\\n{count(cfg.layers, 'layer')} · {count(cfg.heads, 'head')} · width {d}\\nthe same weights in every call", shape=box, style="filled", fillcolor="#fff6bf"];
   heads [label="heads on y\\nclass logits ({cfg.num_classes})\\n+ halting: P(answer is right)"];
+  {{ rank=same; x; y0; z0; }}
+  {{ rank=same; latent; f; }}
   img -> tok -> x -> latent;
   y0 -> latent; z0 -> latent;
   answer -> latent [label="next step: y, z", style=dashed, constraint=false];

@@ -9,7 +9,8 @@ from PIL import Image
 
 from ..text import md
 
-DISPLAY = 224
+DISPLAY = 176          # with the controls above, the answer below still fits a 1366x768 screen
+
 
 
 def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int, int], pixels: np.ndarray,
@@ -24,7 +25,6 @@ def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int,
                 width=DISPLAY)
     if label:
         st.caption(f"True class: **{md(label)}**")
-
 
 def draw_upload_summary(rows: list[dict]) -> None:
     """One row per uploaded file: its prediction, or the library's message saying why it was refused.

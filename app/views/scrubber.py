@@ -87,6 +87,7 @@ def draw_prediction(probs: np.ndarray, step: int, class_names, label: str | None
 # is cached. tests/test_app.py checks that each dict draws exactly what the validated build draws.
 PLAY_INTERVAL = 0.8      # seconds per step while the scrubber plays (bench/browser_speed.py reads it)
 LINES = "lines+markers"
+LEGEND_ENTRY = 25         # px a legend entry takes at 14 px type
 
 
 def _steps_axis(count: int) -> dict:
@@ -118,8 +119,11 @@ def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
     lines = [{"type": "scatter", "x": steps, "y": probs[:, c], "mode": LINES, "name": plotly(name),
               "hovertemplate": "%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>"}
              for c, name in enumerate(class_names)]
+    # Tall enough for a legend entry per class (25 px each) up to 20 classes: at 300 px the legend of ten classes
+    # scrolled, its last entries cut off (tests/test_browser_classroom.py).
+    height = max(300, 64 + LEGEND_ENTRY * min(len(class_names), 20))
     return {"data": lines, "layout": figures.compact_layout(
-        300, "Every class's probability, step by step", xaxis=_steps_axis(len(probs)),
+        height, "Every class's probability, step by step", xaxis=_steps_axis(len(probs)),
         yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
 
 
