@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,32 @@ def test_a_file_over_the_size_cap_is_refused_without_being_read_whole(tmp_path):
         f.truncate(sidefiles.MAX_PROJECTION_BYTES + 1)        # sparse: large on paper, nothing on disk
     with pytest.raises(vitrm.CheckpointError, match="larger than the limit"):
         sidefiles.read_projection(tmp_path, 3)
+
+
+# --------------------------------------------------------------------------- the shipped maps
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@pytest.mark.parametrize("name", ["vitrm-cifar10", "vitrm-cifar10-refine"])
+def test_the_shipped_maps_pass_the_gate_and_agree_with_their_checkpoints_evaluation(name):
+    path = SHIPPED / name
+    saved = sidefiles.read_projection(path, vitrm.read_config(path).num_classes)
+    assert saved is not None, f"{name} ships without {projection.FILE}: python -m vitrm project"
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert (saved.images, saved.steps) == (metrics["num_images"], len(metrics["top1_by_step"]))
+    assert [float(saved.right(s).mean()) for s in range(1, saved.steps + 1)] == pytest.approx(
+        metrics["top1_by_step"], abs=1e-9), "the answers on the map are the evaluated ones"
+    assert projection.matches(saved, vitrm.read_predictions(path)) is None
+    assert (path / projection.FILE).stat().st_size < 4 * 2**20
+
+
+def test_nearest_centre_measures_how_far_the_classes_have_gathered_on_the_map():
+    label = np.array([0, 0, 0, 1, 1, 1], np.int32)
+    mixed = [[0, 0], [5, 0], [0, 1], [5, 1], [0, 2], [5, 2]]          # step 1: no class on a side of its own
+    apart = [[0, 0], [0, 1], [0, 2], [5, 0], [5, 1], [5, 2]]          # step 2: each class a column
+    p = projection.Projection(coords=np.array([mixed, apart], np.float16), index=np.arange(6), label=label,
+                              pred=np.array([[0, 1, 0, 1, 0, 1], [0, 0, 0, 1, 1, 1]], np.int32), explained=(0.5, 0.5))
+    assert projection.nearest_centre(p, 2) == 1.0
+    assert projection.nearest_centre(p, 1) == pytest.approx(4 / 6)
+    assert "answer changed between step 1 and N for 33.3%" in projection.summary(p, 2)      # images 1 and 4

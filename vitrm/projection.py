@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FILE", "FORMAT", "FEATURE", "MAX_IMAGES", "MAX_STEPS", "KEYS", "Projection", "project", "fit",
-           "write", "project_checkpoint", "matches"]
+           "write", "project_checkpoint", "matches", "nearest_centre", "summary"]
 
 FILE = "projection.safetensors"
 FORMAT = "vitrm-projection 1"
@@ -154,6 +154,25 @@ def project_checkpoint(checkpoint, data: str, split: str = "test", data_dir="dat
                   "command": " ".join(command or ["python", "-m", "vitrm", "project"])})
 
 
+def nearest_centre(p: Projection, step: int) -> float:
+    """The share of images whose nearest class centre on the map at ``step`` (the mean of that class's points
+    there) is their own class: how far the classes have gathered into clusters on the map."""
+    xy = p.coords[step - 1].astype(np.float32)
+    classes = np.unique(p.label)
+    centres = np.stack([xy[p.label == c].mean(0) for c in classes])
+    nearest = classes[((xy[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)]
+    return float((nearest == p.label).mean())
+
+
+def summary(p: Projection, trained: int) -> str:
+    n = min(trained, p.steps)
+    return (f"{p.images:,} images x {p.steps} steps; the two components explain {p.explained[0]:.1%} and "
+            f"{p.explained[1]:.1%} of the variance; nearest class centre on the map is the true class for "
+            f"{nearest_centre(p, 1):.1%} at step 1, {nearest_centre(p, n):.1%} at N={n}; answer changed between "
+            f"step 1 and N for {p.changed(n).mean():.1%}; top-1 {p.right(1).mean():.2%} at step 1, "
+            f"{p.right(n).mean():.2%} at N")
+
+
 def project_cli(args) -> None:
     import time
     start = time.perf_counter()
@@ -161,10 +180,22 @@ def project_cli(args) -> None:
                               args.batch_size, args.cache_dir, command=args.command_line)
     from .checkpoint import read_config
     from .sidefiles import read_projection
-    p = read_projection(args.checkpoint, read_config(args.checkpoint).num_classes)
-    print(f"wrote {file} ({file.stat().st_size / 2**20:.2f} MB): {p.images:,} images x {p.steps} steps, "
-          f"the two components explain {p.explained[0]:.1%} and {p.explained[1]:.1%} of the variance "
-          f"({time.perf_counter() - start:.0f} s)")
+    config = read_config(args.checkpoint)
+    p = read_projection(args.checkpoint, config.num_classes)
+    print(f"wrote {file} ({file.stat().st_size / 2**20:.2f} MB, {time.perf_counter() - start:.0f} s): "
+          f"{summary(p, config.trained_steps)}")
+
+
+def main(argv=None) -> None:
+    """``python -m vitrm.projection CHECKPOINT...``: what each checkpoint's projection.safetensors shows."""
+    import sys
+
+    from .checkpoint import read_config
+    from .sidefiles import read_projection
+    for path in argv if argv is not None else sys.argv[1:]:
+        config = read_config(path)
+        p = read_projection(path, config.num_classes)
+        print(f"{path}: {'no ' + FILE if p is None else summary(p, config.trained_steps)}")
 
 
 def matches(projection: Projection, predictions) -> str | None:
@@ -183,3 +214,7 @@ def matches(projection: Projection, predictions) -> str | None:
     return (f"image {int(projection.index[first])} of the projection is "
             f"{'another class in' if present[first] else 'absent from'} predictions.csv.gz: the two files come "
             "from different data")
+
+
+if __name__ == "__main__":
+    main()
