@@ -228,9 +228,9 @@ def test_a_slider_move_redraws_only_the_bars_at_the_step_and_the_charts_over_all
 
 
 def test_a_chart_reaches_streamlit_through_plotlys_public_api_as_its_figure_would():
-    """figures.show hands st.plotly_chart a chart written as a dict as it is (no go.Figure built in the app), or the
-    figure once one was built and changed; what Streamlit makes of it (plotly.tools, as st.plotly_chart calls it) is
-    the figure's own JSON."""
+    """figures.show hands st.plotly_chart a chart written as a dict as it is (no figure validated in the app), or
+    the figure once one was built and changed; what Streamlit makes of it (plotly.tools, as st.plotly_chart calls it)
+    is the figure's own JSON."""
     import plotly.io
     import plotly.tools
 
@@ -239,7 +239,8 @@ def test_a_chart_reaches_streamlit_through_plotlys_public_api_as_its_figure_woul
     probs = np.random.default_rng(0).random((6, 10)).astype(np.float32)
     names = [f"class {i}" for i in range(10)]
     lines = scrubber.class_lines_figure(probs, None, names)
-    assert figures.chart_input(lines) is lines.spec and lines.built is None, "a dict is handed over as it is"
+    assert figures.chart_input(lines).to_dict()["data"] is lines.spec["data"] and lines.built is None, \
+        "a dict is handed over as it is"
     bars = scrubber.top_k_figure(probs[2], names, 5)
     bars.update_layout(height=200, uniformtext=dict(minsize=figures.MIN_FONT, mode="show"))   # as classroom does
     assert figures.chart_input(bars) is bars.built, "a changed figure is handed over with its change"
