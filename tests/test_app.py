@@ -78,11 +78,16 @@ def lab(tmp_path_factory):
     return checkpoints
 
 
-@pytest.fixture
-def app(lab, monkeypatch):
-    monkeypatch.setenv("VITRM_CHECKPOINTS", str(lab))
+def app_on(checkpoints: Path, monkeypatch) -> AppTest:
+    """The app as it opens on the checkpoints under ``checkpoints`` (and no other root)."""
+    monkeypatch.setenv("VITRM_CHECKPOINTS", str(checkpoints))
     monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
     return AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT)
+
+
+@pytest.fixture
+def app(lab, monkeypatch):
+    return app_on(lab, monkeypatch)
 
 
 def run(at: AppTest) -> AppTest:
@@ -623,7 +628,8 @@ def test_accuracy_vs_cost_places_each_evaluated_checkpoint_at_its_own_parameters
         top1 = json.loads((lab / name / "metrics.json").read_text())["top1_by_step"][model.config.trained_steps - 1]
         by_parameters, by_compute = [t for t in spec["data"] if t["name"].split(" ")[0] == name]
         assert values(by_parameters["x"]) == [vitrm.num_parameters(model)]
-        assert values(by_compute["x"]) == pytest.approx([vitrm.flops_per_image(model, model.config.trained_steps) / 1e6])
+        flops = vitrm.flops_per_image(model, model.config.trained_steps)
+        assert values(by_compute["x"]) == pytest.approx([flops / 1e6])
         assert values(by_parameters["y"]) == pytest.approx([top1])
     assert not any(t["name"].startswith("vitrm-concat-no-metrics") for t in spec["data"]), "not evaluated: no point"
     table = at.dataframe[0].value

@@ -330,11 +330,8 @@ def paper_lab(tmp_path_factory):
 
 @pytest.fixture
 def paper_app(paper_lab, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-    from test_app import SCRIPT, TIMEOUT
-    monkeypatch.setenv("VITRM_CHECKPOINTS", str(paper_lab))
-    monkeypatch.delenv("VITRM_CHECKPOINT_ROOTS", raising=False)
-    return AppTest.from_file(str(SCRIPT), default_timeout=TIMEOUT)
+    from test_app import app_on
+    return app_on(paper_lab, monkeypatch)
 
 
 def test_evaluate_on_an_imported_model_records_what_its_own_trace_answers(paper_lab):
