@@ -226,18 +226,19 @@ def _link_to_dataset(root: Path | None) -> None:
     st.session_state["dataset_link"] = relative
 
 
-def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None, data_root: Path | None = None
-                 ) -> tuple[PreparedImage | None, list[PreparedImage]]:
+def choose_image(sizes: tuple[int, ...], marks: dict[str, str] | None = None, data_root: Path | None = None,
+                 source_slot=None) -> tuple[PreparedImage | None, list[PreparedImage]]:
     """Draws the source controls; returns (the image to explore or None, every upload). ``marks``: gallery
     files to list first and mark, with why (classroom demo picks). ``data_root``: where ``?dataset=`` links
-    point (the focus model's test data)."""
+    point (the focus model's test data). ``source_slot``: where the source radio goes (a column beside
+    the model radio), else in line."""
     link_error = _follow_link() or _follow_dataset_link(data_root)
     if link_error:
         st.error(link_error)
     options = SOURCES + ([DATASET] if st.session_state.get("dataset_image") else [])
     if st.session_state.get("source") not in options:
         st.session_state["source"] = options[0]
-    source = st.radio("Image source", options, key="source", horizontal=True)
+    source = (source_slot or st).radio("Image source", options, key="source", horizontal=True)
     if source != DATASET:
         _link_to_dataset(None)
     if source == "Gallery":

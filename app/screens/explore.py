@@ -357,10 +357,13 @@ with toggle:
 with terms:
     glossary.draw()
 with controls:
-    model = session.focus(models)
+    # The model and the source on one row: two rows pushed the answer below a 1366x768 screen.
+    model_slot, source_slot = st.columns(2) if len(models) > 1 else (st.container(), None)
+    with model_slot:
+        model = session.focus(models)
     marks = demo_marks(model)
     image, uploads = inputs.choose_image(tuple(sorted({m.config.image_size for m in models})), marks,
-                                         checkpoints.data_root((model.files.metrics or {}).get("data")))
+                                         checkpoints.data_root((model.files.metrics or {}).get("data")), source_slot)
     list_nav.draw()
     if st.session_state.get("source") in ("Upload", "Camera"):
         honesty.draw_known_classes(model.name, model.config.class_names)
@@ -380,10 +383,11 @@ if teaching:
     step_fragment(classroom_part, models, model, image, run,
                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
     st.stop()
-input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
-honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
-view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
-                help=glossary.help_for(*VIEWS))
+beside_image = input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
+with beside_image:        # the views' radio too: a row of its own pushed the answer below a 1366x768 screen
+    honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
+    view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
+                    help=glossary.help_for(*VIEWS))
 n = steps_to_run(model)
 step_fragment(explore_part, models, model, image, run, view, n)
 if view == "Scrubber":

@@ -9,13 +9,15 @@ from PIL import Image
 
 from ..text import md
 
-DISPLAY = 176          # with the controls above, the answer below still fits a 1366x768 screen
+DISPLAY = 144          # with the controls above, the answer below still fits a 1366x768 screen
 
 
 
 def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int, int], pixels: np.ndarray,
-                    label: str | None) -> None:
-    left, right = st.columns(2)
+                    label: str | None):
+    """The two images side by side, the true class beside them; returns that third column, for notes on the image
+    (one row, not three: the answer below stays on a 1366x768 screen)."""
+    left, right, notes = st.columns([1, 1, 2])
     w, h = original_size
     left.image(thumbnail, caption=f"{md(name)}: original, {w}x{h} pixels", width=DISPLAY, output_format="JPEG")
     size = pixels.shape[0]
@@ -24,7 +26,8 @@ def draw_input_pair(name: str, thumbnail: Image.Image, original_size: tuple[int,
     right.image(big, caption=f"what the model sees: {size}x{size} (shorter side resized, centre cropped)",
                 width=DISPLAY)
     if label:
-        st.caption(f"True class: **{md(label)}**")
+        notes.caption(f"True class: **{md(label)}**")
+    return notes
 
 def draw_upload_summary(rows: list[dict]) -> None:
     """One row per uploaded file: its prediction, or the library's message saying why it was refused.
