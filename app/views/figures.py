@@ -50,7 +50,7 @@ class AsWritten(go.Figure):
     returns the dict itself, with the template plotly puts in every figure (tests/test_app.py: the same JSON)."""
 
     def __init__(self, spec: dict) -> None:
-        super().__init__()                         # an empty figure: none of the spec's properties is validated
+        super().__init__(layout={"template": {}})   # empty, and no template applied: nothing of the spec validated
         template = _default_template()
         layout = spec.get("layout", {})
         self._as_written = {"data": spec.get("data", []),
