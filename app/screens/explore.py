@@ -384,12 +384,13 @@ if teaching:
                   marks.get(image.name) if st.session_state.get("source") == "Gallery" else None)
     st.stop()
 beside_image = input_view.draw_input_pair(image.name, image.thumbnail, image.original_size, pixels, image.label)
-with beside_image:        # the views' radio too: a row of its own pushed the answer below a 1366x768 screen
-    honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
+with beside_image:        # the views' radio: a row of its own pushed the answer below a 1366x768 screen
     view = st.radio("View", VIEWS, key="explore_view", horizontal=True, label_visibility="collapsed",
                     help=glossary.help_for(*VIEWS))
 n = steps_to_run(model)
 step_fragment(explore_part, models, model, image, run, view, n)
+# Under the answer it qualifies ("This answer is the closest of the classes..."), its rule in full.
+honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
 if view == "Scrubber":
     scrubber.draw_overview(derive.per_step_table(run.trace, 0, run.class_names).head(n), run.probs[:n],
                            None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(), run.class_names,

@@ -54,9 +54,8 @@ def draw_unusual(score: float | None, facts: dict | None, problem: str | None, c
     elif compact:
         return
     else:
-        # One line, the rule behind its help mark: four lines here pushed the answer below a 768 px screen.
         st.caption(f"Out-of-distribution check: score {score:.0f}, under the threshold {threshold:.0f} (the image "
-                   "looks like the training images).", help=rule)
+                   f"looks like the training images). {rule}")
 
 
 def halting_note(value: float, step: int, reliability: Reliability | None) -> str:
