@@ -494,3 +494,23 @@ def test_invisible_and_bidi_marks_never_reach_the_page(mark):
     name = f"cat{mark}.png"
     for shown in (plain(name), md(name), plotly(name)):
         assert mark not in shown and "cat" in shown and "png" in shown
+
+
+def test_the_largest_class_count_allowed_draws_the_first_page_in_kilobytes(tmp_path, monkeypatch):
+    # 100,000 classes (config.json's most): a line per class made a 27 MB chart, the first page took 128 s to
+    # build on the loaded 2-core machine, and the browser tab stopped answering. The most probable 20 are drawn,
+    # and the chart's title says so.
+    from vitrm.config import INT_RANGES
+    most = INT_RANGES["num_classes"][1]
+    config = ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=most,
+                         class_names=tuple(f"class{i:06d}" for i in range(most)))
+    torch.manual_seed(0)
+    vitrm.save(ViTRM(config), tmp_path / "checkpoints" / "many")
+    at = explore_gallery_image(tmp_path / "checkpoints", monkeypatch)
+    assert metrics_shown(at)
+    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"]: c.proto.spec for c in at.get("plotly_chart")}
+    lines = [t for t in charts if "most probable" in t]
+    assert lines == [f"The 20 most probable of {most:,} classes (by their highest probability at any step), "
+                     "step by step"]
+    assert len(json.loads(charts[lines[0]])["data"]) == 20
+    assert sum(len(spec) for spec in charts.values()) < 200_000

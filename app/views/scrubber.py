@@ -114,17 +114,27 @@ def class_lines_figure(probs: np.ndarray, step: int | None, class_names) -> figu
     return figures.from_spec(_class_lines_spec(probs, tuple(class_names)), step)
 
 
+MAX_CLASS_LINES = 20      # more lines than this are the most probable classes, and the title says so
+
+
 def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
     steps = np.arange(1, len(probs) + 1)
-    lines = [{"type": "scatter", "x": steps, "y": probs[:, c], "mode": LINES, "name": plotly(name),
+    shown = range(len(class_names))
+    title = "Every class's probability, step by step"
+    if len(class_names) > MAX_CLASS_LINES:
+        # A line per class of 100,000 classes made a 27 MB chart, and the first page took minutes to build and the
+        # browser tab stopped answering: the classes that ever come nearest to being the answer are the story.
+        shown = sorted(np.argsort(probs.max(0))[::-1][:MAX_CLASS_LINES])
+        title = (f"The {MAX_CLASS_LINES} most probable of {len(class_names):,} classes (by their highest probability "
+                 "at any step), step by step")
+    lines = [{"type": "scatter", "x": steps, "y": probs[:, c], "mode": LINES, "name": plotly(class_names[c]),
               "hovertemplate": "%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>"}
-             for c, name in enumerate(class_names)]
+             for c in shown]
     # Tall enough for a legend entry per class (25 px each) up to 20 classes: at 300 px the legend of ten classes
     # scrolled, its last entries cut off (tests/test_browser_classroom.py).
-    height = max(300, 64 + LEGEND_ENTRY * min(len(class_names), 20))
+    height = max(300, 64 + LEGEND_ENTRY * min(len(lines), MAX_CLASS_LINES))
     return {"data": lines, "layout": figures.compact_layout(
-        height, "Every class's probability, step by step", xaxis=_steps_axis(len(probs)),
-        yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
+        height, title, xaxis=_steps_axis(len(probs)), yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
 
 
 def halting_figure(halt: np.ndarray, step: int | None, stop: int | None) -> figures.SpecFigure:
