@@ -3,6 +3,7 @@ malicious checkpoint configs, each in a fresh process so that one measurement ca
 
     .venv/bin/python -m bench.hostile_inputs              # the files and configs below
     .venv/bin/python -m bench.hostile_inputs --fairness   # a long trace beside another session's page
+    .venv/bin/python -m bench.hostile_inputs --many-classes   # the first page at 10 and 100,000 classes
 
 Prints, per case: the outcome (the message a user sees), the wall time to reach it, and the
 process's peak resident memory (VmHWM, torch included) next to what it was before the case ran.
@@ -133,9 +134,40 @@ def fairness(repeats: int = 3) -> None:
     print("Produced by `.venv/bin/python -m bench.hostile_inputs --fairness`.")
 
 
+MANY_CLASSES = """
+import json, os, pathlib, tempfile, time
+import torch
+from streamlit.testing.v1 import AppTest
+from vitrm import ViTRM, ViTRMConfig
+n = {n}
+root = pathlib.Path(tempfile.mkdtemp()) / "checkpoints"
+torch.manual_seed(0)
+vitrm.save(ViTRM(ViTRMConfig(dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=n,
+                             class_names=tuple(f"class{{i:06d}}" for i in range(n)))), root / "many")
+os.environ["VITRM_CHECKPOINTS"] = str(root)
+at = AppTest.from_file({app!r}, default_timeout=900)
+start = time.perf_counter()
+at.run()
+first = time.perf_counter() - start
+biggest = max(len(c.proto.spec) for c in at.get("plotly_chart"))
+outcome = f"first page {{first:.1f}} s, largest chart {{biggest:,}} bytes, {{len(at.exception)}} exceptions"
+"""
+
+
+def many_classes() -> None:
+    """The Explore page's first run (AppTest, a fresh process each) for a model of 10 and of 100,000 classes."""
+    rows = [(f"{n:,} classes", run(MANY_CLASSES.format(n=n, app=str(ROOT / "app" / "main.py"))))
+            for n in (10, 100_000)]
+    table("The Explore page's first run, cold, per class count", rows)
+    print("Produced by `.venv/bin/python -m bench.hostile_inputs --many-classes`.")
+
+
 def main() -> None:
     if "--fairness" in sys.argv[1:]:
         fairness()
+        return
+    if "--many-classes" in sys.argv[1:]:
+        many_classes()
         return
     images = [(name, run(IMAGE_CASE.format(name=name))) for name in odd_files()]
     configs = [(name, run(CONFIG_CASE.format(changes=repr(changes)))) for name, changes in CONFIGS.items()]
