@@ -21,8 +21,8 @@ TERMS = {
     "latent z": "The model's scratch memory: one vector per image patch, rewritten at every step.",
     "halting output": "A second read-out of y, trained to guess whether the current answer is right. A guess, "
                       "not a promise: the scrubber says how often such a value was right on the test set.",
-    "||z||": "The length of a patch's latent vector z. The block ends in a LayerNorm, so all patches have about "
-             "the same length; the map shows how much each differs from the average patch.",
+    "||z||": "The length of a patch's latent vector z. Where the block ends in a LayerNorm (ViTRM Lab's own models), "
+             "all patches have about the same length; the map shows how much each differs from the average patch.",
     "||z - previous z||": "How far a patch's latent vector moved in one step (its length of change). Large: the "
                           "model is still revising that patch; near zero: it has settled.",
     "||Δy||": "How far the answer token y moved in one step.",
