@@ -6,7 +6,7 @@
 Top-1 is read from each checkpoint's ``metrics.json`` at its own N (written by ``python -m vitrm
 evaluate``); FLOPs are counted by torch (``vitrm.flops_per_image``); latency is measured here: one
 image at a time, the models interleaved round after round so that background load slows them
-alike, median per model. Prints a markdown table (README, checkpoints/EXPERIMENTS.md).
+alike, median per model. Prints a markdown table (docs/results.md, checkpoints/EXPERIMENTS.md).
 """
 
 from __future__ import annotations

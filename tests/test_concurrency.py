@@ -146,7 +146,7 @@ def test_a_link_with_the_file_extension_opens_the_image(server):
 # --------------------------------------------------------------------------- 30 sessions switching and uploading
 
 SWITCHING = 30
-LOAD_TARGET = 2.5       # seconds: README's load target (p95 of a full analysis with twenty sessions at once)
+LOAD_TARGET = 2.5       # seconds: docs/performance.md's load target (p95 of a full analysis, twenty sessions at once)
 
 
 def load_target() -> float:

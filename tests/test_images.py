@@ -294,7 +294,7 @@ def test_an_rgb_image_is_decoded_without_a_second_full_size_copy():
 def test_a_16_bit_grey_strip_is_decoded_in_a_few_bytes_a_pixel():
     """A 16-bit grey strip (the probe's 1x49,000,000 took 980 MB) is scaled to 8 bits chunk by chunk: the image,
     its integer copy, the 8-bit result and the RGB image, not three float copies besides (14 bytes a pixel before).
-    README's memory ceiling assumes at most 15 bytes a pixel."""
+    docs/reliability.md's memory ceiling assumes at most 15 bytes a pixel."""
     code = textwrap.dedent("""
         import io
         import numpy as np

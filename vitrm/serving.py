@@ -21,7 +21,7 @@ Fair to every visitor: one worker would run a stranger's long trace (a model nea
 go to one of two lanes by the work they ask for (``vitrm.config.estimate_work`` at their step count): quick
 ones (the shipped models' pages, up to about a second alone) to one worker, long ones to another, each
 batching as above. A long trace then shares the cores with the quick lane instead of blocking it; long traces
-wait only for each other. Measured with ``python -m bench.hostile_inputs --fairness`` (README, Reliability).
+wait only for each other. Measured with ``python -m bench.hostile_inputs --fairness`` (docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from app.views import (
 )
 from vitrm import paths
 
-SECTIONS = ["Accuracy vs N", efficiency.SECTION, "Per class", "Confusion matrix", error_table.SECTION, compare.SECTION, "Calibration",
-            "Halting", "Galleries", projector.SECTION, "Training log"]
+SECTIONS = ["Accuracy vs N", efficiency.SECTION, "Per class", "Confusion matrix", error_table.SECTION, compare.SECTION,
+            "Calibration", "Halting", "Galleries", projector.SECTION, "Training log"]
 GALLERY_KINDS = {"misclassified": "Misclassified at N", "fixed": "Fixed by recursion (wrong at step 1, right at N)",
                  "broken": "Broken by recursion (right at step 1, wrong at N)"}
 
