@@ -84,7 +84,9 @@ def draw(pixels: np.ndarray, probs: np.ndarray, halt: np.ndarray | None, class_n
             with slot:
                 draw_controls()    # into the slot above, once the answer's row exists: slider and answer adjacent
             answer_col.metric(f"Top class at step {step}", text.md(class_names[top]))
-            probability.metric("Probability", classroom.percent(float(p[top])), help=glossary.tip("confidence"))
+            # The sentence below may name terms (the halting output): their meanings ride on this tooltip.
+            probability.metric("Probability", classroom.percent(float(p[top])),
+                               help=glossary.help_for(sentence, extra=glossary.tip("confidence")))
         beside_answer()
         st.info(sentence, icon=":material/record_voice_over:")
         figures.show(chart)

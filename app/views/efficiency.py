@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 import vitrm
 
+from .. import glossary
 from ..text import md, plain, plotly
 from . import figures
 
@@ -91,12 +92,17 @@ def draw_efficiency(points: list[vitrm.ModelPoint]) -> None:
         st.info("None of the checkpoints has been evaluated yet (`python -m vitrm evaluate`), so there is no "
                 "accuracy to place.")
         return
-    figures.show(efficiency_figure(points))
-    st.dataframe(efficiency_table(points), hide_index=True, width="stretch")
+    fig = efficiency_figure(points)
+    figures.show(fig)
+    table = efficiency_table(points)
+    st.dataframe(table, hide_index=True, width="stretch")
     budgets = sorted({budget(p) for p in points})
     data = sorted({str(p.data) for p in points if p.data})
-    st.caption("Recursive models that differ only in their trained N are joined by a line over N: the same "
+    glossary.caption("Recursive models that differ only in their trained N are joined by a line over N: the same "
                "parameters, more compute per image. **Training budgets differ between groups** "
                f"({md(', '.join(budgets), 300)}; the log of a staged run counts its last stage only): compare "
                "models of one budget, such as the compare60-* checkpoints (one recipe, 60 epochs each). "
-               f"Test data: {md(', '.join(data), 400) or 'not evaluated yet'}.")
+               f"Test data: {md(', '.join(data), 400) or 'not evaluated yet'}.",
+                     # every term the chart and the table show, explained on the caption's tooltip
+                     fig.layout.title.text, *(axis.title.text or "" for axis in (fig.layout.xaxis, fig.layout.xaxis2)),
+                     " ".join(table.columns))
