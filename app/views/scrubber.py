@@ -130,9 +130,10 @@ def _class_lines_spec(probs: np.ndarray, class_names: tuple[str, ...]) -> dict:
     lines = [{"type": "scatter", "x": steps, "y": probs[:, c], "mode": LINES, "name": plotly(class_names[c]),
               "hovertemplate": "%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>"}
              for c in shown]
-    # Tall enough for a legend entry per class (25 px each) up to 20 classes: at 300 px the legend of ten classes
-    # scrolled, its last entries cut off (tests/test_browser_classroom.py).
-    height = max(300, 64 + LEGEND_ENTRY * min(len(lines), MAX_CLASS_LINES))
+    # Tall enough for a legend entry per class (25 px each) up to 20 classes, beside the title and the toolbar's row
+    # (100 px): at 300 px, and at 64 + 25 px a class, the legend of ten classes scrolled, its last entry cut off at
+    # 1366 px (tests/test_browser_classroom.py).
+    height = max(300, 100 + LEGEND_ENTRY * min(len(lines), MAX_CLASS_LINES))
     return {"data": lines, "layout": figures.compact_layout(
         height, title, xaxis=_steps_axis(len(probs)), yaxis={"title": {"text": "probability"}, "range": [0, 1]})}
 
