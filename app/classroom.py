@@ -80,5 +80,5 @@ def narrate(probs: np.ndarray, step: int, class_names, halt: np.ndarray | None =
                 trend = "grows more sure" if float(shown[:-1]) > float(was[:-1]) else "grows less sure"
                 sentence = f"{head}: still {name}; the model {trend} ({was} → {shown})."
     if halt is not None and analysis.halting_step(halt) == step:
-        sentence += f" The halting output reaches {analysis.HALT_THRESHOLD} here: it would stop now."
+        sentence += f" Its own 'am I right?' output reaches {analysis.HALT_THRESHOLD} here: it would stop now."
     return sentence

@@ -53,7 +53,7 @@ def test_each_step_gets_a_sentence_saying_what_changed():
     assert classroom.narrate(probs, 2, names, halt) == "Step 2: still cat; the model grows more sure (60.0% → 70.0%)."
     assert classroom.narrate(probs, 3, names, halt) == (
         "Step 3: the model changes its mind, from cat to dog (dog 55.0%, cat 45.0%). "
-        "The halting output reaches 0.5 here: it would stop now.")
+        "Its own 'am I right?' output reaches 0.5 here: it would stop now.")
     assert classroom.narrate(probs, 4, names, halt) == "Step 4: still dog; the model stays at 55.0%."
 
 
