@@ -66,3 +66,22 @@ def test_a_corrupt_member_is_skipped_not_raised(tmp_path):
 
 def test_the_explanation_names_both_curves():
     assert "trained N" in EXPLANATION and "test-time steps" in EXPLANATION
+
+
+def write_log(path, epochs):
+    header = ("epoch,train_loss,train_ce,train_halt_bce,train_top1,val_top1,test_top1,lr,epoch_seconds,"
+              "wall_seconds,images_per_second\n")
+    rows = "".join(f"{e},1.0,1.0,0.5,0.5,0.5,,0.001,10.0,{10.0 * e},100.0\n" for e in range(1, epochs + 1))
+    (path / "train_log.csv").write_text(header + rows)
+
+
+def test_each_point_carries_its_training_budget_so_two_sweeps_of_one_architecture_are_told_apart(tmp_path):
+    from app.views.trained_n import budget
+    write_log(ship(tmp_path, "n1", tiny(trained_steps=1), [0.5]), 60)
+    write_log(ship(tmp_path, "n8", tiny(trained_steps=8), [0.6] * 8), 60)
+    sweep = vitrm.find_sweeps([tmp_path / "n1", tmp_path / "n8"])[0]
+    assert [p.epochs for p in sweep] == [60, 60]
+    assert budget(sweep) == "60 epochs each"
+    write_log(tmp_path / "n8", 10)
+    uneven = vitrm.find_sweeps([tmp_path / "n1", tmp_path / "n8"])[0]
+    assert budget(uneven) == "unequal budgets: N=1 60 epochs, N=8 10 epochs"

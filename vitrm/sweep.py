@@ -38,6 +38,7 @@ class SweepPoint:
     top1: float | None              # test top-1 at the trained N, from metrics.json; None if not evaluated
     num_images: int | None
     data: str | None
+    epochs: int | None = None       # rows of its own train_log.csv: the training budget (None: no log)
 
 
 def flops_per_image(model: torch.nn.Module, steps: int | None = None) -> int:
@@ -72,7 +73,6 @@ class ModelPoint:
 def model_points(paths: list[str | os.PathLike]) -> list[ModelPoint]:
     """Every readable checkpoint among ``paths`` as a point: parameters, FLOPs per image, top-1 at its
     trained N, and its training budget in epochs. Unreadable directories are skipped."""
-    from .sidefiles import read_train_log
     points = []
     for path in sorted(Path(p) for p in paths):
         try:
@@ -84,17 +84,23 @@ def model_points(paths: list[str | os.PathLike]) -> list[ModelPoint]:
             metrics = read_metrics(path)
         except CheckpointError:
             metrics = None
-        try:
-            log = read_train_log(path)
-        except CheckpointError:
-            log = None
         steps = config.trained_steps
         points.append(ModelPoint(
             path=path, arch=config.arch, recursive=config.recursive, trained_steps=steps,
             parameters=num_parameters(model), flops_per_image=flops_per_image(model, steps),
-            top1=_top1_at_trained(metrics, steps), epochs=None if log is None else len(log),
+            top1=_top1_at_trained(metrics, steps), epochs=_epochs(path),
             data=(metrics or {}).get("data"), family=_family(config) if config.recursive else None))
     return points
+
+
+def _epochs(path: Path) -> int | None:
+    """The training budget a checkpoint records: the rows of its train_log.csv (None when absent or damaged)."""
+    from .sidefiles import read_train_log
+    try:
+        log = read_train_log(path)
+    except CheckpointError:
+        return None
+    return None if log is None else len(log)
 
 
 def _family(config: ViTRMConfig) -> tuple:
@@ -139,7 +145,8 @@ def find_sweeps(paths: list[str | os.PathLike]) -> list[list[SweepPoint]]:
             points.append(SweepPoint(path=path, trained_steps=steps, parameters=num_parameters(model),
                                      flops_per_image=flops_per_image(model, steps),
                                      top1=_top1_at_trained(metrics, steps),
-                                     num_images=(metrics or {}).get("num_images"), data=(metrics or {}).get("data")))
+                                     num_images=(metrics or {}).get("num_images"), data=(metrics or {}).get("data"),
+                                     epochs=_epochs(path)))
         if len(points) >= 2:
             sweeps.append(points)
     return sweeps

@@ -21,6 +21,7 @@ def sweep_table(points: list[vitrm.SweepPoint]) -> pd.DataFrame:
         "trained N": [p.trained_steps for p in points],
         "parameters": [p.parameters for p in points],
         "MFLOPs / image": [round(p.flops_per_image / 1e6, 1) for p in points],
+        "epochs": [p.epochs for p in points],
         "test top-1 at N": [None if p.top1 is None else round(100 * p.top1, 2) for p in points],
     })
 
@@ -38,7 +39,17 @@ def trained_n_figure(points: list[vitrm.SweepPoint]) -> go.Figure:
     fig.update_xaxes(title="recursion steps N used in training and at test", type="log",
                      tickvals=ns, ticktext=[str(n) for n in ns])
     fig.update_yaxes(title="top-1 accuracy at its own N", tickformat=".1%", range=accuracy_range(measured))
-    return figures.compact(fig, 380, "Accuracy vs trained N (one model per N)")
+    return figures.compact(fig, 380, f"Accuracy vs trained N (one model per N, {budget(points)})")
+
+
+def budget(points: list[vitrm.SweepPoint]) -> str:
+    """The sweep's training budget in words: two sweeps of one architecture differ mainly in it."""
+    epochs = sorted({p.epochs for p in points if p.epochs is not None})
+    if not epochs:
+        return "training budget not recorded"
+    if len(epochs) == 1 and all(p.epochs is not None for p in points):
+        return f"{epochs[0]} epochs each"
+    return "unequal budgets: " + ", ".join(f"N={p.trained_steps} {p.epochs or '?'} epochs" for p in points)
 
 
 MIN_SPAN = 0.10          # the accuracy axis spans at least 10 points
