@@ -21,12 +21,25 @@ def tokenizer_text(cfg: ViTRMConfig) -> str:
     return f"{cfg.patch_size}x{cfg.patch_size} patches, linear embedding"
 
 
+# Streamlit draws every text of a graphviz chart in its own font at 9.6 units of the drawing, whatever the DOT
+# source's fontsize (its CSS: ``calc(twoSm * 0.8)``), and the drawing in pt at its own size: 12.8 px, under the 14 px
+# a projector at 1366 needs (tests/test_browser_classroom.py). So the boxes are sized for that text (FONT_SIZE), and
+# the drawing is stretched to DRAWN_WIDTH px, 1.25 times its own width (575 px for a recursive model's config,
+# 216-233 px for a baseline's, measured in Chromium): type of 16 px, at 1366 beside the sidebar as at 1920, and
+# smaller only where the page is narrower than the drawing. (graphviz's own dpi or size! scaling is clipped by
+# Streamlit's renderer, which fits the view box to the unscaled drawing.)
+FONT_SIZE = 10
+DRAWN_WIDTH = {True: 720, False: 290}       # px, by cfg.recursive
+GRAPH = f'fontname="Helvetica", fontsize={FONT_SIZE}, pad=0.05'
+NODE = f'shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize={FONT_SIZE}'
+
+
 def diagram(cfg: ModelConfig, parameters: int) -> str:
     """Graphviz DOT source of the model; every number comes from ``cfg``."""
     if not cfg.recursive:
         body = (f"{count(cfg.layers, 'unshared transformer layer')}" if cfg.arch == "vit"
                 else f"residual CNN, widths {list(cfg.cnn_widths)}")
-        return f"""digraph {{ rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
+        return f"""digraph {{ rankdir=TB; graph [{GRAPH}]; ranksep=0.25; node [{NODE}];
   img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
   net [label="{body}\\n{parameters:,} parameters"];
   out [label="class logits ({cfg.num_classes})"];
@@ -34,32 +47,34 @@ def diagram(cfg: ModelConfig, parameters: int) -> str:
     t, d = cfg.num_tokens, cfg.dim
     latent_tokens = 2 * t + 1 if cfg.combine == "concat" else t + 1
     latent_input = "[y, x, z]" if cfg.combine == "concat" else "[y, x + z]"
-    # Top to bottom: drawn left to right, the diagram was so wide that fitting it to the page shrank its text to
-    # 8 px at 1366 px (tests/test_browser_classroom.py wants 14 px).
+    # Top to bottom and narrow: the three states side by side, then the step (its label below it, where no arrow
+    # crosses it) with the shared block f beside its latent update and the heads beside its answer update.
     return f"""digraph {{
-  rankdir=TB; compound=true; newrank=true; nodesep=0.3; ranksep=0.35;
-  node [shape=box, style="rounded,filled", fillcolor="#f3f6fa", fontname="Helvetica", fontsize=16];
-  edge [fontname="Helvetica", fontsize=14];
-  img [label="image\\n{cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
-  tok [label="tokenizer\\n{tokenizer_text(cfg)}\\n+ position embedding"];
+  rankdir=TB; newrank=true; graph [{GRAPH}]; nodesep=0.25; ranksep=0.3;
+  node [{NODE}];
+  edge [fontname="Helvetica", fontsize={FONT_SIZE}];
+  img [label="image {cfg.image_size}x{cfg.image_size}x{cfg.in_channels}"];
+  tok [label="tokenizer: {tokenizer_text(cfg)}\\n+ position embedding"];
   x [label="x: image tokens\\n{t} x {d}", fillcolor="#dbe9f6"];
   y0 [label="y₀: learned answer token\\n1 x {d}", fillcolor="#fde2c8"];
   z0 [label="z₀: learned latents\\n{t} x {d}", fillcolor="#dcefd9"];
   subgraph cluster_step {{
-    label="one recursion step · repeated N times (trained with N={cfg.trained_steps})";
-    style="rounded,dashed"; color="#888888"; fontname="Helvetica";
+    label="one recursion step · repeated N times\\n(trained with N={cfg.trained_steps})"; labelloc=b;
+    style="rounded,dashed"; color="#888888";
     latent [label="latent update, n={cfg.latent_updates}: {count(cfg.latent_updates, 'time')}\\nz ← f({latent_input})\\n{latent_tokens} tokens", fillcolor="#dcefd9"];
     answer [label="answer update\\ny ← f([y, z])\\n{t + 1} tokens", fillcolor="#fde2c8"];
-    latent -> answer [label="z"];
+    latent -> answer [label=" z"];
   }}
   f [label="f: ONE shared block\\n{count(cfg.layers, 'layer')} · {count(cfg.heads, 'head')} · width {d}\\nthe same weights in every call", shape=box, style="filled", fillcolor="#fff6bf"];
-  heads [label="heads on y\\nclass logits ({cfg.num_classes})\\n+ halting: P(answer is right)"];
+  heads [label="heads on y, after every step\\nclass logits ({cfg.num_classes})\\n+ halting: P(answer is right)"];
   {{ rank=same; x; y0; z0; }}
   {{ rank=same; latent; f; }}
+  {{ rank=same; answer; heads; }}
   img -> tok -> x -> latent;
+  tok -> z0 [style=invis]; tok -> y0 [style=invis];
   y0 -> latent; z0 -> latent;
   answer -> latent [label="next step: y, z", style=dashed, constraint=false];
-  answer -> heads [label="after every step"];
+  answer -> heads;
   f -> latent [style=dotted, arrowhead=none]; f -> answer [style=dotted, arrowhead=none];
 }}"""
 
@@ -81,7 +96,8 @@ def facts_table(cfg: ModelConfig, parameters: int, by_part: dict[str, int]) -> p
 
 def draw_how_it_works(cfg: ModelConfig, parameters: int, by_part: dict[str, int], name: str) -> None:
     chart = diagram(cfg, parameters)
-    st.graphviz_chart(chart, width="stretch")
+    with st.container(width=DRAWN_WIDTH[cfg.recursive]):
+        st.graphviz_chart(chart, width="stretch")
     glossary.caption(f"Drawn from the configuration of {md(name)}. Solid arrows carry data; dotted lines show that "
                      "both updates use the same block f.", chart)
     if cfg.recursive:
