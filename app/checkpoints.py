@@ -8,9 +8,10 @@ Allowed roots (a typed path must resolve, symlinks followed, to a directory insi
 
 A relative typed path is taken relative to the repository root. Only ``config.json``,
 ``model.safetensors`` (through ``vitrm.load``), ``metrics.json``, ``predictions.csv.gz`` (or ``.csv``),
-``train_log.csv`` and ``train_config.json`` (and the stage folders' logs) are ever read here, all through
-the library's one gate (``vitrm.sidefiles``) with one ``sidefiles.Budget`` per checkpoint: each file bounded
-and checked, all of them together bounded, none a link out of the checkpoint.
+``train_log.csv``, ``train_config.json`` (and the stage folders' logs), ``ood.json`` with ``ood.safetensors``
+and ``projection.safetensors`` are ever read, all here (the weights in ``app/cache.py``) and all through the
+library's one gate (``vitrm.sidefiles``) with one ``sidefiles.Budget`` per checkpoint (``CheckpointFiles``): each
+file bounded and checked, all of them together bounded, none a link out of the checkpoint.
 
 A data folder named by a checkpoint's side files (``"data": "imagefolder:..."``) is used only when it lies
 under an allowed dataset root (``data_root``): the repository's ``../shared/datasets`` and ``.data``, and
@@ -33,7 +34,9 @@ from vitrm import (
     CheckpointError,
     averaged_runs,
     earlier_stages,
+    ood,
     paths,
+    projection,
     sidefiles,
 )
 
@@ -107,7 +110,8 @@ def weights_mtime(path: Path) -> float:
 def files_mtime(path: Path) -> float:
     """Latest change to any file the app reads from the directory."""
     times = [0.0]
-    for name in (CONFIG, WEIGHTS, "metrics.json", "predictions.csv.gz", "predictions.csv", TRAIN_LOG, TRAIN_CONFIG):
+    for name in (CONFIG, WEIGHTS, "metrics.json", "predictions.csv.gz", "predictions.csv", TRAIN_LOG, TRAIN_CONFIG,
+                 ood.FACTS, ood.WEIGHTS, projection.FILE):
         try:
             times.append((path / name).stat().st_mtime)
         except OSError:
@@ -119,9 +123,10 @@ def files_mtime(path: Path) -> float:
 class CheckpointFiles:
     """The measured figures and logs beside a checkpoint's weights; None where a file is absent.
 
-    The per-image table is read on first use, not with the rest: it is the one large file (10,000 rows), and a
-    page that shows several models needs it for one at most (the Explore page: the model in focus). A fresh
-    server's first page read the flagship's beside the focus model's for nothing.
+    The per-image table, the out-of-distribution rule and the map of answers are read on first use, not with the
+    rest: the table is the one large file (10,000 rows), and a page that shows several models needs it for one at
+    most (the Explore page: the model in focus). A fresh server's first page read the flagship's beside the focus
+    model's for nothing. Whenever each is read, it is charged to the one budget of the checkpoint (``_budget``).
     """
 
     path: Path
@@ -132,25 +137,40 @@ class CheckpointFiles:
     _problems: list[str]
     _budget: sidefiles.Budget | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _predictions: pd.DataFrame | None = field(default=None, repr=False)
-    _predictions_read: bool = field(default=False, repr=False)
+    _later: dict = field(default_factory=dict, repr=False)      # the files read on first use, by name
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    def _once(self, name: str, read):
+        """``read()`` the first time ``name`` is asked for, by whichever session asks first; shared after that."""
+        with self._lock:          # twenty sessions opening one model read each file once
+            if name not in self._later:
+                self._later[name] = read()
+            return self._later[name]
+
     @property
     def predictions(self) -> pd.DataFrame | None:
         """predictions.csv.gz (or .csv), validated against the config and metrics.json; read once, shared by
         every session (a resource: never modified)."""
-        with self._lock:          # twenty sessions opening one model read its table once
-            if not self._predictions_read:
-                steps = len(self.metrics["top1_by_step"]) if self.metrics else None
-                self._predictions = _read(sidefiles.read_predictions, self.path, self._problems,
-                                          self.config.num_classes, steps, self._budget,
-                                          vitrm.steps.max_steps(self.config))
-                self._predictions_read = True
-            return self._predictions
+        steps = len(self.metrics["top1_by_step"]) if self.metrics else None
+        return self._once("predictions", lambda: _read(sidefiles.read_predictions, self.path, self._problems,
+                                                       self.config.num_classes, steps, self._budget,
+                                                       vitrm.steps.max_steps(self.config)))
+
+    @property
+    def ood_rule(self) -> ood.OODRule | str | None:
+        """The out-of-distribution rule (``ood.json`` and ``ood.safetensors``, ``vitrm.ood``); None when the
+        checkpoint has none, the problem as a sentence when its files are damaged or pass the budget."""
+        return self._once("ood", lambda: _or_problem(ood.load, self.path, self._budget, self.config))
+
+    @property
+    def projection(self) -> vitrm.projection.Projection | str | None:
+        """The map of answers over the steps (``projection.safetensors``, ``vitrm.projection``); None when the
+        checkpoint has none, the problem as a sentence when the file is damaged or passes the budget."""
+        return self._once("projection", lambda: _or_problem(sidefiles.read_projection, self.path,
+                                                            self.config.num_classes, self._budget))
 
     @property
     def problems(self) -> list[str]:
@@ -166,6 +186,14 @@ def _read(reader, path: Path, problems: list[str], *args):
     except CheckpointError as e:
         problems.append(str(e))
         return None
+
+
+def _or_problem(reader, *args):
+    """A file read on first use: what ``reader`` returns, or its CheckpointError as a sentence for the view."""
+    try:
+        return reader(*args)
+    except CheckpointError as e:
+        return str(e)
 
 
 def _training_history(path: Path, problems: list[str], budget: sidefiles.Budget) -> pd.DataFrame | None:
@@ -203,9 +231,9 @@ def _training_history(path: Path, problems: list[str], budget: sidefiles.Budget)
 def read_files(path: Path) -> CheckpointFiles:
     """Everything but the weights. Raises CheckpointError only when config.json itself is bad; a damaged
     side file is left out (None) with its problem said, so it costs only the views that need it."""
-    config = vitrm.read_config(path)
-    problems: list[str] = []
     budget = sidefiles.Budget(path)
+    config = vitrm.read_config(path, budget)
+    problems: list[str] = []
     return CheckpointFiles(path=path, config=config, metrics=_read(sidefiles.read_metrics, path, problems,
                                                                    config.num_classes, budget,
                                                                    vitrm.steps.max_steps(config)),

@@ -6,18 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from vitrm import CheckpointError, ood
+from vitrm import ood
 
-from . import cache
+from . import cache, checkpoints
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
 def rule(path: str, mtime: float) -> ood.OODRule | str | None:
-    """The rule; None when the checkpoint has none; the message when its files are damaged."""
-    try:
-        return ood.load(Path(path))
-    except CheckpointError as e:
-        return str(e)
+    """The rule; None when the checkpoint has none; the message when its files are damaged or pass the
+    checkpoint's budget. Read once, with the checkpoint's other files (``checkpoints.CheckpointFiles.ood_rule``),
+    so that it is charged to their one budget."""
+    return cache.checkpoint_files(path, checkpoints.files_mtime(Path(path))).ood_rule
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -481,11 +481,42 @@ def test_the_files_of_one_checkpoint_share_one_budget(hostile, tmp_path, monkeyp
     from app import checkpoints
     from vitrm import sidefiles
     path = Path(shutil.copytree(hostile, tmp_path / "heavy"))
-    used = sum((path / name).stat().st_size for name in ("metrics.json", "train_log.csv"))
+    used = sum((path / name).stat().st_size for name in ("config.json", "metrics.json", "train_log.csv"))
     monkeypatch.setattr(sidefiles, "MAX_CHECKPOINT_BYTES", used + 100)    # the table no longer fits
     files = checkpoints.read_files(path)
     assert files.metrics is not None and files.predictions is None
     assert any("the files of this checkpoint together pass the limit" in p for p in files.problems)
+
+
+def test_a_map_or_ood_rule_past_the_checkpoints_budget_is_refused_and_the_pages_say_so(hostile, tmp_path,
+                                                                                       monkeypatch):
+    # projection.safetensors was once read under its own cap alone, and ood.json with ood.safetensors under a budget
+    # of their own: a checkpoint whose other files used nearly all of its budget could still make the app read them.
+    from test_hostile import _plant_projection_and_ood
+
+    from app import checkpoints
+    from app.views import projector
+    from vitrm import sidefiles
+    root = tmp_path / "checkpoints"
+    path = Path(shutil.copytree(hostile, root / "full"))
+    _plant_projection_and_ood(path)
+    whole = checkpoints.read_files(path)
+    assert not isinstance(whole.projection, str) and not isinstance(whole.ood_rule, str), "both read within budget"
+    eager = checkpoints.read_files(path)._budget.used       # config, metrics, logs: what the first read takes
+    monkeypatch.setattr(sidefiles, "MAX_CHECKPOINT_BYTES", eager + 100)     # each of the others is larger
+    files = checkpoints.read_files(path)
+    for found, name in ((files.projection, "projection.safetensors"), (files.ood_rule, "ood.json")):
+        assert isinstance(found, str) and name in found and "together pass the limit" in found, found
+    at = explore_gallery_image(root, monkeypatch)
+    assert metrics_shown(at), "the Explore page still answers"
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "The out-of-distribution check is off" in warnings and "together pass the limit" in warnings, warnings
+    at.switch_page("screens/dataset.py")
+    run(at)
+    at.radio(key="analysis_view").set_value(projector.SECTION)
+    run(at)
+    errors = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "The map of answers cannot be shown" in errors and "projection.safetensors" in errors, errors
 
 
 @pytest.mark.parametrize("mark", ["\u200b", "\u200c", "\u200d", "\ufeff", "\u061c", "\u202e", "\u2066", "\u2060"])

@@ -568,6 +568,59 @@ def test_one_budget_bounds_all_the_files_of_a_checkpoint_together(evaluated, tmp
         sidefiles.read_train_log(path / "stage4", budget)
 
 
+def _plant_projection_and_ood(path: Path) -> None:
+    """A well-formed projection.safetensors (two steps of four images) and out-of-distribution rule in ``path``."""
+    import numpy as np
+    from safetensors.numpy import save as save_numpy
+
+    from vitrm import ood, projection
+    arrays = {"coords": np.zeros((2, 4, 2), np.float16), "index": np.arange(4, dtype=np.int64),
+              "label": np.zeros(4, np.int32), "pred": np.zeros((2, 4), np.int32)}
+    (path / projection.FILE).write_bytes(save_numpy(arrays, metadata={"format": projection.FORMAT,
+                                                                      "explained": "[0.5, 0.25]"}))
+    generator = torch.Generator().manual_seed(0)
+    ood.save(ood.fit(torch.randn(60, TINY.dim, generator=generator), torch.arange(60) % 3,
+                     torch.randn(20, TINY.dim, generator=generator)), path)
+
+
+def test_the_projection_and_the_ood_rule_are_charged_to_the_checkpoints_one_budget(evaluated, tmp_path):
+    # projection.safetensors was once read under its own cap alone, apart from the checkpoint's budget.
+    from vitrm import ood, projection
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "charged"))
+    _plant_projection_and_ood(path)
+    budget = sidefiles.Budget(path)
+    config = vitrm.read_config(path, budget)
+    assert sidefiles.read_metrics(path, 3, budget) is not None
+    assert sidefiles.read_projection(path, 3, budget) is not None and ood.load(path, budget, config) is not None
+    used = budget.used
+    assert used == sum((path / name).stat().st_size for name in ("config.json", "metrics.json", projection.FILE,
+                                                                 ood.FACTS, ood.WEIGHTS)), "every file charged"
+    # The other files use up all but 100 bytes of the budget: each of these, well under its own cap, is refused.
+    for read in (lambda b: sidefiles.read_projection(path, 3, b), lambda b: ood.load(path, b, config)):
+        budget = sidefiles.Budget(path)
+        vitrm.read_config(path, budget)
+        sidefiles.read_metrics(path, 3, budget)
+        budget.charge(budget.left() - 100, "the per-image table, the logs and the stage folders")
+        with pytest.raises(CheckpointError, match="the files of this checkpoint together pass the limit"):
+            read(budget)
+
+
+@pytest.mark.parametrize("name", ["projection.safetensors", "ood.safetensors", "ood.json", "config.json"])
+def test_a_projection_ood_or_config_file_that_links_out_of_the_checkpoint_is_not_followed(evaluated, tmp_path, name):
+    from vitrm import ood
+    path = Path(__import__("shutil").copytree(evaluated, tmp_path / "links"))
+    _plant_projection_and_ood(path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (path / name).rename(outside / name)
+    (path / name).symlink_to(outside / name)
+    read = {"projection.safetensors": lambda b: sidefiles.read_projection(path, 3, b),
+            "config.json": lambda b: vitrm.read_config(path, b)}.get(name, lambda b: ood.load(path, b, TINY))
+    for budget in (None, sidefiles.Budget(path)):
+        with pytest.raises(CheckpointError, match=f"{name}: a link that leads outside the checkpoint, not followed"):
+            read(budget)
+
+
 def test_the_shipped_checkpoints_carry_a_tenth_of_the_budget_or_less():
     import gzip
     shipped = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "checkpoints").glob("*/config.json"))

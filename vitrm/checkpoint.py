@@ -90,15 +90,17 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
         raise CheckpointError(str(e)) from None
 
 
-def read_config(path: str | os.PathLike) -> ModelConfig:
+def read_config(path: str | os.PathLike, budget=None) -> ModelConfig:
+    """``config.json`` validated; read through the side-file gate (``vitrm.sidefiles.read_bounded``: a size cap,
+    no link out of the checkpoint), charged to the checkpoint's ``budget`` when the caller reads its files as one."""
+    from .sidefiles import read_bounded
     path = checkpoint_path(path)
     file = path / CONFIG
-    if not file.is_file():
+    data = read_bounded(file, MAX_CONFIG_BYTES, budget)
+    if data is None:
         raise CheckpointError(f"{file}: missing config.json")
-    if file.stat().st_size > MAX_CONFIG_BYTES:
-        raise CheckpointError(f"{file}: {file.stat().st_size:,} bytes is far too large for a config")
     try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:   # ValueError covers JSONDecodeError and 5000-digit ints
         raise CheckpointError(f"{file}: not valid JSON ({e})") from None
     except RecursionError:

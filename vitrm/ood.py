@@ -112,14 +112,15 @@ def save(rule: OODRule, checkpoint: Path) -> None:
     (checkpoint / FACTS).write_text(json.dumps(rule.facts, indent=2) + "\n", encoding="utf-8")
 
 
-def load(checkpoint: Path, budget=None) -> OODRule | None:
+def load(checkpoint: Path, budget=None, config=None) -> OODRule | None:
     """The checkpoint's rule, None when it has none; CheckpointError when its files are damaged.
 
     Both files go through the side-file gate (``vitrm.sidefiles.read_ood``): size caps, a schema for
-    ood.json, and the checkpoint's ``budget`` when the caller reads its files as one."""
+    ood.json, and the checkpoint's ``budget`` when the caller reads its files as one (the app does, with the
+    ``config`` it has already read)."""
     from .sidefiles import read_ood
     checkpoint = Path(checkpoint)
-    config = read_config(checkpoint)
+    config = read_config(checkpoint) if config is None else config
     found = read_ood(checkpoint, config.num_classes, config.dim, budget)
     if found is None:
         return None

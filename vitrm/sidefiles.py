@@ -36,9 +36,10 @@ MAX_CSV_BYTES = 64 * 2**20         # a real predictions.csv of 10,000 images and
                                    # (the cap holds for the CSV inside predictions.csv.gz too: no gzip bombs)
 MAX_DEPTH = 8                      # metrics.json nests 4 deep (confusion_by_step); configs 3
 MAX_CLASSES = 100_000              # as config.json allows
-# Every file a checkpoint carries together: a full metrics.json (16 MB), the per-image table unpacked (64 MB),
-# train_config.json, train_log.csv and ood.json at their caps (16 MB each), and room for the stage folders.
-# The shipped checkpoints carry at most a few MB (tests/test_hostile.py).
+# Every file a checkpoint carries together, as the app reads them: config.json, metrics.json, train_config.json,
+# train_log.csv, ood.json and projection.safetensors at their caps (16 MB each), the per-image table unpacked (64 MB),
+# ood.safetensors (its size follows the model's shapes) and the stage folders share it; the weights do not count
+# (the parameter budget bounds them). The shipped checkpoints carry at most a few MB (tests/test_hostile.py).
 MAX_CHECKPOINT_BYTES = 160 * 2**20
 MAX_NOTE_BYTES = 256 * 2**10       # NOTES.md: a page of hand-written notes
 
@@ -48,12 +49,12 @@ MAX_NOTE_BYTES = 256 * 2**10       # NOTES.md: a page of hand-written notes
 class Budget:
     """What all the files one checkpoint carries may cost together, read through one gate.
 
-    Every side file of a checkpoint, its stage folders' included, is read by ``read_bounded`` with the
-    checkpoint's one Budget: the bytes read (and, for gzip, unpacked) are counted against
-    ``MAX_CHECKPOINT_BYTES``, and a file must lie, symlinks followed, inside ``root`` (the checkpoint). Each
-    file's own cap still holds; the budget stops a checkpoint that carries many files each under its cap (the
-    probe's 100 stage folders of 16 MB logs took 33 s and 9.4 GB). ``vitrm.checkpoint.earlier_stages`` bounds
-    the stage folders themselves (``MAX_STAGES``).
+    Every side file of a checkpoint (config.json, the stage folders', the out-of-distribution rule's and the map
+    of answers' included) is read by ``read_bounded`` with the checkpoint's one Budget: the bytes read (and, for
+    gzip, unpacked) are counted against ``MAX_CHECKPOINT_BYTES``, and a file must lie, symlinks followed, inside
+    ``root`` (the checkpoint). Each file's own cap still holds; the budget stops a checkpoint that carries many
+    files each under its cap (the probe's 100 stage folders of 16 MB logs took 33 s and 9.4 GB).
+    ``vitrm.checkpoint.earlier_stages`` bounds the stage folders themselves (``MAX_STAGES``).
     """
 
     def __init__(self, root: str | os.PathLike, total: int | None = None) -> None:
@@ -595,14 +596,15 @@ def validate_projection(tensors: dict, meta: dict[str, str], num_classes: int, s
                       data=meta.get("data", ""), split=meta.get("split", ""), feature=meta.get("feature", ""))
 
 
-def read_projection(path: str | os.PathLike, num_classes: int):
-    """``path/projection.safetensors`` (``python -m vitrm project``) validated, or None when absent."""
+def read_projection(path: str | os.PathLike, num_classes: int, budget: Budget | None = None):
+    """``path/projection.safetensors`` (``python -m vitrm project``) validated, or None when absent; charged to the
+    checkpoint's ``budget`` when the caller reads its files as one (the app does)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as load_safetensors
 
     from .projection import FILE
     file = Path(path) / FILE
-    data = read_bounded(file, MAX_PROJECTION_BYTES)
+    data = read_bounded(file, MAX_PROJECTION_BYTES, budget)
     if data is None:
         return None
     meta = _projection_metadata(_safetensors_header(data, str(file)), str(file))

@@ -163,7 +163,7 @@ def calibration(named: dict, evaluations: dict, focus_keys: list[str], ece: dict
 
 def projector_section(model: session.LoadedModel, class_names) -> None:
     """The map of every test image's answer over the steps, from projection.safetensors; a bad file said plainly."""
-    found = projector.read(str(model.path), projector.stamp(model.path), model.config.num_classes)
+    found = model.files.projection          # read once, charged to the checkpoint's one budget with its other files
     if found is None:
         projector.missing(model.name, str(model.path))
         return
