@@ -32,6 +32,7 @@ DOCS = ROOT / "docs"
 # The default model (the refining one) changes its answer on this image over the steps: recursion at work.
 IMAGE = "horse · horse_0003.jpg"     # deer at steps 1-2, horse from step 3 on
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
+WHAT_IF_PATCHES = (5, 6, 9, 10)     # the middle of a 4x4 token grid: where a CIFAR-10 object usually is
 
 
 def browser(profile: str) -> webdriver.Chrome:
@@ -72,6 +73,35 @@ def shoot(driver, name: str) -> None:
     print(f"wrote {path.relative_to(ROOT)}")
 
 
+def shoot_element(driver, element, name: str) -> None:
+    """A view that opens lower on the page (an expander): only its own box, scrolled into view."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", element)
+    time.sleep(0.5)
+    path = DOCS / f"app-{name}.png"
+    element.screenshot(str(path))
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def what_if(driver) -> None:
+    """Open "What if", cover the four middle patches of the token grid and shoot the two traces side by side."""
+    summary = driver.find_element(By.XPATH, "//details[.//p[starts-with(normalize-space(), 'What if')]]/summary")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", summary)
+    summary.click()
+    settle(driver)
+    for patch in WHAT_IF_PATCHES:
+        box = driver.find_element(By.CSS_SELECTOR, "[data-testid='stExpander'] [data-testid='stMultiSelect'] input")
+        box.click()
+        box.send_keys(f"patch {patch} (", Keys.ENTER)
+        settle(driver, extra=1)
+    settle(driver)
+    expander = driver.find_element(By.XPATH, "//details[.//p[starts-with(normalize-space(), 'What if')]]")
+    shoot_element(driver, expander, "what-if")
+    summary = expander.find_element(By.TAG_NAME, "summary")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", summary)
+    summary.click()         # closed again: the classroom shot that follows is the page a teacher opens
+    settle(driver)
+
+
 def main(image: str = IMAGE) -> None:
     with tempfile.TemporaryDirectory() as scratch, serve(Path(scratch) / "streamlit.log", timeout=120) as url:
         driver = browser(str(Path(scratch) / "profile"))
@@ -94,6 +124,8 @@ def main(image: str = IMAGE) -> None:
             compute.click()
             settle(driver, extra=8)
             shoot(driver, "attribution")
+            click(driver, "Scrubber")
+            what_if(driver)
 
             # Classroom mode on a projector's screen: image, answer, chart and slider at once.
             click(driver, "Scrubber")
@@ -113,8 +145,10 @@ def main(image: str = IMAGE) -> None:
                 offers[0].click()
                 settle(driver, extra=6)
             shoot(driver, "accuracy")
-            for section, name in (("Per class", "per-class"), ("Browse images", "error-table"),
-                                  ("Compare with…", "compare"), ("Halting", "halting"), ("Galleries", "galleries")):
+            for section, name in (("Accuracy vs cost", "cost"), ("Per class", "per-class"),
+                                  ("Browse images", "error-table"), ("Compare with…", "compare"),
+                                  ("Halting", "halting"), ("Galleries", "galleries"),
+                                  ("Answers over steps", "projector")):
                 click(driver, section)
                 shoot(driver, name)
 
