@@ -4,6 +4,7 @@ malicious checkpoint configs, each in a fresh process so that one measurement ca
     .venv/bin/python -m bench.hostile_inputs              # the files and configs below
     .venv/bin/python -m bench.hostile_inputs --fairness   # a long trace beside another session's page
     .venv/bin/python -m bench.hostile_inputs --many-classes   # the first page at 10 and 100,000 classes
+    .venv/bin/python -m bench.hostile_inputs --many-classes-browser   # the same in headless Chromium
 
 Prints, per case: the outcome (the message a user sees), the wall time to reach it, and the
 process's peak resident memory (VmHWM, torch included) next to what it was before the case ran.
@@ -162,7 +163,84 @@ def many_classes() -> None:
     print("Produced by `.venv/bin/python -m bench.hostile_inputs --many-classes`.")
 
 
+SLIDER = "[data-testid='stSlider'] input[type='range']"
+HEADLINE = """return [...document.querySelectorAll("[data-testid='stMetricLabel']")]
+    .filter(e => !e.closest("[data-stale='true']")).map(e => e.textContent).find(t => /Top class at step/.test(t))
+    ?? null;"""
+
+
+def _visit(url: str, profile: Path) -> tuple[float, float, dict]:
+    """A new browser session on ``url``: (seconds to the first answer and every chart drawn, seconds from a step key
+    to the next step's answer, the page's weight)."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from bench.browser_speed import browser, until
+    from testkit import page_weight
+
+    driver = browser(profile)
+    try:
+        page_weight.count_websocket_bytes(driver)
+        start = time.perf_counter()
+        driver.get(url)
+        until(lambda: page_weight.drawn(driver, 4), 600, "the page drawn", poll=0.1)
+        drawn = time.perf_counter() - start
+        weight = page_weight.weight(driver)
+        slider = driver.find_element(By.CSS_SELECTOR, SLIDER)
+        step = int(slider.get_attribute("value"))
+        wanted = f"Top class at step {step - 1 if step > 1 else step + 1}"
+        driver.execute_script("arguments[0].focus();", slider)
+        start = time.perf_counter()
+        slider.send_keys(Keys.ARROW_LEFT if step > 1 else Keys.ARROW_RIGHT)
+        until(lambda: driver.execute_script(HEADLINE) == wanted and page_weight.drawn(driver, 4), 120,
+              "the next step shown", poll=0.05)
+        return drawn, time.perf_counter() - start, weight
+    finally:
+        driver.quit()
+
+
+def many_classes_browser(counts=(10, 100_000)) -> None:
+    """The Explore page in headless Chromium, per class count, on a fresh server: the time from asking for the page
+    to its answer and every chart drawn, for the first visitor (the server cold: imports, model load, trace) and
+    for a second one (a new session on the warm server); a step key's time to the new step's answer; and the
+    page's weight (tests/test_browser_hostile.py asserts bounds on it)."""
+    import tempfile
+
+    import torch
+
+    import vitrm
+    from testkit.streamlit_client import serve
+
+    rows = []
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "checkpoints"
+            torch.manual_seed(0)
+            vitrm.save(vitrm.ViTRM(vitrm.ViTRMConfig(
+                dim=16, heads=2, layers=1, trained_steps=2, latent_updates=1, num_classes=n,
+                class_names=tuple(f"class{i:06d}" for i in range(n)))), root / "many")
+            with serve(Path(tmp) / "streamlit.log", env={"VITRM_CHECKPOINTS": str(root), "OMP_NUM_THREADS": "1"},
+                       timeout=300) as url:
+                for visit in ("first visitor", "second visitor"):
+                    rows.append((f"{n:,}", visit, *_visit(url, Path(tmp) / f"profile-{visit[0]}")))
+                    print(f"{n:,} classes, {visit}: drawn in {rows[-1][2]:.1f} s, step key {rows[-1][3]:.2f} s",
+                          flush=True)
+    print(f"\nThe Explore page in headless Chromium, per class count (load average {os.getloadavg()[0]:.1f} "
+          "at the end)\n")
+    print("| classes | visit | to the answer and every chart drawn | step key to the next step's answer | websocket "
+          "bytes (messages) | largest chart's JSON | elements | HTML |\n|---|---|---|---|---|---|---|---|")
+    for n, visit, drawn, moved, w in rows:
+        print(f"| {n} | {visit} | {drawn:.1f} s | {moved:.2f} s | {w['websocket_bytes']:,} ({w['websocket_messages']}) "
+              f"| {max(w['chart_json']):,} B | {w['elements']:,} | {w['html_chars']:,} chars |")
+    print("Produced by `.venv/bin/python -m bench.hostile_inputs --many-classes-browser`.")
+
+
 def main() -> None:
+    if "--many-classes-browser" in sys.argv[1:]:
+        many_classes_browser()
+        return
     if "--fairness" in sys.argv[1:]:
         fairness()
         return

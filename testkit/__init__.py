@@ -4,4 +4,5 @@
     oddfiles          hostile and unusual image files, and the memory probes that watch them being read
     streamlit_client  a real ``streamlit run app/main.py`` server, and sessions speaking the browser's protocol
     step_recorder     a recorder, inside the page, of every step the browser shows (the scrubber, Play)
+    page_weight       what a page costs the browser: the websocket's bytes, its charts' JSON, its elements
 """
