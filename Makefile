@@ -30,8 +30,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 # Speed benchmarks (docs/performance.md); each prints its tables.
-# About 10 minutes on 2 cores. Not speed, run on their own: python -m bench.hostile_inputs
-# (docs/reliability.md), python -m bench.comparison and python -m bench.independent_evaluation (trained checkpoints).
+# About 10 minutes on 2 cores. Not speed, run on their own: python -m bench.hostile_inputs and
+# python -m bench.thirty_sessions (docs/reliability.md), python -m bench.comparison and
+# python -m bench.independent_evaluation (trained checkpoints).
 bench: $(STAMP)
 	$(PY) -m bench.trace_latency
 	$(PY) -m bench.attribution_latency

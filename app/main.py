@@ -47,8 +47,10 @@ def _default_selection(found: list[Path]) -> list[str]:
             return False
     by_name = {p.name: p for p in found}
     preferred = [str(by_name[n]) for n in DEFAULT_CHECKPOINTS if n in by_name]
-    fallback = [p for p in found if recursive(p)] or found
-    return preferred or ([str(fallback[0])] if fallback else [])
+    if preferred or not found:
+        return preferred
+    # Configs read only when needed, and up to the first recursive one: every new visitor's first run comes here.
+    return [str(next((p for p in found if recursive(p)), found[0]))]
 
 
 def _add_typed_path() -> None:

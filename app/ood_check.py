@@ -11,10 +11,12 @@ from vitrm import ood
 from . import cache, checkpoints
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
 def rule(path: str, mtime: float) -> ood.OODRule | str | None:
     """The rule; None when the checkpoint has none; the message when its files are damaged or pass the
     checkpoint's budget. Read once, with the checkpoint's other files (``checkpoints.CheckpointFiles.ood_rule``),
-    so that it is charged to their one budget."""
+    so that it is charged to their one budget; cached here by the weights' mtime, so that a page run looks it up
+    without a stat of every file."""
     return cache.checkpoint_files(path, checkpoints.files_mtime(Path(path))).ood_rule
 
 

@@ -392,9 +392,10 @@ step_fragment(explore_part, models, model, image, run, view, n)
 # Under the answer it qualifies ("This answer is the closest of the classes..."), its rule in full.
 honesty.draw_unusual(*ood_check.check(model.key, model.mtime, image.digest, run.trace), len(run.class_names))
 if view == "Scrubber":
-    scrubber.draw_overview(derive.per_step_table(run.trace, 0, run.class_names).head(n), run.probs[:n],
-                           None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(), run.class_names,
-                           model.config.trained_steps,
+    scrubber.draw_overview(lambda run=run, n=n: derive.per_step_table(run.trace, 0, run.class_names).head(n),
+                           (run.trace.y_update_norm()[:n, 0].numpy(), run.trace.z_update_norm()[:n, 0].numpy()),
+                           run.probs[:n], None if run.trace.halt is None else run.trace.halt[:n, 0].numpy(),
+                           run.class_names, model.config.trained_steps,
                            file_stem=plain(f"{model.name}-{image.name.rsplit('.', 1)[0]}").replace("/", "-"))
 # Below the views, not above: between the image and the answer it pushed the answer below a 768 px screen.
 # Drawn only once opened, as counting the compute takes seconds the first time. One label for every model (the

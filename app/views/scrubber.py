@@ -222,10 +222,12 @@ def draw_step(probs: np.ndarray, step: int, class_names, label: str | None, note
             glossary.caption(note)
 
 
-def draw_overview(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | None, class_names, trained: int,
-                  file_stem: str) -> None:
-    """What the steps did as a whole, the same at every step: ``table`` is ``derive.per_step_table`` for
-    steps 1..N, ``probs`` [N, C], ``halt`` [N] or None; the charts mark the ``trained`` step count."""
+def draw_overview(table: Callable[[], pd.DataFrame], updates: tuple[np.ndarray, np.ndarray], probs: np.ndarray,
+                  halt: np.ndarray | None, class_names, trained: int, file_stem: str) -> None:
+    """What the steps did as a whole, the same at every step: ``updates`` the sizes of y's and z's updates [N],
+    ``probs`` [N, C], ``halt`` [N] or None; the charts mark the ``trained`` step count. ``table`` makes
+    ``derive.per_step_table`` for steps 1..N, for the CSV download: only on a click (a table of every class's
+    probability at every step, built in every run of every session, was a tenth of a new visitor's page)."""
     mark = trained if 1 < trained <= len(probs) else None
     changes = derive.prediction_changes(probs, class_names)
     if changes:
@@ -252,11 +254,11 @@ def draw_overview(table: pd.DataFrame, probs: np.ndarray, halt: np.ndarray | Non
                 "run them all. This is an analysis: the scrubber always shows the step you choose.", "halting")
     left, right = st.columns([3, 2])
     with left:
-        updates = updates_figure(table["y_update"].to_numpy(), table["z_update"].to_numpy(), mark)
+        updates = updates_figure(*updates, mark)
         figures.show(updates)
     with right:
         glossary.caption("Big updates mean the model is still changing its mind; updates that shrink towards zero "
                          "mean its thinking has settled.", *(t["name"] for t in updates.spec["data"]))
         # Deferred: the CSV is made on a click, not on every run, and clicking reruns nothing.
-        st.download_button("Download per-step results (CSV)", lambda: table.to_csv(index=False).encode(),
+        st.download_button("Download per-step results (CSV)", lambda: table().to_csv(index=False).encode(),
                            file_name=f"{file_stem}-per-step.csv", mime="text/csv", on_click="ignore")
