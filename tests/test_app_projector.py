@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit
-from test_app import app, lab, plotly_specs, run, select_models, values  # noqa: F401 (fixtures)
+from test_app import TINY, app, lab, plotly_specs, run, select_models, values  # noqa: F401 (fixtures)
 
 import vitrm
 from app import error_list, reliability
@@ -45,24 +45,49 @@ def points(spec: dict) -> dict[int, tuple[float, float]]:
     return out
 
 
-def test_the_projector_draws_every_image_of_the_side_file_at_the_chosen_step(app, lab, projected):
+def frame_points(spec: dict, step: int) -> dict[int, tuple[float, float]]:
+    """image index -> (x, y) of every point in the frame of ``step``; a frame without customdata keeps its trace's
+    images (the groups that stay the same at every step)."""
+    out = {}
+    for trace, moved in zip(spec["data"], spec["frames"][step - 1]["data"]):
+        images = values(moved.get("customdata", trace["customdata"]))
+        for i, x, y in zip(images, values(moved["x"]), values(moved["y"])):
+            out[int(i)] = (x, y)
+    return out
+
+
+def test_the_projector_holds_every_step_of_every_image_so_the_browser_moves_the_steps(app, lab, projected):
+    """One figure with a frame per step, shown by the figure's own slider and Play in the browser (no call to the
+    server per step): each frame holds every image of the side file at that step, titled with the step and its
+    share answered right; the figure opens on step 1. Coloured right or wrong, the groups change with the step."""
     path, saved = projected
     at = open_section(app, lab, projector.SECTION)
     key = str(path)
-    for step in (1, saved.steps):
-        at.slider(key=f"projector_step::{key}").set_value(step)
-        run(at)
-        spec = plotly_specs(at)[0]
-        assert all(t["type"] == "scattergl" for t in spec["data"]), "WebGL: 10,000 points stay fast"
-        drawn = points(spec)
+    spec = plotly_specs(at)[0]
+    assert all(t["type"] == "scattergl" for t in spec["data"]), "WebGL: 10,000 points stay fast"
+    assert [f["name"] for f in spec["frames"]] == [str(s) for s in range(1, saved.steps + 1)]
+    slider = spec["layout"]["sliders"][0]
+    assert [s["args"][0] for s in slider["steps"]] == [[str(s)] for s in range(1, saved.steps + 1)]
+    assert slider["active"] == 0 and points(spec) == frame_points(spec, 1), "opens on step 1"
+    trained = min(TINY.trained_steps, saved.steps)
+    assert slider["steps"][trained - 1]["label"] == f"{trained}=N", "the trained N marked on the slider"
+    assert any(b["label"].endswith("Play") for b in spec["layout"]["updatemenus"][0]["buttons"])
+    for step in range(1, saved.steps + 1):
+        drawn = frame_points(spec, step)
         assert sorted(drawn) == saved.index.tolist()
         for i, (x, y) in zip(saved.index.tolist(), saved.coords[step - 1].astype(float).tolist()):
             assert drawn[i] == pytest.approx((x, y), abs=1e-3)
+        title = spec["frames"][step - 1]["layout"]["title"]["text"]
+        assert f"after step {step} (" in title and f"{saved.right(step).mean():.1%} answered right" in title
     at.radio(key=f"projector_colour::{key}").set_value("right")
     run(at)
-    counts = {t["name"]: len(values(t["x"])) for t in plotly_specs(at)[0]["data"]}
-    right = int(saved.right(saved.steps).sum())
-    assert counts == {"right": right, "wrong": saved.images - right}
+    spec = plotly_specs(at)[0]
+    names = [t["name"] for t in spec["data"]]
+    for step in (1, saved.steps):
+        frame = spec["frames"][step - 1]["data"]
+        members = {name: sorted(values(t["customdata"])) for name, t in zip(names, frame)}
+        right = saved.right(step)
+        assert members == {"right": sorted(saved.index[right].tolist()), "wrong": sorted(saved.index[~right].tolist())}
 
 
 def test_a_selection_on_the_map_lists_exactly_those_images_in_the_error_table(app, lab, projected, monkeypatch):
@@ -71,7 +96,7 @@ def test_a_selection_on_the_map_lists_exactly_those_images_in_the_error_table(ap
     at = open_section(app, lab, projector.SECTION)
     chosen = saved.index[::3].tolist()
     # What the browser's lasso sends (AppTest cannot draw one): the selected points, each with its customdata.
-    chart = f"projector::{key}::1::class"
+    chart = f"projector::{key}::class"
     state = {chart: SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": i} for i in chosen]))}
     with monkeypatch.context() as patched:
         patched.setattr(streamlit, "session_state", state)
