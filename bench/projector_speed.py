@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.browser_speed import until
 from testkit import page_weight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,16 +124,6 @@ def browser(profile: Path):
                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
     page_weight.count_websocket_bytes(driver)      # window.__wsBytes: what the page's websocket received
     return driver
-
-
-def until(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(f"{what} within {timeout} s")
 
 
 def settled(driver) -> bool:
