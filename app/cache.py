@@ -120,7 +120,7 @@ def trained_n_sweeps() -> list[list[vitrm.SweepPoint]]:
 
 @st.cache_data(max_entries=4, show_spinner="Reading the trained-N sweep…")
 def _sweeps(stamps: tuple[tuple[str, float], ...]) -> list[list[vitrm.SweepPoint]]:
-    return vitrm.find_sweeps([path for path, _ in stamps])
+    return vitrm.find_sweeps([path for path, _ in stamps], read=_point_files)
 
 
 def model_points() -> list[vitrm.ModelPoint]:
@@ -132,7 +132,13 @@ def model_points() -> list[vitrm.ModelPoint]:
 
 @st.cache_data(max_entries=4, show_spinner="Counting each checkpoint's parameters and compute…")
 def _model_points(stamps: tuple[tuple[str, float], ...]) -> list[vitrm.ModelPoint]:
-    return vitrm.model_points([path for path, _ in stamps])
+    return vitrm.model_points([path for path, _ in stamps], read=_point_files)
+
+
+def _point_files(path: Path) -> vitrm.PointFiles:
+    """A checkpoint's config, metrics and log for the sweep and the cost chart, taken from the app's one reading of
+    its files (``checkpoint_files``, charged to its one budget) rather than read again beside it."""
+    return checkpoint_files(str(path), checkpoints.files_mtime(Path(path))).point_files()
 
 
 @st.cache_data(show_spinner=False)

@@ -178,6 +178,19 @@ class CheckpointFiles:
         _ = self.predictions
         return list(self._problems)
 
+    def point_files(self) -> vitrm.PointFiles:
+        """What the trained-N sweep and the cost chart take from this checkpoint (``vitrm.read_point_files``), from
+        this one reading of its files: nothing is read again, so nothing is read past its one budget. Their own
+        reads once went round the budget, each file under its own cap alone."""
+        log = self.train_log
+        if log is not None and "stage" in log.columns:      # a staged history: the checkpoint's own log is the last
+            log = log[(log["stage"] == log["stage"].max()) & (log["run"] == "")]      # stage's main run
+        files = (("accuracy", "metrics.json"), ("training budget", TRAIN_LOG))
+        problems = tuple((what, problem) for what, name in files
+                         for problem in self._problems if problem.startswith(f"{self.path / name}:"))
+        return vitrm.PointFiles(config=self.config, metrics=self.metrics, epochs=None if log is None else len(log),
+                                problems=problems)
+
 
 def _read(reader, path: Path, problems: list[str], *args):
     """One side file through its validator (vitrm.sidefiles); a damaged one becomes a problem and None."""

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
-from test_app import GALLERY, SCRIPT, png_bytes, write_logs
+from test_app import GALLERY, SCRIPT, png_bytes, values, write_logs
 
 import vitrm
 from app.text import md, md_table
@@ -517,6 +517,58 @@ def test_a_map_or_ood_rule_past_the_checkpoints_budget_is_refused_and_the_pages_
     run(at)
     errors = " ".join(e.value for e in at.error).replace("\\", "")
     assert "The map of answers cannot be shown" in errors and "projection.safetensors" in errors, errors
+
+
+def test_the_sweep_and_cost_views_read_nothing_past_a_checkpoints_budget_and_say_what_they_leave_out(hostile, tmp_path,
+                                                                                                  monkeypatch):
+    # vitrm.sweep once read every checkpoint's metrics.json and train_log.csv again beside the app's one reading of
+    # them, each under its own cap alone and charged to no budget: Accuracy vs trained N and Accuracy vs cost drew
+    # what a checkpoint's budget had refused. They now take the app's reading (CheckpointFiles.point_files).
+    import dataclasses
+
+    from app import checkpoints
+    from app.views import efficiency
+    from vitrm import sidefiles
+    root = tmp_path / "checkpoints"
+    light, heavy = (Path(shutil.copytree(hostile, root / name)) for name in ("sweep-N1", "sweep-N2"))
+    torch.manual_seed(1)
+    one = vitrm.save(ViTRM(dataclasses.replace(TINY, trained_steps=1)), tmp_path / "n1")
+    shutil.copy(one / "model.safetensors", light / "model.safetensors")
+    config = json.loads((heavy / "config.json").read_text())
+    (light / "config.json").write_text(json.dumps({**config, "trained_steps": 1}))
+    used = checkpoints.read_files(light)._budget.used          # config, metrics and log: all the light one needs
+    # The heavy member's metrics.json carries 50,000 more bytes (whitespace: the same figures), past the budget.
+    (heavy / "metrics.json").write_text((heavy / "metrics.json").read_text() + " " * 50_000)
+    monkeypatch.setattr(sidefiles, "MAX_CHECKPOINT_BYTES", used + 20_000)
+    at = run(app_on(root, monkeypatch))
+    at.multiselect(key="selected_checkpoints").set_value([str(light)])
+    run(at)
+    at.switch_page("screens/dataset.py")
+    run(at)
+    trained = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                   if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Accuracy vs trained N"))
+    assert values(trained["data"][0]["x"]) == [1], "the heavy member's accuracy, past its budget, is not drawn"
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "sweep-N2: its accuracy is not shown" in warnings and "together pass the limit" in warnings, warnings
+    at.radio(key="analysis_view").set_value(efficiency.SECTION)
+    run(at)
+    cost = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"].split(" ")[0] for t in cost["data"]] == ["sweep-N1"] * 2, "one point, on both panels"
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "sweep-N2: its accuracy is not shown" in warnings, warnings
+    assert "sweep-N2: its training budget is not shown" in warnings, warnings
+    assert checkpoints.read_files(heavy).point_files().metrics is None
+
+
+def test_the_apps_reading_gives_the_sweep_the_epochs_of_the_checkpoints_own_log(hostile, tmp_path):
+    # The sweep once read train_log.csv itself; from the app's reading, a staged history, it counts the same rows.
+    from app import checkpoints
+    path = Path(shutil.copytree(hostile, tmp_path / "staged"))
+    write_logs((path, 4), (path / "stage1", 3), (path / "stage2b", 4))
+    files = checkpoints.read_files(path)
+    assert len(files.train_log) == 11, "the history: stage 1, then this run and its sibling"
+    assert files.point_files().epochs == vitrm.read_point_files(path).epochs == 4
+    assert files.point_files().metrics == vitrm.read_point_files(path).metrics
 
 
 @pytest.mark.parametrize("mark", ["\u200b", "\u200c", "\u200d", "\ufeff", "\u061c", "\u202e", "\u2066", "\u2060"])

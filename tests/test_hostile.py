@@ -621,6 +621,54 @@ def test_a_projection_ood_or_config_file_that_links_out_of_the_checkpoint_is_not
             read(budget)
 
 
+def _sweep_of_two(evaluated, root: Path) -> tuple[Path, Path]:
+    """Two checkpoints that differ only in trained_steps (N=1, N=2), each evaluated and with a log of 3 epochs."""
+    import dataclasses
+    import shutil
+    heavy = Path(shutil.copytree(evaluated, root / "sweep-N2"))
+    light = Path(shutil.copytree(evaluated, root / "sweep-N1"))
+    torch.manual_seed(1)
+    vitrm.save(ViTRM(dataclasses.replace(TINY, trained_steps=1)), light)
+    for path in (light, heavy):
+        (path / "train_log.csv").write_text("epoch,train_loss\n1,0.9\n2,0.7\n3,0.6\n")
+    return light, heavy
+
+
+def test_the_sweep_and_the_cost_chart_read_each_checkpoints_files_through_its_one_budget(evaluated, tmp_path,
+                                                                                      monkeypatch):
+    # vitrm.sweep once read metrics.json and train_log.csv of each checkpoint under their own caps alone, charged to
+    # no budget: a checkpoint whose files together passed the budget still had them read and drawn.
+    light, heavy = _sweep_of_two(evaluated, tmp_path)
+    used = sum((light / name).stat().st_size for name in ("config.json", "metrics.json", "train_log.csv"))
+    # The heavy member's metrics.json carries 20,000 more bytes (whitespace: the same figures), past what the budget
+    # leaves it once its config is read; the light member's files fit.
+    (heavy / "metrics.json").write_text((heavy / "metrics.json").read_text() + " " * 20_000)
+    monkeypatch.setattr(sidefiles, "MAX_CHECKPOINT_BYTES", used + 10_000)
+    for points in (vitrm.find_sweeps([light, heavy])[0], vitrm.model_points([light, heavy])):
+        by_n = {p.trained_steps: p for p in points}
+        assert by_n[1].top1 is not None and by_n[1].epochs == 3
+        assert by_n[2].top1 is None and by_n[2].epochs is None, "nothing read past the budget is drawn"
+        assert by_n[1].problems == () and [what for what, _ in by_n[2].problems] == ["accuracy", "training budget"]
+        for (_, problem), name in zip(by_n[2].problems, ("metrics.json", "train_log.csv")):
+            assert f"{heavy / name}: the files of this checkpoint together pass the limit" in problem, problem
+    budget = sidefiles.Budget(light)
+    assert vitrm.read_point_files(light, budget).problems == () and budget.used == used, "every file charged once"
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "train_log.csv"])
+def test_a_sweep_file_that_links_out_of_the_checkpoint_is_not_followed_and_the_point_says_so(evaluated, tmp_path,
+                                                                                          name):
+    light, heavy = _sweep_of_two(evaluated, tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (heavy / name).rename(outside / name)
+    (heavy / name).symlink_to(outside / name)
+    point = next(p for p in vitrm.find_sweeps([light, heavy])[0] if p.path == heavy)
+    assert [problem for _, problem in point.problems] == [
+        f"{heavy / name}: a link that leads outside the checkpoint, not followed"]
+    assert (point.top1 is None) == (name == "metrics.json") and (point.epochs is None) == (name == "train_log.csv")
+
+
 def test_the_shipped_checkpoints_carry_a_tenth_of_the_budget_or_less():
     import gzip
     shipped = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "checkpoints").glob("*/config.json"))

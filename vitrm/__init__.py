@@ -44,7 +44,16 @@ from .images import (
 from .model import AttentionMaps, ModelConfig, Trace, ViTRM, ViTRMConfig, num_parameters
 from .provenance import ARCH_NAMES, GALLERY_SPEC, data_description, data_note
 from .serving import TraceBatcher
-from .sweep import EXPLANATION as SWEEP_EXPLANATION, ModelPoint, SweepPoint, find_sweeps, flops_per_image, model_points
+from .sweep import (
+    EXPLANATION as SWEEP_EXPLANATION,
+    ModelPoint,
+    PointFiles,
+    SweepPoint,
+    find_sweeps,
+    flops_per_image,
+    model_points,
+    read_point_files,
+)
 
 __all__ = [
     # the models, their configs (one per architecture) and the trace
@@ -68,6 +77,7 @@ __all__ = [
     # analysis, attribution, and the trained-N sweep
     "analysis", "ood", "attribute", "Attribution", "ATTRIBUTION_METHODS",
     "SweepPoint", "find_sweeps", "flops_per_image", "SWEEP_EXPLANATION", "ModelPoint", "model_points",
+    "PointFiles", "read_point_files",
     # two checkpoints' answers on the same images
     "compare_predictions", "Comparison", "COMPARISON_KINDS", "DISAGREEMENTS",
     # evaluation: a split's images and labels through steps 1..S, as the evaluate command and the app run it

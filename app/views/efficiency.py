@@ -16,7 +16,7 @@ import vitrm
 
 from .. import glossary
 from ..text import md, plain, plotly
-from . import figures
+from . import figures, trained_n
 
 SECTION = "Accuracy vs cost"
 SYMBOLS = {"vitrm": "circle", "vit": "square", "cnn": "diamond"}
@@ -89,13 +89,18 @@ def efficiency_figure(points: list[vitrm.ModelPoint]) -> go.Figure:
 def draw_efficiency(points: list[vitrm.ModelPoint]) -> None:
     st.markdown("**Accuracy vs parameters and compute** — every loaded checkpoint, each at its own trained N")
     if not any(p.top1 is not None for p in points):
-        st.info("None of the checkpoints has been evaluated yet (`python -m vitrm evaluate`), so there is no "
-                "accuracy to place.")
+        if any(what == "accuracy" for p in points for what, _ in p.problems):
+            st.info("No checkpoint's accuracy can be read, so there is none to place (why, below).")
+        else:
+            st.info("None of the checkpoints has been evaluated yet (`python -m vitrm evaluate`), so there is no "
+                    "accuracy to place.")
+        trained_n.draw_problems(points)
         return
     fig = efficiency_figure(points)
     figures.show(fig)
     table = efficiency_table(points)
     st.dataframe(table, hide_index=True, width="stretch")
+    trained_n.draw_problems(points)
     budgets = sorted({budget(p) for p in points})
     data = sorted({str(p.data) for p in points if p.data})
     glossary.caption("Recursive models that differ only in their trained N are joined by a line over N: the same "

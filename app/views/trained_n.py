@@ -11,7 +11,7 @@ import streamlit as st
 import vitrm
 
 from .. import glossary
-from ..text import md, plain, plotly
+from ..text import MAX_MESSAGE, md, plain, plotly
 from . import figures
 
 
@@ -67,6 +67,14 @@ def accuracy_range(points: list[vitrm.SweepPoint]) -> list[float] | None:
     return [bottom, bottom + span]
 
 
+def draw_problems(points: list[vitrm.SweepPoint] | list[vitrm.ModelPoint]) -> None:
+    """What each point lacks and why (a damaged file, or one past its checkpoint's budget), so that an empty cell or a
+    missing point is never left unexplained; shared by this view and the cost chart."""
+    for p in points:
+        for what, problem in p.problems:
+            st.warning(md(f"{p.path.name}: its {what} is not shown: {problem}", MAX_MESSAGE))
+
+
 def draw_trained_n(sweeps: list[list[vitrm.SweepPoint]]) -> None:
     """One chart and table per sweep found among the checkpoints; a hint when there is none."""
     st.markdown("**Accuracy vs trained N** — separate models, one per N")
@@ -77,6 +85,7 @@ def draw_trained_n(sweeps: list[list[vitrm.SweepPoint]]) -> None:
     for points in sweeps:
         figures.show(trained_n_figure(points))
         st.dataframe(sweep_table(points), hide_index=True, width="stretch")
+        draw_problems(points)
         data = sorted({str(p.data) for p in points if p.data})
         st.caption(vitrm.SWEEP_EXPLANATION + " Same parameters at every N; only the compute per image grows. "
                    f"Test data: {md(', '.join(data), 400) or 'not evaluated yet'} "
