@@ -3,12 +3,12 @@
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.thirty_sessions                          # this build
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.thirty_sessions --against HEAD~1 --rounds 3
 
-The workload is tests/test_concurrency.py's thirty sessions (two tiny models in one root; each session opens the
-default page, switches to the second model, uploads its own image, and switches back), on one real
-``streamlit run app/main.py`` server; meanwhile a new visitor opens the default page again and again (a session of
-its own, through testkit/streamlit_client.py, timed from opening the websocket to the run's end). Before the load,
-the same page is opened alone ten times, and the server's CPU time over those visits is read from /proc (its
-cost per page, whatever the machine's load).
+The workload is tests/test_concurrency.py's thirty sessions, written once in testkit/switching_sessions.py (two tiny
+models in one root; each session opens the default page, switches to the second model, uploads its own image, and
+switches back), on one real ``streamlit run app/main.py`` server; meanwhile a new visitor opens the default page
+again and again (a session of its own, through testkit/streamlit_client.py, timed from opening the websocket to the
+run's end). Before the load, the same page is opened alone ten times, and the server's CPU time over those visits is
+read from /proc (its cost per page, whatever the machine's load).
 
 ``--against REV`` runs another build (a git worktree of REV) the same way, alternating the two round by round on
 fresh servers, so that both meet the same machine: figures are comparable only within one run of this command.
@@ -17,7 +17,6 @@ fresh servers, so that both meet the same machine: figures are comparable only w
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import tempfile
@@ -27,62 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from testkit.streamlit_client import ROOT, Session, open_page, serve_process
+from testkit.streamlit_client import ROOT, open_page, serve_process
+from testkit.switching_sessions import switching_session, two_models
 
 SESSIONS = 30
 ALONE = 10                  # visits before the load, for the page's cost alone
 TIMEOUT = 300
 
 
-def two_models(root: Path) -> Path:
-    """tests/test_concurrency.py's two tiny models (confident heads), in a root of their own."""
-    import torch
-
-    import vitrm
-    config = vitrm.ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
-    for name, seed in (("model-a", 3), ("model-b", 4)):
-        torch.manual_seed(seed)
-        model = vitrm.ViTRM(config)
-        with torch.no_grad():
-            model.head.weight.mul_(10.0)
-            model.head.bias.zero_()
-        vitrm.save(model, root / name)
-    return root
-
-
-def upload(index: int) -> bytes:
-    from PIL import Image
-    pixels = np.random.default_rng(1000 + index).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def session(url: str, index: int, barrier: threading.Barrier) -> list[str]:
-    """One of the thirty: the default page, the second model, its own upload on it, then the first model; the
-    exceptions its pages showed."""
-    from streamlit.proto.Common_pb2 import StringArray
-    from streamlit.proto.WidgetStates_pb2 import WidgetState
-
-    def choose(s: Session, page, name: str):
-        widget = next(e.proto.id for e in page.elements if e.kind == "multiselect")
-        s.set_widget(WidgetState(id=widget, string_array_value=StringArray(data=[name])))
-        return s.run()
-
-    pages = []
-    with Session(url, TIMEOUT) as s:
-        barrier.wait()
-        pages += [s.run()]
-        pages += [choose(s, pages[-1], "model-b")]
-        radio = next(e.proto.id for e in pages[-1].elements if e.kind == "radio" and e.proto.label == "Image source")
-        s.set_widget(Session.string_state(radio, "Upload"))
-        pages += [s.run()]
-        uploader = next(e.proto.id for e in pages[-1].elements if e.kind == "file_uploader")
-        s.set_widget(Session.uploader_state(uploader, [s.upload(f"session-{index:02d}.png", upload(index),
-                                                                "image/png")]))
-        pages += [s.run()]
-        pages += [choose(s, pages[-1], "model-a")]
-    return [e for page in pages for e in page.exceptions]
+    """One of the thirty (testkit/switching_sessions.py's walk); the exceptions its pages showed."""
+    return [e for visit in switching_session(url, index, barrier, TIMEOUT) for e in visit.page.exceptions]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -19,32 +19,25 @@ from urllib.parse import urlencode
 
 import pandas as pd
 import pytest
-import torch
 
 import vitrm
 from app.text import md
+from testkit import switching_sessions
 from testkit.streamlit_client import ROOT, open_page, serve
-from vitrm import ViTRM, ViTRMConfig
 
 GALLERY = ROOT / "app" / "gallery"
 SESSIONS = 20
-TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
-# An untrained model is nearly uniform (every class about 10%), so two images could show the same
-# rounded result. Its class head is scaled up so that its answers are confident and differ from
-# image to image (the test checks that no two chosen images give the same result).
-SEED, HEAD_SCALE = 3, 10.0
+TINY = switching_sessions.tiny_config()
+# A model with a confident head (testkit/switching_sessions.py): its answers differ from image to image (the test
+# checks that no two chosen images give the same result).
+SEED = 3
 TIMEOUT = 150     # seconds for one session's run (they share two cores with each other)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("classroom-checkpoints")
-    torch.manual_seed(SEED)
-    model = ViTRM(TINY)
-    with torch.no_grad():
-        model.head.weight.mul_(HEAD_SCALE)
-        model.head.bias.zero_()
-    vitrm.save(model, root / "vitrm-classroom")
+    vitrm.save(switching_sessions.confident_model(SEED), root / "vitrm-classroom")
     return root / "vitrm-classroom"
 
 
@@ -160,37 +153,12 @@ def load_target() -> float:
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory) -> Path:
     """A checkpoints root with two tiny models that answer differently (confident, seeded heads)."""
-    root = tmp_path_factory.mktemp("switching-checkpoints")
-    for name, seed in (("model-a", SEED), ("model-b", SEED + 1)):
-        torch.manual_seed(seed)
-        model = ViTRM(TINY)
-        with torch.no_grad():
-            model.head.weight.mul_(HEAD_SCALE)
-            model.head.bias.zero_()
-        vitrm.save(model, root / name)
-    return root
-
-
-def upload_png(index: int) -> bytes:
-    """A different 48x40 noise image for each session."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-    pixels = np.random.default_rng(1000 + index).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
+    return switching_sessions.two_models(tmp_path_factory.mktemp("switching-checkpoints"))
 
 
 def test_thirty_sessions_switching_checkpoints_and_uploading_at_once(two_models, tmp_path):
-    from streamlit.proto.Common_pb2 import StringArray
-    from streamlit.proto.WidgetStates_pb2 import WidgetState
-
-    from testkit.streamlit_client import Session
-
-    models = {name: vitrm.load(two_models / name) for name in ("model-a", "model-b")}
-    uploads = {f"session-{i:02d}.png": upload_png(i) for i in range(SWITCHING)}
+    models = {name: vitrm.load(two_models / name) for name in switching_sessions.SEEDS}
+    uploads = {switching_sessions.upload_name(i): switching_sessions.upload_png(i) for i in range(SWITCHING)}
 
     def answer(name: str, data: bytes) -> tuple[str, float]:
         model = models[name]
@@ -207,33 +175,23 @@ def test_thirty_sessions_switching_checkpoints_and_uploading_at_once(two_models,
         assert not page.exceptions, f"{what}: {page.exceptions}"
         return page
 
-    def choose(s: Session, page, name: str):
-        widget = next(e.proto.id for e in page.elements if e.kind == "multiselect")
-        s.set_widget(WidgetState(id=widget, string_array_value=StringArray(data=[name])))
-        return checked(s.run(), f"switching to {name}")
-
     def session(i: int) -> list[str]:
-        file = f"session-{i:02d}.png"
+        """Session i's walk (testkit/switching_sessions.py), every page checked as it arrives; then the two pages
+        that show its upload, on the second model and back on the first: its own image and that model's answer."""
+        file = switching_sessions.upload_name(i)
         problems = []
-        with Session(url, TIMEOUT) as s:
-            barrier.wait()
-            page = checked(s.run(), "first page")
-            page = choose(s, page, "model-b")
-            radio = next(e.proto.id for e in page.elements if e.kind == "radio" and e.proto.label == "Image source")
-            s.set_widget(Session.string_state(radio, "Upload"))
-            page = checked(s.run(), "upload page")
-            uploader = next(e.proto.id for e in page.elements if e.kind == "file_uploader")
-            s.set_widget(Session.uploader_state(uploader, [s.upload(file, uploads[file], "image/png")]))
-            for model in ("model-b", "model-a"):
-                page = checked(s.run(), f"{file} on {model}") if model == "model-b" else choose(s, page, model)
-                if f"{md(file)}: original" not in page.text:
-                    problems.append(f"{file} on {model}: its own upload is not shown")
-                others = [g for g in uploads if g != file and md(g) in page.text]
-                if others:
-                    problems.append(f"{file} on {model}: the page shows another session's upload {others}")
-                got = shown(page, TINY.trained_steps)
-                if not matches(got, want[(model, file)]):
-                    problems.append(f"{file} on {model}: shows {got}, model.trace gives {want[(model, file)]}")
+        for visit in switching_sessions.switching_session(url, i, barrier, TIMEOUT, check=checked):
+            model, page = visit.upload_on, visit.page
+            if model is None:
+                continue
+            if f"{md(file)}: original" not in page.text:
+                problems.append(f"{file} on {model}: its own upload is not shown")
+            others = [g for g in uploads if g != file and md(g) in page.text]
+            if others:
+                problems.append(f"{file} on {model}: the page shows another session's upload {others}")
+            got = shown(page, TINY.trained_steps)
+            if not matches(got, want[(model, file)]):
+                problems.append(f"{file} on {model}: shows {got}, model.trace gives {want[(model, file)]}")
         return problems
 
     def probe() -> list[float]:
