@@ -37,11 +37,12 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from testkit import chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "main.py"          # the server, for `streamlit run`
 SCRIPT = ROOT / "app" / "main.py"      # the script each visit runs, for AppTest
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Runs in the page: from now until the new image's caption is shown, at least 4 plotly charts are
 # drawn and Streamlit's "running" indicator is gone (checked every animation frame).
 WATCH = """
@@ -118,9 +119,7 @@ def browser_uploads(checkpoints_root: Path, count: int, tmp: Path) -> tuple[floa
     import socket
     import urllib.request
 
-    from selenium import webdriver
     from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -128,15 +127,9 @@ def browser_uploads(checkpoints_root: Path, count: int, tmp: Path) -> tuple[floa
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1400,1800",
-                f"--user-data-dir={tmp / 'chromium-profile'}"):
-        options.add_argument(arg)
     driver, server = None, None
     try:
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        driver = chromium.start(tmp / "chromium-profile", window=(1400, 1800))
         wait = WebDriverWait(driver, 120)
 
         def idle(d):
@@ -231,7 +224,7 @@ def main() -> None:
             at.slider(key=step_key).set_value(1 + i % at.slider(key=step_key).max)
             slider.append(timed_run(at))
         browser_cold, browser = None, None
-        if not args.no_browser and Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
+        if not args.no_browser and chromium.available():
             browser_cold, browser = browser_uploads(Path(checkpoint).resolve().parent, args.uploads, Path(tmp))
 
     def describe(xs):

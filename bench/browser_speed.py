@@ -61,29 +61,17 @@ import numpy as np
 import pandas as pd
 
 from bench.load import GALLERY, ROOT, analyse, checkpoints_root, level
-from testkit import step_recorder
+from testkit import chromium, step_recorder
 from testkit.streamlit_client import APP, ServerError, open_page, serve
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SLIDER = "[data-testid='stSlider'] input[type='range']"
 PLAY = "//button[.//p[contains(normalize-space(), 'Play')]]"
-# Drawn: the answer shown, each of the page's charts (at least ``charts`` of them) drawn by Plotly (its main svg
-# there), the script finished and Streamlit's status widget gone.
-DRAWN = """(charts) => {
-  const drawn = [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
-      .filter(c => !c.closest("[data-stale='true']") && c.querySelector('.main-svg'));
-  return [...document.querySelectorAll("[data-testid='stMetricLabel']")]
-      .some(e => /Top class at step/.test(e.textContent))
-    && drawn.length >= charts
-    && !document.querySelector("[data-testid='stStatusWidget']")
-    && document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning';
-}"""
-# Returns once the page is drawn, checked in the page at the first animation frame after each change to it: the
-# moment it was drawn, to the frame, where a poll from Python every 20 ms kept a third of a core busy (chromedriver and
-# the renderer, on the idle 2-core machine). The two read a cold start the same within its noise.
+# Returns once the page is drawn (testkit/chromium.py's DRAWN), checked in the page at the first animation frame after
+# each change to it: the moment it was drawn, to the frame, where a poll from Python every 20 ms kept a third of a core
+# busy (chromedriver and the renderer, on the idle 2-core machine). The two read a cold start the same within its noise.
 WHEN_DRAWN = f"""
 const [charts, done] = [arguments[0], arguments[arguments.length - 1]];
-const drawn = {DRAWN};
+const drawn = {chromium.DRAWN};
 let queued = false;
 const check = () => {{
   queued = false;
@@ -102,19 +90,8 @@ FLOOR_APP = Path(__file__).with_name("floor_app.py")
 
 
 def browser(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1800",
-                f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(120)
-    driver.set_script_timeout(120)      # webdriver's 30 s default fails a tiny script on a busy machine
-    return driver
+    # webdriver's 30 s script timeout fails a tiny script on a busy machine
+    return chromium.start(profile, window=(1400, 1800), page_load_timeout=120, script_timeout=120)
 
 
 def until(predicate, timeout: float, what: str, poll: float = 0.05):
@@ -307,8 +284,9 @@ def main() -> None:
     parser.add_argument("--against", metavar="COMMIT",
                         help="with --cold-starts: also the app as it was at COMMIT (a git worktree), alternating")
     args = parser.parse_args()
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        raise SystemExit(f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
+    if not chromium.available():
+        raise SystemExit(f"{chromium.CHROMIUM} or {chromium.CHROMEDRIVER} is absent "
+                         "(apt-get install chromium chromium-driver)")
 
     from app.views.scrubber import PLAY_INTERVAL  # the app's own pace, not a copy
 
@@ -406,7 +384,8 @@ def main() -> None:
 
 def chromium_version() -> str:
     try:
-        return subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout.split()[-1]
+        return subprocess.run([chromium.CHROMIUM, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.split()[-1]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "?"
 

@@ -178,14 +178,14 @@ def _visit(url: str, profile: Path) -> tuple[float, float, dict]:
     from selenium.webdriver.common.keys import Keys
 
     from bench.browser_speed import browser, until
-    from testkit import page_weight
+    from testkit import chromium, page_weight
 
     driver = browser(profile)
     try:
         page_weight.count_websocket_bytes(driver)
         start = time.perf_counter()
         driver.get(url)
-        until(lambda: page_weight.drawn(driver, 4), 600, "the page drawn", poll=0.1)
+        until(lambda: chromium.drawn(driver, 4), 600, "the page drawn", poll=0.1)
         drawn = time.perf_counter() - start
         weight = page_weight.weight(driver)
         slider = driver.find_element(By.CSS_SELECTOR, SLIDER)
@@ -194,7 +194,7 @@ def _visit(url: str, profile: Path) -> tuple[float, float, dict]:
         driver.execute_script("arguments[0].focus();", slider)
         start = time.perf_counter()
         slider.send_keys(Keys.ARROW_LEFT if step > 1 else Keys.ARROW_RIGHT)
-        until(lambda: driver.execute_script(HEADLINE) == wanted and page_weight.drawn(driver, 4), 120,
+        until(lambda: driver.execute_script(HEADLINE) == wanted and chromium.drawn(driver, 4), 120,
               "the next step shown", poll=0.05)
         return drawn, time.perf_counter() - start, weight
     finally:

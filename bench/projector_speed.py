@@ -38,10 +38,9 @@ import time
 from pathlib import Path
 
 from bench.browser_speed import until
-from testkit import page_weight
+from testkit import chromium, page_weight
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SIZE = (1366, 768)
 SECTION = "Answers over steps"
 CHART = "[data-testid='stPlotlyChart']"
@@ -107,18 +106,8 @@ return info ? g.getParameter(info.UNMASKED_RENDERER_WEBGL) : 'webgl';
 
 
 def browser(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(300)
-    driver.set_script_timeout(120)
+    """Chromium showing pages at SIZE (the window left at Chromium's own size), counting its websocket's bytes."""
+    driver = chromium.start(profile, window=None, page_load_timeout=300, script_timeout=120)
     width, height = SIZE
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
@@ -253,7 +242,8 @@ def play(driver, points: int, steps: int) -> dict:
 
 def chromium_version() -> str:
     try:
-        return subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout.split()[1]
+        return subprocess.run([chromium.CHROMIUM, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.split()[1]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "?"
 
@@ -264,8 +254,9 @@ def main() -> None:
                                                         "checkpoints/, the refining model in focus)")
     parser.add_argument("--moves", type=int, default=10, help="step moves to time (clicks on the next mark)")
     args = parser.parse_args()
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        raise SystemExit(f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
+    if not chromium.available():
+        raise SystemExit(f"{chromium.CHROMIUM} or {chromium.CHROMEDRIVER} is absent "
+                         "(apt-get install chromium chromium-driver)")
 
     import vitrm
     from testkit.streamlit_client import ServerError, serve

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from testkit import chromium  # the headless Chromium the browser tests use
 from testkit.streamlit_client import serve  # the server harness the browser tests use
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +36,7 @@ WHAT_IF_PATCHES = (5, 6, 9, 10)     # the middle of a 4x4 token grid: where a CI
 
 
 def browser(profile: str) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1400,1900", "--hide-scrollbars",
-                f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    return chromium.start(profile, window=(1400, 1900), extra_flags=("--hide-scrollbars",))
 
 
 def idle(driver) -> bool:
@@ -159,7 +153,7 @@ def main(image: str = IMAGE) -> None:
 
 
 if __name__ == "__main__":
-    if not os.path.exists("/usr/bin/chromium"):
+    if not os.path.exists(chromium.CHROMIUM):
         sys.exit("needs Debian's chromium: apt-get install chromium chromium-driver")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=IMAGE, help="the gallery entry to show, as the list shows it")

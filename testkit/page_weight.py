@@ -7,8 +7,9 @@ every chart's JSON) over that one websocket, so its bytes are the page's weight 
 files (Streamlit's and Plotly's JavaScript) are the same for every page and counted apart (``static_bytes``).
 
 ``weight(driver)`` then reads, in one script call: those bytes, the number of elements in the document and the
-length of its HTML, and the JSON size of every Plotly chart the browser holds (its data and layout). Used by
-tests/test_browser_hostile.py and ``python -m bench.hostile_inputs --many-classes-browser``.
+length of its HTML, and the JSON size of every Plotly chart the browser holds (its data and layout); when to read
+it (the first page drawn) is testkit/chromium.py's ``drawn``. Used by tests/test_browser_hostile.py and
+``python -m bench.hostile_inputs --many-classes-browser``.
 """
 
 from __future__ import annotations
@@ -43,19 +44,6 @@ return {
 };
 """
 
-# The first page is drawn: the answer shown, at least ``arguments[0]`` Plotly charts drawn (their main svg) and
-# none stale, the script finished and Streamlit's status widget gone.
-DRAWN = """
-const charts = arguments[0];
-const drawn = [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
-    .filter(c => !c.closest("[data-stale='true']") && c.querySelector('.main-svg'));
-return [...document.querySelectorAll("[data-testid='stMetricLabel']")]
-      .some(e => /Top class at step/.test(e.textContent))
-  && drawn.length >= charts
-  && !document.querySelector("[data-testid='stStatusWidget']")
-  && document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning';
-"""
-
 
 def count_websocket_bytes(driver) -> None:
     """From the next page opened on, count what its websockets receive (Chromium only)."""
@@ -65,6 +53,3 @@ def count_websocket_bytes(driver) -> None:
 def weight(driver) -> dict:
     return driver.execute_script(WEIGHT)
 
-
-def drawn(driver, charts: int) -> bool:
-    return bool(driver.execute_script(DRAWN, charts))

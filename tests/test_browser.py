@@ -17,7 +17,6 @@ error.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -30,12 +29,11 @@ import torch
 from PIL import Image
 
 import vitrm
-from testkit import step_recorder
+from testkit import chromium, step_recorder
 from testkit.streamlit_client import serve
 from vitrm import ViTRM, ViTRMConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ViTRMConfig(dim=32, heads=2, layers=2, trained_steps=2, latent_updates=1)
 # Generous, for a 2-core machine that also runs a training job: the first page includes the server's
 # imports (torch, plotly) and the first trace; later waits are for a script run of well under a second.
@@ -47,8 +45,8 @@ PLAY = "//button[.//p[contains(normalize-space(), 'Play')]]"
 NOT_STALE = "not(ancestor-or-self::*[@data-stale='true'])"
 
 pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
+    not chromium.available(),
+    reason=f"{chromium.CHROMIUM} or {chromium.CHROMEDRIVER} is absent (apt-get install chromium chromium-driver)")
 
 
 @dataclass
@@ -74,19 +72,10 @@ def server(checkpoint, tmp_path_factory):
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1800",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(FIRST_WAIT)
-    driver.set_script_timeout(WAIT)      # webdriver's 30 s is too short for a tiny script on a busy machine
+    # webdriver's 30 s script timeout is too short for a tiny script on a busy machine; the browser's console log is
+    # kept for evidence() and the tests that read its errors
+    driver = chromium.start(tmp_path / "chromium-profile", window=(1400, 1800), page_load_timeout=FIRST_WAIT,
+                            script_timeout=WAIT, capabilities={"goog:loggingPrefs": {"browser": "ALL"}})
     try:
         yield driver
     finally:

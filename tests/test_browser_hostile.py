@@ -46,7 +46,7 @@ from test_browser import (  # noqa: F401
 )
 
 import vitrm
-from testkit import page_weight
+from testkit import chromium, page_weight
 from testkit.streamlit_client import free_port, serve
 
 PORT = free_port()                 # the recording server's; nothing else listens there
@@ -216,7 +216,7 @@ def most_classes_server(tmp_path_factory):
 def first_page_drawn(driver) -> bool:
     from selenium.common.exceptions import TimeoutException
     try:
-        return page_weight.drawn(driver, 4)
+        return chromium.drawn(driver, 4)
     except TimeoutException:       # the renderer, busy with the page on a loaded machine, ran no script in time
         return False
 
