@@ -79,12 +79,17 @@ def test_the_projector_holds_every_step_of_every_image_so_the_browser_moves_the_
             assert drawn[i] == pytest.approx((x, y), abs=1e-3)
         title = spec["frames"][step - 1]["layout"]["title"]["text"]
         assert f"after step {step} (" in title and f"{saved.right(step).mean():.1%} answered right" in title
+    # A frame carries only what changes from step to step, the coordinates: colours, hover text and image indices
+    # come once, with the figure's traces (16 frames of 10,000 points are most of what the page is sent).
+    assert all(set(t) == {"type", "x", "y"} for f in spec["frames"] for t in f["data"])
     at.radio(key=f"projector_colour::{key}").set_value("right")
     run(at)
     spec = plotly_specs(at)[0]
     names = [t["name"] for t in spec["data"]]
     for step in (1, saved.steps):
         frame = spec["frames"][step - 1]["data"]
+        assert all(set(t) == {"type", "x", "y", "customdata"} for t in frame), "and the members, which change"
+        assert all(t["customdata"]["dtype"] == "u2" for t in frame), "two bytes an image where the indices fit"
         members = {name: sorted(values(t["customdata"])) for name, t in zip(names, frame)}
         right = saved.right(step)
         assert members == {"right": sorted(saved.index[right].tolist()), "wrong": sorted(saved.index[~right].tolist())}
