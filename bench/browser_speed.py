@@ -373,7 +373,7 @@ def main() -> None:
     print(f"command: {command}")
     print(f"checkpoint: {described}")
     print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"chromium {chromium_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+          f"chromium {chromium.version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
           f"{time.perf_counter() - started:.0f} s in all")
     print()
     print("| " + " | ".join(head) + " |")
@@ -381,13 +381,6 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(r[k] for k in head) + " |")
 
-
-def chromium_version() -> str:
-    try:
-        return subprocess.run([chromium.CHROMIUM, "--version"], capture_output=True, text=True,
-                              timeout=30).stdout.split()[-1]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "?"
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import contextlib
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -240,13 +239,6 @@ def play(driver, points: int, steps: int) -> dict:
     return {"seconds": last["drawn"], "shown": shown, "bytes": last["bytes"], "frame_ms": pace}
 
 
-def chromium_version() -> str:
-    try:
-        return subprocess.run([chromium.CHROMIUM, "--version"], capture_output=True, text=True,
-                              timeout=30).stdout.split()[1]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "?"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -318,7 +310,7 @@ def main() -> None:
           f"{opened['points']:,} points drawn; the figure as the browser holds it, every step's frame included: "
           f"{held}")
     print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), chromium "
-          f"{chromium_version()} at {SIZE[0]}x{SIZE[1]}, WebGL: {webgl}; load average {load_before[0]:.2f} before, "
+          f"{chromium.version()} at {SIZE[0]}x{SIZE[1]}, WebGL: {webgl}; load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after; {time.perf_counter() - started:.0f} s in all")
     print()
     print("| | to the map drawn | to the settled page | bytes sent to the page |")

@@ -14,6 +14,8 @@ JavaScript function of ``charts``, for a script that runs it in the page at ever
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from pathlib import Path
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -35,6 +37,17 @@ DRAWN = """(charts) => {
     && !document.querySelector("[data-testid='stStatusWidget']")
     && document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning';
 }"""
+
+
+def version() -> str:
+    """The installed Chromium's version number, for a bench's footer, or "?". Debian's build prints
+    "Chromium 156.0.8078.129 built on Debian GNU/Linux 12 (bookworm)": the number is the first dotted one."""
+    try:
+        out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    found = re.search(r"\d+(?:\.\d+)+", out)
+    return found.group() if found else "?"
 
 
 def available() -> bool:
