@@ -1,7 +1,7 @@
 """Take the README's screenshots of the app's main views with headless Chromium.
 
     python -m docs.screenshots            (from the repository root; needs /usr/bin/chromium)
-    python -m docs.screenshots --image "cat · cat_0003.jpg"     (another gallery image, as the list shows it)
+    python -m docs.screenshots --image cat_0003.jpg     (another gallery image: any text that picks it in the list)
 
 Starts `streamlit run app/main.py` on the shipped checkpoints, picks a gallery image, and
 saves docs/app-*.png. Where a checkpoint has no metrics.json, the Dataset analysis shot shows
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs"
 # The default model (the refining one) changes its answer on this image over the steps: recursion at work.
-IMAGE = "horse · horse_0003.jpg"     # deer at steps 1-2, horse from step 3 on
+IMAGE = "airplane_0003.jpg"     # the first visit's image on the default model: a demo pick, dog at step 1, airplane from step 2
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
 WHAT_IF_PATCHES = (5, 6, 9, 10)     # the middle of a 4x4 token grid: where a CIFAR-10 object usually is
 
