@@ -29,8 +29,8 @@ from testkit.streamlit_client import serve  # the server harness the browser tes
 ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs"
-# The default model (the refining one) changes its answer on this image over the steps: recursion at work.
-IMAGE = "airplane_0003.jpg"     # the first visit's image on the default model: a demo pick, dog at step 1, airplane from step 2
+# The first visit's image on the default model (the refining one), a demo pick: dog at step 1, airplane from step 2.
+IMAGE = "airplane_0003.jpg"
 SETTLE = 4          # seconds for charts to finish drawing after the app is idle
 WHAT_IF_PATCHES = (5, 6, 9, 10)     # the middle of a 4x4 token grid: where a CIFAR-10 object usually is
 
