@@ -19,14 +19,19 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from .errors import UserError
 from .paths import FolderListing
+
+# torchvision is imported where it is used: importing it imports torch._dynamo (1.3 s of CPU on the 2-core machine),
+# and the app's first page imports this module (vitrm.Split; docs/performance.md, Cold start).
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 
 def default_cache() -> str:
@@ -193,6 +198,7 @@ class AugmentConfig:
 
 def image_transform(aug: AugmentConfig, image_size: int) -> v2.Transform:
     """Per-image uint8 -> uint8 augmentation."""
+    from torchvision.transforms import v2
     steps: list[v2.Transform] = []
     if aug.crop_padding:
         steps.append(v2.RandomCrop(image_size, padding=aug.crop_padding, padding_mode="reflect"))
@@ -205,6 +211,7 @@ def image_transform(aug: AugmentConfig, image_size: int) -> v2.Transform:
 
 def batch_mix(aug: AugmentConfig, num_classes: int) -> v2.Transform | None:
     """MixUp and/or CutMix on whole batches; returns soft targets [B, C]."""
+    from torchvision.transforms import v2
     mixes = []
     if aug.mixup_alpha > 0:
         mixes.append(v2.MixUp(alpha=aug.mixup_alpha, num_classes=num_classes))

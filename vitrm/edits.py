@@ -17,7 +17,9 @@ seeded), so an edited image can be traced, cached and compared like any other.
 so a list from anywhere, a session or a link, costs at most that much work. ``parting_steps`` says
 at which steps two traces' answers differ: where the edit changed what the model thinks.
 
-The pixel work is torchvision's (``transforms.v2.functional``), on tensors.
+The pixel work is torchvision's (``transforms.v2.functional``), on tensors, imported by the first edit that needs it:
+importing torchvision imports torch._dynamo with it (1.3 s of CPU on the 2-core machine), and the app's first page
+imports this module (docs/performance.md, Cold start).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
 from .errors import UserError
 
@@ -106,6 +106,8 @@ def _one(image: torch.Tensor, e: Edit, grid: int) -> torch.Tensor:
     if e.kind == "noise":
         noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(NOISE_SEED))
         return (image.float() + noise * e.amount * 255).round().clamp(0, 255).to(torch.uint8)
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as F
     if e.kind == "blur":
         kernel = min(2 * math.ceil(3 * e.amount) + 1, (min(h, w) - 1) // 2 * 2 + 1)
         return F.gaussian_blur(image, kernel_size=[kernel, kernel], sigma=[e.amount, e.amount])
