@@ -6,7 +6,7 @@ the test set stays untouched.
 
     .venv/bin/python -m bench.validation_curve runs/probe-linear checkpoints/vitrm-cifar10 --max-steps 8
 
-``--raw`` reads a run's raw weights (``train_state.safetensors``) instead of the EMA weights it
+``--raw`` reads a run's raw weights (its resume state, ``vitrm.train.read_train_state``) instead of the EMA weights it
 ships: after one or two epochs an EMA of decay 0.999 is still mostly the initial weights, so a short
 probe is judged on its raw weights.
 """
@@ -23,6 +23,7 @@ import vitrm
 from bench.common import ROOT, SHARED_SPEC
 from vitrm.data import load_split, train_val_split
 from vitrm.evaluate import run_steps
+from vitrm.train import read_train_state
 
 
 def main() -> None:
@@ -46,8 +47,7 @@ def main() -> None:
     for path in paths:
         model = vitrm.load(path)
         if args.raw:
-            from safetensors.torch import load_file
-            state = load_file(str(Path(path) / "train_state.safetensors"))
+            state = read_train_state(path)
             model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
             model.eval()
         steps = args.max_steps if model.config.recursive else 1

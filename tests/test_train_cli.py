@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 import vitrm
 from testkit.fakedata import accept_fake_cifar, write_cifar10, write_cifar100, write_imagefolder
 from vitrm.__main__ import main
-from vitrm.train import read_log
+from vitrm.train import read_log, read_train_state
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["model.dim=16", "model.heads=2", "model.layers=1", "model.trained_steps=2", "model.latent_updates=1"]
@@ -58,9 +58,10 @@ def test_two_epochs_write_a_loadable_checkpoint_and_a_log(tmp_path, folder, cach
     out = tmp_path / "run"
     result = run_cli(train_args(folder, out, cache, 2))
     assert result.returncode == 0, result.stderr
-    for name in ("model.safetensors", "config.json", "train_state.safetensors", "train_state.json",
-                 "train_config.json", "train_log.csv"):
+    for name in ("model.safetensors", "config.json", "train_state.json", "train_config.json", "train_log.csv"):
         assert (out / name).is_file(), name
+    assert [p.name for p in out.glob("train_state.e*.safetensors")] == ["train_state.e0002.0.safetensors"], \
+        "epoch 1's resume state is replaced by epoch 2's"
     log = pd.read_csv(out / "train_log.csv")
     assert log["epoch"].tolist() == [1, 2]
     assert list(log.columns) == ["epoch", "train_loss", "train_ce", "train_halt_bce", "train_top1", "val_top1",
@@ -97,8 +98,8 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_weights(tmp
     resumed = run_cli(["train", "--out", str(killed), "--resume", "--quiet"])
     assert resumed.returncode == 0, resumed.stderr
 
-    for name in ("train_state.safetensors", "model.safetensors"):   # raw weights, optimizer, EMA; the model
-        a, b = load_file(whole / name), load_file(killed / name)
+    for name, read in (("resume state", read_train_state), ("model", lambda run: load_file(run / "model.safetensors"))):
+        a, b = read(whole), read(killed)      # raw weights, optimizer, EMA; the model
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resume"
@@ -292,8 +293,8 @@ def test_two_process_torchrun_matches_single_process_training(tmp_path, folder, 
     assert single.returncode == 0, single.stderr
 
     rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
-    saved = load_file(tmp_path / "ddp" / "train_state.safetensors")
-    reference = load_file(tmp_path / "single" / "train_state.safetensors")
+    saved = read_train_state(tmp_path / "ddp")
+    reference = read_train_state(tmp_path / "single")
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
@@ -455,7 +456,7 @@ def test_ema_does_not_feed_back_so_its_raw_weights_are_the_run_without_ema(tmp_p
     with_ema, without = tmp_path / "ema", tmp_path / "plain"
     assert run_cli(train_args(folder, with_ema, cache, 2, "ema_decay=0.9")).returncode == 0
     assert run_cli(train_args(folder, without, cache, 2, "ema_decay=0")).returncode == 0
-    raw = {k[len("model."):]: v for k, v in load_file(with_ema / "train_state.safetensors").items()
+    raw = {k[len("model."):]: v for k, v in read_train_state(with_ema).items()
            if k.startswith("model.")}
     plain = load_file(without / "model.safetensors")
     assert raw.keys() == plain.keys() and all(torch.equal(raw[k], plain[k]) for k in raw)

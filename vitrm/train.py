@@ -16,8 +16,11 @@ Everything a run needs to continue after SIGKILL is written atomically at the en
 epoch into the output directory, without pickle:
 
     model.safetensors + config.json   the model to use (EMA weights when EMA is on)
-    train_state.safetensors           raw weights, optimizer moments
-    train_state.json                  epoch, scheduler, optimizer hyper-parameters
+    train_state.e<epoch>.<i>.safetensors
+                                      raw weights, EMA, optimizer moments, in shards of at most
+                                      STATE_SHARD_BYTES each, so that an unfinished run's state can
+                                      be committed under the repository's 10 MB rule
+    train_state.json                  epoch, scheduler, optimizer hyper-parameters, the shard names
     train_config.json                 the resolved training config, and the command that started the
                                       run ("command", its argv); --resume reuses it
     train_log.csv                     one row per finished epoch
@@ -61,8 +64,12 @@ from .data import (
 )
 from .model import ModelConfig, ViTRMConfig, num_parameters
 
-STATE_WEIGHTS = "train_state.safetensors"
 STATE_JSON = "train_state.json"
+# Runs saved before the state was sharded wrote one file; --resume still reads it.
+LEGACY_STATE_WEIGHTS = "train_state.safetensors"
+# 8 MiB: every shard stays under the 10 MB a tracked file may weigh (issue 25). A single tensor larger
+# than this gets a shard of its own.
+STATE_SHARD_BYTES = 8 * 2**20
 TRAIN_CONFIG = "train_config.json"
 LOG = "train_log.csv"
 # Keys of train_config.json beside the config itself: the argv that started the run, and a note on it.
@@ -229,6 +236,20 @@ def _dist_env() -> tuple[int, int, torch.device]:
 
 # --------------------------------------------------------------------------- state on disk
 
+def _shards(tensors: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:
+    """Pack tensors, in order, into groups of at most ``limit`` bytes each."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    return shards
+
+
 def _save_state(out: Path, model, ema, optimizer, scheduler, epoch: int, wall: float, log_rows: list[dict]):
     raw = model.module if isinstance(model, DistributedDataParallel) else model
     tensors = {f"model.{k}": v for k, v in raw.state_dict().items()}
@@ -238,19 +259,39 @@ def _save_state(out: Path, model, ema, optimizer, scheduler, epoch: int, wall: f
             tensors[f"opt.{idx}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    ckpt.save_tensors(tensors, out / STATE_WEIGHTS)
+    # New shards get new names (the epoch is in them) and train_state.json, written last and atomically,
+    # says which ones belong together: a kill at any moment leaves the previous epoch's set intact.
+    names = []
+    for i, shard in enumerate(_shards(tensors, STATE_SHARD_BYTES)):
+        names.append(f"train_state.e{epoch:04d}.{i}.safetensors")
+        ckpt.save_tensors(shard, out / names[-1])
     ckpt.atomic_write_json(out / STATE_JSON, {
         "epoch": epoch, "wall_seconds": wall, "param_groups": opt["param_groups"],
-        "scheduler": scheduler.state_dict()})
+        "scheduler": scheduler.state_dict(), "tensor_files": names})
+    for stale in [*out.glob("train_state.e*.safetensors"), out / LEGACY_STATE_WEIGHTS]:
+        if stale.name not in names:
+            stale.unlink(missing_ok=True)
     # The model people use: EMA weights when EMA is on.
     ckpt.save(ema.module if ema is not None else raw, out)
     _write_log(out, log_rows)
 
 
-def _load_state(out: Path, model, ema, optimizer, scheduler) -> tuple[int, float]:
+def read_train_state(out: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A run's resume state as one dict: ``model.*`` raw weights, ``ema.*``, ``opt.<index>.<name>``."""
     from safetensors.torch import load_file
+    out = Path(out)
     meta = json.loads((out / STATE_JSON).read_text())
-    tensors = load_file(str(out / STATE_WEIGHTS))
+    tensors: dict[str, torch.Tensor] = {}
+    for name in meta.get("tensor_files", [LEGACY_STATE_WEIGHTS]):
+        if Path(name).name != name:
+            raise ConfigError(f"{out / STATE_JSON}: {name!r} is not a file name in the run directory")
+        tensors.update(load_file(str(out / name)))
+    return tensors
+
+
+def _load_state(out: Path, model, ema, optimizer, scheduler) -> tuple[int, float]:
+    meta = json.loads((out / STATE_JSON).read_text())
+    tensors = read_train_state(out)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if ema is not None:
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
