@@ -132,10 +132,11 @@ class CheckpointFiles:
     path: Path
     config: vitrm.ModelConfig
     metrics: dict | None
-    train_log: pd.DataFrame | None
+    train_log: pd.DataFrame | None          # the training history: earlier stages' and averaged runs' logs too
     train_config: dict | None
     _problems: list[str]
     _budget: sidefiles.Budget | None = field(default=None, repr=False)
+    _own_log: pd.DataFrame | None = field(default=None, repr=False)     # its own train_log.csv alone
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _later: dict = field(default_factory=dict, repr=False)      # the files read on first use, by name
 
@@ -182,9 +183,7 @@ class CheckpointFiles:
         """What the trained-N sweep and the cost chart take from this checkpoint (``vitrm.read_point_files``), from
         this one reading of its files: nothing is read again, so nothing is read past its one budget. Their own
         reads once went round the budget, each file under its own cap alone."""
-        log = self.train_log
-        if log is not None and "stage" in log.columns:      # a staged history: the checkpoint's own log is the last
-            log = log[(log["stage"] == log["stage"].max()) & (log["run"] == "")]      # stage's main run
+        log = self._own_log
         files = (("accuracy", "metrics.json"), ("training budget", TRAIN_LOG))
         problems = tuple((what, problem) for what, name in files
                          for problem in self._problems if problem.startswith(f"{self.path / name}:"))
@@ -209,8 +208,9 @@ def _or_problem(reader, *args):
         return str(e)
 
 
-def _training_history(path: Path, problems: list[str], budget: sidefiles.Budget) -> pd.DataFrame | None:
-    """train_log.csv, preceded by the earlier stages' logs when the run was trained in stages.
+def _training_history(log: pd.DataFrame | None, path: Path, problems: list[str],
+                      budget: sidefiles.Budget) -> pd.DataFrame | None:
+    """train_log.csv (``log``, already read), preceded by the earlier stages' logs when the run was trained in stages.
 
     A staged run keeps each earlier stage's log in ``stageK/`` (``vitrm.checkpoint.earlier_stages``);
     they are shown as one history, each stage's epochs numbered on from the one before, with a
@@ -218,7 +218,6 @@ def _training_history(path: Path, problems: list[str], budget: sidefiles.Budget)
     runs of the last stage (``vitrm.checkpoint.averaged_runs``), the others' logs follow over the
     same epochs, told apart by a ``run`` column ("" for the main line, "5b", ... for the others).
     """
-    log = _read(sidefiles.read_train_log, path, problems, budget)
     if log is None:
         return None
     try:
@@ -247,12 +246,12 @@ def read_files(path: Path) -> CheckpointFiles:
     budget = sidefiles.Budget(path)
     config = vitrm.read_config(path, budget)
     problems: list[str] = []
-    return CheckpointFiles(path=path, config=config, metrics=_read(sidefiles.read_metrics, path, problems,
-                                                                   config.num_classes, budget,
-                                                                   vitrm.steps.max_steps(config)),
-                           train_log=_training_history(path, problems, budget),
+    metrics = _read(sidefiles.read_metrics, path, problems, config.num_classes, budget, vitrm.steps.max_steps(config))
+    own_log = _read(sidefiles.read_train_log, path, problems, budget)
+    return CheckpointFiles(path=path, config=config, metrics=metrics,
+                           train_log=_training_history(own_log, path, problems, budget),
                            train_config=_read(sidefiles.read_train_config, path, problems, budget),
-                           _problems=problems, _budget=budget)
+                           _problems=problems, _budget=budget, _own_log=own_log)
 
 
 def data_roots() -> list[Path]:

@@ -58,12 +58,6 @@ function check() {
 }
 requestAnimationFrame(check);
 """
-# The first page is drawn: the default image's prediction, at least 4 plotly charts, the app idle.
-FIRST_RENDER = """
-return document.body.textContent.includes('Top class at step')
-  && document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4
-  && !document.querySelector("[data-testid='stStatusWidget']");
-"""
 COLD_START = """
 import time; start = time.perf_counter()
 import torch; torch.set_num_threads(1)
@@ -148,7 +142,7 @@ def browser_uploads(checkpoints_root: Path, count: int, tmp: Path) -> tuple[floa
             except OSError:
                 time.sleep(0.1)
         driver.get(url)
-        WebDriverWait(driver, 300, poll_frequency=0.1).until(lambda d: d.execute_script(FIRST_RENDER))
+        WebDriverWait(driver, 300, poll_frequency=0.1).until(lambda d: chromium.drawn(d, 4))
         cold = time.perf_counter() - start
         upload = (By.XPATH, "//label[.//p[normalize-space()='Upload']]")
         file_input = (By.CSS_SELECTOR, "input[type='file']")
